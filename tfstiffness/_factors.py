@@ -1,0 +1,128 @@
+"""Compact per-block representations of per-example gradients, and their Gram products.
+
+A *factor* stands for the per-example gradients of one parameter group on one block of
+examples without necessarily holding them. `gram(a, b)` gives `G[i, j] = g_i . g_j` between
+two blocks, `sq_norms(a)` gives `|g_i|^2`. The forms:
+
+- `Materialized(g)`: the gradients themselves, [n, P].
+- `Outer(a, b)`: `g_i = sum_t a_it (x) b_it` for a linear map (Dense, Conv via patches,
+  EinsumDense), with a [n, T, d] the layer's input and b [n, T, p] the loss gradient at its
+  output. `G_ij = sum_{t,s} (a_it . a_js)(b_it . b_js)`; for T = 1 that is `(A A^T) * (B B^T)`.
+- `TokenMatch(tokens, b)`: an embedding table, `G_ij = sum_{t,s} [tok_it == tok_js] b_it . b_js`.
+
+Each builder below picks the cheaper of the pairwise form and materialisation, by cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+# Largest intermediate (in float32 elements) formed in one pairwise step: bounds memory per tile.
+_MAX_PAIRWISE_ELEMENTS = 1 << 24
+
+
+@dataclass(frozen=True)
+class Materialized:
+    g: tf.Tensor  # [n, P]
+
+    @property
+    def size(self) -> int:
+        return int(self.g.shape[0])
+
+
+@dataclass(frozen=True)
+class Outer:
+    a: tf.Tensor  # [n, T, d]
+    b: tf.Tensor  # [n, T, p]
+
+    @property
+    def size(self) -> int:
+        return int(self.a.shape[0])
+
+
+@dataclass(frozen=True)
+class TokenMatch:
+    tokens: tf.Tensor  # [n, T] int
+    b: tf.Tensor  # [n, T, D]
+
+    @property
+    def size(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+Factor = Materialized | Outer | TokenMatch
+
+
+def linear_factor(a: tf.Tensor, b: tf.Tensor) -> Factor:
+    """Factor of `g_i = sum_t a_it (x) b_it` (a [n, T, d], b [n, T, p]), cheapest form."""
+    _, t, d = a.shape
+    p = b.shape[-1]
+    # Per pair of examples: pairwise costs T^2 (d + p), materialised costs d p (plus a one-off
+    # n T d p to build, which the pairwise form's O(n^2) terms dominate at scale).
+    if t * t * (d + p) <= d * p:
+        return Outer(a, b)
+    return Materialized(tf.reshape(tf.einsum("ntd,ntp->ndp", a, b), [-1, d * p]))
+
+
+def embedding_factor(tokens: tf.Tensor, b: tf.Tensor, vocab_size: int) -> Factor:
+    """Factor of an embedding table's gradient: rows `tokens` [n, T] receive b [n, T, D]."""
+    n, t, dim = b.shape
+    if t * t <= vocab_size:
+        return TokenMatch(tf.cast(tokens, tf.int32), b)
+    # Few distinct rows (e.g. position embeddings): scatter into dense per-example tables.
+    ids = tf.cast(tokens, tf.int32) + vocab_size * tf.range(n, dtype=tf.int32)[:, None]
+    table = tf.math.unsorted_segment_sum(tf.reshape(b, [-1, dim]), tf.reshape(ids, [-1]),
+                                         n * vocab_size)
+    return Materialized(tf.reshape(table, [n, vocab_size * dim]))
+
+
+def _row_chunks(n: int, per_row_elements: int):
+    step = max(1, _MAX_PAIRWISE_ELEMENTS // max(per_row_elements, 1))
+    for start in range(0, n, step):
+        yield slice(start, min(n, start + step))
+
+
+def gram(f1: Factor, f2: Factor) -> tf.Tensor:
+    """`[n1, n2]` Gram block between two factors of the same parameter group."""
+    if isinstance(f1, Materialized):
+        return tf.matmul(f1.g, f2.g, transpose_b=True)
+    if isinstance(f1, Outer):
+        n2, t2 = f2.a.shape[0], f2.a.shape[1]
+        if f1.a.shape[1] == 1 and t2 == 1:
+            aa = tf.matmul(f1.a[:, 0], f2.a[:, 0], transpose_b=True)
+            return aa * tf.matmul(f1.b[:, 0], f2.b[:, 0], transpose_b=True)
+        t1 = f1.a.shape[1]
+        parts = []
+        for rows in _row_chunks(f1.size, t1 * n2 * t2):
+            aa = tf.einsum("itd,jsd->ijts", f1.a[rows], f2.a)
+            bb = tf.einsum("itp,jsp->ijts", f1.b[rows], f2.b)
+            parts.append(tf.reduce_sum(aa * bb, axis=[2, 3]))
+        return tf.concat(parts, 0)
+    n2, t2 = f2.tokens.shape
+    t1 = f1.tokens.shape[1]
+    parts = []
+    for rows in _row_chunks(f1.size, t1 * n2 * t2):
+        match = tf.cast(
+            tf.equal(f1.tokens[rows][:, :, None, None], f2.tokens[None, None]), f1.b.dtype
+        )
+        bb = tf.einsum("itd,jsd->itjs", f1.b[rows], f2.b)
+        parts.append(tf.reduce_sum(match * bb, axis=[1, 3]))
+    return tf.concat(parts, 0)
+
+
+def sq_norms(f: Factor) -> tf.Tensor:
+    """`[n]` squared gradient norms, `|g_i|^2`."""
+    if isinstance(f, Materialized):
+        return tf.reduce_sum(tf.square(f.g), 1)
+    if isinstance(f, Outer):
+        aa = tf.einsum("itd,isd->its", f.a, f.a)
+        return tf.reduce_sum(aa * tf.einsum("itp,isp->its", f.b, f.b), [1, 2])
+    match = tf.cast(tf.equal(f.tokens[:, :, None], f.tokens[:, None, :]), f.b.dtype)
+    return tf.reduce_sum(match * tf.einsum("itd,isd->its", f.b, f.b), [1, 2])
+
+
+def nbytes(f: Factor) -> int:
+    tensors = {Materialized: ("g",), Outer: ("a", "b"), TokenMatch: ("tokens", "b")}[type(f)]
+    return sum(int(tf.size(getattr(f, name))) * 4 for name in tensors)

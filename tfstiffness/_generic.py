@@ -1,0 +1,91 @@
+"""Generic per-example gradients: `tf.vectorized_map` over a per-example tape, or `tape.jacobian`.
+
+Works for any model; the structured path uses it for the variables its rules do not cover.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from tfstiffness import _factors
+from tfstiffness._losses import PerExampleLoss
+
+# oneDNN's kernels abort the process (silently) when pfor vectorises per-example gradients
+# through attention einsums; they read this variable once, when TensorFlow is imported.
+_ONEDNN_ON = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
+_VMAP_UNSAFE_LAYERS = ("MultiHeadAttention", "EinsumDense", "GroupedQueryAttention")
+
+
+def layer_key(variable) -> str:
+    """The name under which a variable's Gram block is reported: its layer's path."""
+    return variable.path.rsplit("/", 1)[0]
+
+
+def group_by_layer(variables: Sequence) -> dict[str, list[int]]:
+    """Layer key -> indices into `variables`, in the model's variable order."""
+    groups: dict[str, list[int]] = {}
+    for index, v in enumerate(variables):
+        groups.setdefault(layer_key(v), []).append(index)
+    return groups
+
+
+def vmap_unsafe_layers(model: keras.Model) -> list[str]:
+    """Layers through which `tf.vectorized_map` would crash the process here, if any."""
+    if not _ONEDNN_ON:
+        return []
+    return [
+        layer.name
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if type(layer).__name__ in _VMAP_UNSAFE_LAYERS
+    ]
+
+
+def _flat(gradient, variable) -> tf.Tensor:
+    if gradient is None:
+        return tf.zeros([int(tf.size(variable))], variable.dtype)
+    return tf.reshape(tf.convert_to_tensor(gradient), [-1])
+
+
+class PerExampleGradients:
+    """Callable `(x_block, y_block) -> {layer key: Materialized}` for the given variables."""
+
+    def __init__(self, model: keras.Model, loss_fn: PerExampleLoss, variables: Sequence,
+                 method: str):
+        if method not in ("vmap", "jacobian"):
+            raise ValueError(f"method: expected 'vmap' or 'jacobian', got {method!r}.")
+        self.model, self.loss_fn, self.variables = model, loss_fn, list(variables)
+        self.groups = group_by_layer(self.variables)
+        body = self._vmap if method == "vmap" else self._jacobian
+        self._fn = tf.function(body, reduce_retracing=True)
+
+    def _vmap(self, x, y):
+        def one_example(args):
+            xi, yi = args
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(self.loss_fn(yi[None], self.model(xi[None], training=False)))
+            grads = tape.gradient(loss, self.variables)
+            return [_flat(g, v) for g, v in zip(grads, self.variables)]
+
+        return tf.vectorized_map(one_example, (x, y))
+
+    def _jacobian(self, x, y):
+        with tf.GradientTape() as tape:
+            losses = self.loss_fn(y, self.model(x, training=False))
+        jac = tape.jacobian(losses, self.variables,
+                            unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        n = tf.shape(losses)[0]
+        return [tf.reshape(tf.convert_to_tensor(j), [n, -1]) for j in jac]
+
+    def __call__(self, x, y) -> dict[str, _factors.Materialized]:
+        per_variable = self._fn(x, y)
+        return {
+            key: _factors.Materialized(tf.concat([per_variable[i] for i in idx], axis=1))
+            for key, idx in self.groups.items()
+        }
+
+    def bytes_per_example(self) -> int:
+        return 4 * sum(int(tf.size(v)) for v in self.variables)
