@@ -1,0 +1,291 @@
+"""The structured ("ghost") path: Gram factors from one batched forward and one backward pass.
+
+For a linear layer `z = a W + c` and the loss gradient `b = dL/dz` of the *summed* loss
+(exact per example because inference-mode examples do not interact), example i's gradient
+is `dW_i = sum_t a_it (x) b_it`, `dc_i = sum_t b_it`; `_factors` turns these into Gram blocks
+without forming dW_i when that is cheaper. To see `a` and `z`, each ruled layer's `call` is
+wrapped, on the instance and only while the model is traced, by a recorder that runs the
+layer's own code with its activation split off. A rule is a small function from a layer's
+recorded calls to its factors; `RULES` maps layer classes to rules. Variables of any other
+layer go through the generic per-example path in the same call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import string
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+from tfstiffness import _factors
+from tfstiffness._generic import PerExampleGradients, layer_key
+from tfstiffness._losses import PerExampleLoss
+
+
+@dataclass
+class _Call:
+    """One recorded call of a ruled layer: its inputs and the tensor whose gradient we need."""
+
+    args: tuple
+    kwargs: dict
+    z: tf.Tensor  # pre-activation output (linear layers) or output (others)
+    b: tf.Tensor | None = None  # dL/dz, filled after the backward pass
+
+
+def _seq(t: tf.Tensor) -> tf.Tensor:
+    """[n, ..., k] -> [n, T, k]: every axis between batch and features is a position."""
+    return tf.reshape(t, [tf.shape(t)[0], -1, t.shape[-1]])
+
+
+def _bias_factor(b: tf.Tensor) -> _factors.Materialized:
+    return _factors.Materialized(tf.reduce_sum(_seq(b), axis=1))
+
+
+def _concat_calls(parts: Sequence[tf.Tensor]) -> tf.Tensor:
+    return parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def _dense_rule(layer, calls: list[_Call]) -> list[_factors.Factor]:
+    a = _concat_calls([_seq(c.args[0]) for c in calls])
+    b = _concat_calls([_seq(c.b) for c in calls])
+    factors = [_factors.linear_factor(a, b)]
+    if layer.bias is not None:
+        factors.append(_bias_factor(b))
+    return factors
+
+
+@dataclass(frozen=True)
+class _EinsumLayout:
+    inp: str
+    out: str
+    rows: str  # input axes kept in the output (batch first): positions
+    contracted: str  # input axes summed against the kernel: the "d" of a
+    kernel_free: str  # kernel axes kept in the output: the "p" of b
+
+
+def _einsum_layout(equation: str, input_rank: int) -> _EinsumLayout | None:
+    """Reads `inp,ker->out` as a Dense map over positions, or None if it is not one."""
+    lhs, out = equation.split("->")
+    inp, ker = lhs.split(",")
+    if "..." in inp:
+        spare = [c for c in string.ascii_letters if c not in equation]
+        ellipsis = "".join(spare[: input_rank - (len(inp) - 3)])
+        inp, out = inp.replace("...", ellipsis), out.replace("...", ellipsis)
+    if "." in ker or "." in out or len(inp) != input_rank:
+        return None
+    batch = inp[0]
+    rows = "".join(c for c in inp if c not in ker and c in out)
+    contracted = "".join(c for c in inp if c in ker and c not in out)
+    kernel_free = "".join(c for c in ker if c not in inp and c in out)
+    covers = sorted(rows + contracted) == sorted(inp) and sorted(contracted + kernel_free) == \
+        sorted(ker) and sorted(rows + kernel_free) == sorted(out)
+    if not covers or batch in ker or not rows.startswith(batch):
+        return None
+    return _EinsumLayout(inp, out, rows, contracted, kernel_free)
+
+
+def _transpose_to(t: tf.Tensor, source: str, target: str) -> tf.Tensor:
+    return tf.transpose(t, [source.index(c) for c in target])
+
+
+def _einsum_dense_rule(layer, calls: list[_Call]) -> list[_factors.Factor]:
+    layout = _einsum_layout(layer.equation, len(calls[0].args[0].shape))
+    d = len(layout.contracted)
+    p = len(layout.kernel_free)
+
+    def as_matrix(t, source, target, k):
+        t = _transpose_to(t, source, target)
+        return tf.reshape(t, [tf.shape(t)[0], -1, int(tf.reduce_prod(t.shape[-k:]))])
+
+    a = _concat_calls([as_matrix(c.args[0], layout.inp, layout.rows + layout.contracted, d)
+                       for c in calls])
+    b = _concat_calls([as_matrix(c.b, layout.out, layout.rows + layout.kernel_free, p)
+                       for c in calls])
+    factors: list[_factors.Factor] = [_factors.linear_factor(a, b)]
+    if layer.bias is not None:
+        # The bias spans `bias_axes` and broadcasts over the rest: sum b over the rest.
+        summed = [i for i, c in enumerate(layout.out) if i > 0 and c not in layer.bias_axes]
+        per_call = [tf.reshape(tf.reduce_sum(c.b, axis=summed), [tf.shape(c.b)[0], -1])
+                    for c in calls]
+        factors.append(_factors.Materialized(tf.add_n(per_call)))
+    return factors
+
+
+def _conv_patches(layer, inputs: tf.Tensor) -> tf.Tensor:
+    """Image patches seen by each output position, [n, T, k*k*C] (channels last)."""
+    if layer.data_format == "channels_first":
+        inputs = tf.transpose(inputs, [0] + list(range(2, inputs.shape.rank)) + [1])
+    kernel, strides, rates = layer.kernel_size, layer.strides, layer.dilation_rate
+    padding = layer.padding
+    if layer.rank == 1:
+        if padding == "causal":
+            inputs = tf.pad(inputs, [[0, 0], [rates[0] * (kernel[0] - 1), 0], [0, 0]])
+            padding = "valid"
+        inputs = inputs[:, None]
+        kernel, strides, rates = (1, *kernel), (1, *strides), (1, *rates)
+    patches = tf.image.extract_patches(
+        inputs, sizes=[1, *kernel, 1], strides=[1, *strides, 1], rates=[1, *rates, 1],
+        padding=padding.upper())
+    return _seq(patches)
+
+
+def _conv_rule(layer, calls: list[_Call]) -> list[_factors.Factor]:
+    def outputs(z):
+        if layer.data_format == "channels_first":
+            z = tf.transpose(z, [0] + list(range(2, z.shape.rank)) + [1])
+        return _seq(z)
+
+    a = _concat_calls([_conv_patches(layer, c.args[0]) for c in calls])
+    b = _concat_calls([outputs(c.b) for c in calls])
+    factors = [_factors.linear_factor(a, b)]
+    if layer.use_bias:
+        factors.append(_bias_factor(b))
+    return factors
+
+
+def _embedding_rule(layer, calls: list[_Call]) -> list[_factors.Factor]:
+    tokens = _concat_calls([tf.reshape(c.args[0], [tf.shape(c.args[0])[0], -1]) for c in calls])
+    b = _concat_calls([_seq(c.b) for c in calls])
+    return [_factors.embedding_factor(tokens, b, layer.input_dim)]
+
+
+def _local_jacobian_rule(layer, calls: list[_Call], call_fn) -> list[_factors.Factor]:
+    """Few-parameter layers: per-example gradients by a Jacobian through this layer alone.
+
+    With the layer's input and output gradient b recorded, example i's gradient is that of
+    `sum(b_i * layer(a)_i)`: exact, and as cheap as one more pass through the layer.
+    """
+    variables = layer.trainable_variables
+    total = None
+    for c in calls:
+        with tf.GradientTape() as tape:
+            out = call_fn(*c.args, **c.kwargs)
+            per_example = tf.reduce_sum(tf.reshape(c.b * out, [tf.shape(out)[0], -1]), 1)
+        jac = tape.jacobian(per_example, variables,
+                            unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        flat = tf.concat([tf.reshape(j, [tf.shape(per_example)[0], -1]) for j in jac], 1)
+        total = flat if total is None else total + flat
+    return [_factors.Materialized(total)]
+
+
+@dataclass(frozen=True)
+class _Rule:
+    build: Callable[..., list[_factors.Factor]]
+    linear: bool  # record the pre-activation (activation split off) rather than the output
+    applies: Callable[[Any], bool] = lambda layer: True
+
+
+def _plain(layer) -> bool:
+    return not getattr(layer, "lora_enabled", False) and not getattr(layer, "quantization_mode",
+                                                                      None)
+
+
+RULES: dict[type, _Rule] = {
+    keras.layers.Dense: _Rule(_dense_rule, linear=True, applies=_plain),
+    keras.layers.EinsumDense: _Rule(_einsum_dense_rule, linear=True, applies=_plain),
+    keras.layers.Conv1D: _Rule(_conv_rule, linear=True, applies=lambda l: l.groups == 1),
+    keras.layers.Conv2D: _Rule(_conv_rule, linear=True, applies=lambda l: l.groups == 1),
+    keras.layers.Embedding: _Rule(_embedding_rule, linear=False, applies=_plain),
+    keras.layers.LayerNormalization: _Rule(None, linear=False),
+    keras.layers.BatchNormalization: _Rule(None, linear=False),
+}
+
+
+def _rule_for(layer) -> _Rule | None:
+    # Exact type: a subclass may override `call`, and then the rule's algebra need not hold.
+    rule = RULES.get(type(layer))
+    return rule if rule is not None and rule.applies(layer) else None
+
+
+# ----------------------------------------------------------------------------- recording
+
+
+@contextlib.contextmanager
+def _recording(layers: Sequence, records: dict[int, list[_Call]]):
+    """Wraps each layer's `call` on the instance to record its calls; restores on exit."""
+
+    def make_recorder(layer, original, linear):
+        def recorder(*args, **kwargs):
+            if linear:
+                activation, layer.activation = layer.activation, None
+                try:
+                    z = original(*args, **kwargs)
+                finally:
+                    layer.activation = activation
+            else:
+                z = original(*args, **kwargs)
+            records.setdefault(id(layer), []).append(_Call(args, kwargs, z))
+            return activation(z) if linear and activation is not None else z
+
+        return recorder
+
+    try:
+        for layer in layers:
+            layer.call = make_recorder(layer, type(layer).call.__get__(layer),
+                                       _rule_for(layer).linear)
+        yield
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("call", None)
+
+
+class GhostFactors:
+    """Callable `(x_block, y_block) -> {layer key: [factors]}` for all trainable variables."""
+
+    def __init__(self, model: keras.Model, loss_fn: PerExampleLoss, generic_method: str):
+        self.model, self.loss_fn = model, loss_fn
+        trainable = {id(v) for v in model.trainable_variables}
+        self.layers = [
+            layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if _rule_for(layer) is not None
+            and any(id(v) in trainable for v in layer.trainable_variables)
+        ]
+        covered = {id(v) for layer in self.layers for v in layer.trainable_variables}
+        rest = [v for v in model.trainable_variables if id(v) not in covered]
+        self.fallback_layers = tuple(dict.fromkeys(layer_key(v) for v in rest))
+        self._generic = PerExampleGradients(model, loss_fn, rest, generic_method) if rest else None
+        self._order = list(dict.fromkeys(layer_key(v) for v in model.trainable_variables))
+        self._layout: list[tuple[str, type, int]] = []  # (key, factor type, tensor count)
+        self._fn = tf.function(self._traced)
+
+    def _traced(self, x, y):
+        records: dict[int, list[_Call]] = {}
+        with tf.GradientTape() as tape:
+            with _recording(self.layers, records):
+                predictions = self.model(x, training=False)
+            loss = tf.reduce_sum(self.loss_fn(y, predictions))
+        calls = [c for layer in self.layers for c in records.get(id(layer), [])]
+        for c, b in zip(calls, tape.gradient(loss, [c.z for c in calls])):
+            c.b = tf.zeros_like(c.z) if b is None else tf.convert_to_tensor(b)
+        self._layout, tensors = [], []
+        for layer in self.layers:
+            if id(layer) not in records:
+                continue
+            rule = _rule_for(layer)
+            if rule.build is None:
+                factors = _local_jacobian_rule(layer, records[id(layer)],
+                                               type(layer).call.__get__(layer))
+            else:
+                factors = rule.build(layer, records[id(layer)])
+            for f in factors:
+                parts = list(vars(f).values())
+                self._layout.append((layer_key(layer.trainable_variables[0]), type(f),
+                                     len(parts)))
+                tensors.extend(parts)
+        return tensors
+
+    def __call__(self, x, y) -> dict[str, list[_factors.Factor]]:
+        tensors = iter(self._fn(x, y))
+        found: dict[str, list[_factors.Factor]] = {}
+        for key, kind, count in self._layout:
+            found.setdefault(key, []).append(kind(*(next(tensors) for _ in range(count))))
+        if self._generic is not None:
+            for key, f in self._generic(x, y).items():
+                found.setdefault(key, []).append(f)
+        return {key: found[key] for key in self._order if key in found}
