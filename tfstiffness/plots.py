@@ -1,0 +1,803 @@
+"""Matplotlib figures of stiffness results, drawn without pyplot.
+
+Every function builds a `matplotlib.figure.Figure` with an Agg canvas attached directly, so no
+global pyplot state or backend is touched: safe in scripts, tests, notebooks and servers alike.
+Every function returns the figure and, when `path` is given, also saves it (format from the
+suffix: .png, .pdf or .svg; raster at `DPI` dots per inch), creating parent directories and
+writing atomically (temporary file in the same directory, then `os.replace`), so a reader never
+sees a half-written image.
+
+Stiffness is shown with a diverging colour map centred on zero (blue negative, red positive,
+`vmin == -vmax`); NaN (no pairs, undefined) is drawn light grey.
+
+The inputs are plain numpy arrays, or duck-typed result objects read with `getattr` (curves with
+`edges`, `centres`, `means`, `counts`, `pairs`; critical lengths with `xi`, `status`, `bound`).
+Mappings with the same keys work too. Plotting never computes stiffness: it only draws.
+
+Example:
+    >>> import numpy as np
+    >>> from tfstiffness import plots
+    >>> fig = plots.class_matrix(np.array([[0.8, -0.1], [-0.1, 0.6]]), class_names=["a", "b"])
+    >>> fig.axes[0].get_title()
+    'Class stiffness'
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Colormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle
+
+__all__ = [
+    "DPI",
+    "NAN_COLOUR",
+    "class_matrix",
+    "diverging_cmap",
+    "layerwise_curves",
+    "neighbourhood_map",
+    "save_figure",
+    "stiffness_vs_distance",
+    "superclass_matrix",
+    "symmetric_norm",
+    "training_curves",
+]
+
+DPI = 150
+NAN_COLOUR = "lightgrey"
+_CMAP_NAME = "RdBu_r"
+_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+# Class markers for scattered neighbourhood maps: shape carries the class, colour the stiffness.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+# Above this many classes, per-class tick labels collide; label blocks or let matplotlib choose.
+_MAX_NAMED_TICKS = 40
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)  # Attach a canvas so savefig/draw work without any pyplot backend.
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = DPI) -> Path:
+    """Saves `fig` atomically to `path`, the format taken from its suffix.
+
+    Args:
+        fig: The figure.
+        path: Destination ending in .png, .pdf or .svg; parent directories are created.
+        dpi: Dots per inch for raster output.
+
+    Returns:
+        The destination as a `Path`.
+
+    Raises:
+        ValueError: If the suffix is not a supported format.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> fig = class_matrix(np.eye(2))
+        >>> save_figure(fig, tempfile.mkdtemp() + "/c.png").suffix
+        '.png'
+    """
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"unsupported figure format {path.suffix!r}; use {sorted(_FORMATS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same directory as the target so os.replace is an atomic rename on one filesystem.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format=fmt, dpi=dpi)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; an image is meant to be shared.
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _finish(fig: Figure, path: str | os.PathLike | None) -> Figure:
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def diverging_cmap() -> Colormap:
+    """The stiffness colour map: "RdBu_r" (blue < 0 < red) with NaN drawn light grey.
+
+    Example:
+        >>> diverging_cmap().name
+        'RdBu_r'
+    """
+    return colormaps[_CMAP_NAME].with_extremes(bad=NAN_COLOUR)
+
+
+def symmetric_norm(values: Any, vmax: float | None = None) -> Normalize:
+    """A colour normalisation centred on zero: `vmin == -vmax`.
+
+    Args:
+        values: Array whose largest finite absolute value sets the range (NaN ignored).
+        vmax: Fixed half-range instead (e.g. 1.0 to compare cosine-stiffness figures).
+
+    Returns:
+        `Normalize(-vmax, vmax)`; the half-range is 1 when there is no finite non-zero value.
+
+    Example:
+        >>> n = symmetric_norm([0.2, -0.5, float("nan")])
+        >>> (n.vmin, n.vmax)
+        (-0.5, 0.5)
+    """
+    if vmax is None:
+        finite = np.abs(np.asarray(values, dtype=np.float64))
+        finite = finite[np.isfinite(finite)]
+        vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    vmax = float(vmax)
+    if not vmax > 0 or not math.isfinite(vmax):
+        raise ValueError(f"vmax must be positive and finite, got {vmax}")
+    return Normalize(vmin=-vmax, vmax=vmax)
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    """Attribute or mapping key `name` of a duck-typed result."""
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _as_matrix(C: Any) -> np.ndarray:
+    C = np.asarray(C, dtype=np.float64)
+    if C.ndim != 2 or C.shape[0] != C.shape[1]:
+        raise ValueError(f"expected a square [K, K] matrix, got shape {C.shape}")
+    return C
+
+
+def _heatmap(fig: Figure, ax, C: np.ndarray, vmax: float | None, cbar_label: str):
+    image = ax.imshow(
+        np.ma.masked_invalid(C),
+        cmap=diverging_cmap(),
+        norm=symmetric_norm(C, vmax),
+        interpolation="nearest",
+    )
+    ax.set_facecolor(NAN_COLOUR)
+    fig.colorbar(image, ax=ax, shrink=0.85, label=cbar_label)
+    return image
+
+
+def _label_ticks(ax, names: Sequence[str], fontsize: float) -> None:
+    positions = np.arange(len(names))
+    rotation = 90 if max((len(n) for n in names), default=0) > 3 else 0
+    ax.set_xticks(positions, labels=list(names), rotation=rotation, fontsize=fontsize)
+    ax.set_yticks(positions, labels=list(names), fontsize=fontsize)
+
+
+# --------------------------------------------------------------------------------------------
+# Class matrices
+# --------------------------------------------------------------------------------------------
+
+
+def class_matrix(
+    C: Any,
+    fine_to_coarse: Any = None,
+    class_names: Sequence[str] | None = None,
+    coarse_names: Sequence[str] | None = None,
+    title: str = "Class stiffness",
+    path: str | os.PathLike | None = None,
+    vmax: float | None = None,
+) -> Figure:
+    """Heatmap of a class stiffness matrix `C[a, b]` (row: class a, column: class b).
+
+    With `fine_to_coarse`, classes are reordered by super-class (a stable sort, so classes keep
+    their order inside a block), thin lines separate the super-classes and the axes label the
+    super-class blocks instead of every class (100 names would be unreadable). The blocks along
+    the diagonal are where trained CIFAR-100 models show raised stiffness.
+
+    Args:
+        C: [K, K] class stiffness; NaN where a class pair has no examples (drawn grey).
+        fine_to_coarse: Optional [K] integer super-class of each class.
+        class_names: Optional K class names, used as tick labels when K <= 40 and no
+            `fine_to_coarse` is given.
+        coarse_names: Optional names of the super-classes, indexed by super-class id.
+        title: Axes title.
+        path: Where to save the figure (.png/.pdf/.svg), or None.
+        vmax: Fixed colour half-range; default is the largest |C|.
+
+    Returns:
+        The figure.
+
+    Example:
+        >>> import numpy as np
+        >>> C = np.full((4, 4), 0.1); np.fill_diagonal(C, 0.7)
+        >>> fig = class_matrix(C, fine_to_coarse=[1, 0, 1, 0], coarse_names=["x", "y"])
+        >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        ['x', 'y']
+    """
+    C = _as_matrix(C)
+    K = C.shape[0]
+    side = float(np.clip(3.0 + 0.06 * K, 4.5, 9.5))
+    fig = _new_figure((side + 1.2, side))
+    ax = fig.add_subplot()
+
+    if fine_to_coarse is None:
+        _heatmap(fig, ax, C, vmax, "stiffness")
+        if class_names is not None and K <= _MAX_NAMED_TICKS:
+            if len(class_names) != K:
+                raise ValueError(f"{len(class_names)} class names for {K} classes")
+            _label_ticks(ax, class_names, fontsize=8 if K <= 20 else 6)
+        else:
+            # Let matplotlib place a few integer ticks rather than K overlapping labels.
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.yaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlabel("class b")
+        ax.set_ylabel("class a")
+    else:
+        coarse = np.asarray(fine_to_coarse).astype(np.int64).reshape(-1)
+        if coarse.shape[0] != K:
+            raise ValueError(f"fine_to_coarse has {coarse.shape[0]} entries for {K} classes")
+        order = np.argsort(coarse, kind="stable")
+        _heatmap(fig, ax, C[np.ix_(order, order)], vmax, "stiffness")
+        sorted_coarse = coarse[order]
+        # Block starts: index 0 and every place where the super-class changes.
+        starts = np.flatnonzero(np.r_[True, sorted_coarse[1:] != sorted_coarse[:-1]])
+        ends = np.r_[starts[1:], K]
+        for boundary in starts[1:]:
+            ax.axhline(boundary - 0.5, color="black", linewidth=0.6)
+            ax.axvline(boundary - 0.5, color="black", linewidth=0.6)
+        ids = sorted_coarse[starts]
+        if coarse_names is not None:
+            names = [str(coarse_names[i]) for i in ids]
+        else:
+            names = [str(i) for i in ids]
+        centres = (starts + ends - 1) / 2.0
+        fontsize = 8 if len(ids) <= 12 else 6.5
+        ax.set_xticks(centres, labels=names, rotation=90, fontsize=fontsize)
+        ax.set_yticks(centres, labels=names, fontsize=fontsize)
+        ax.tick_params(length=0)
+        ax.set_xlabel("class b (grouped by super-class)")
+        ax.set_ylabel("class a (grouped by super-class)")
+    ax.set_title(title)
+    return _finish(fig, path)
+
+
+def superclass_matrix(
+    C20: Any,
+    coarse_names: Sequence[str] | None = None,
+    path: str | os.PathLike | None = None,
+    title: str = "Super-class stiffness",
+    vmax: float | None = None,
+    annotate: bool | None = None,
+) -> Figure:
+    """Heatmap of a super-class stiffness matrix (20 x 20 for CIFAR-100) with names.
+
+    Args:
+        C20: [S, S] super-class stiffness; NaN drawn grey.
+        coarse_names: Optional S super-class names for the tick labels.
+        path: Where to save the figure (.png/.pdf/.svg), or None.
+        title: Axes title.
+        vmax: Fixed colour half-range; default is the largest |C20|.
+        annotate: Write each cell's value in it; default when S <= 20.
+
+    Returns:
+        The figure.
+
+    Example:
+        >>> import numpy as np
+        >>> fig = superclass_matrix(np.eye(3) * 0.5, coarse_names=["a", "b", "c"])
+        >>> fig.axes[0].get_xlabel()
+        'super-class b'
+    """
+    C = _as_matrix(C20)
+    S = C.shape[0]
+    if coarse_names is not None and len(coarse_names) != S:
+        raise ValueError(f"{len(coarse_names)} super-class names for {S} super-classes")
+    names = [str(n) for n in (coarse_names if coarse_names is not None else range(S))]
+    side = float(np.clip(2.5 + 0.4 * S, 4.5, 10.5))
+    fig = _new_figure((side + 1.5, side))
+    ax = fig.add_subplot()
+    image = _heatmap(fig, ax, C, vmax, "stiffness")
+    _label_ticks(ax, names, fontsize=8)
+    if annotate is None:
+        annotate = S <= 20
+    if annotate:
+        norm = image.norm
+        for (i, j), value in np.ndenumerate(C):
+            if np.isfinite(value):
+                # White text on the saturated ends of the map, black on the pale middle.
+                dark = abs(norm(value) - 0.5) > 0.3
+                text = f"{value:.2f}".replace("-0.00", "0.00")
+                ax.text(j, i, text, ha="center", va="center", fontsize=6,
+                        color="white" if dark else "black")
+    ax.set_xlabel("super-class b")
+    ax.set_ylabel("super-class a")
+    ax.set_title(title)
+    return _finish(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Stiffness vs distance
+# --------------------------------------------------------------------------------------------
+
+
+def _curve_entries(curve: Any, critical: Any, label: str | None) -> list[tuple[Any, Any, Any]]:
+    if isinstance(curve, (list, tuple)):
+        entries = []
+        for item in curve:
+            if isinstance(item, (list, tuple)):
+                if not 1 <= len(item) <= 3:
+                    raise ValueError("each overlay entry is (curve[, critical[, label]])")
+                item = tuple(item) + (None,) * (3 - len(item))
+                entries.append(item)
+            else:
+                entries.append((item, None, None))
+        return entries
+    return [(curve, critical, label)]
+
+
+def _xi_status(critical: Any) -> tuple[float | None, str | None, float | None]:
+    """(xi, status, bound) of a critical-length object, a plain number, or None."""
+    if critical is None:
+        return None, None, None
+    if isinstance(critical, (int, float, np.number)):
+        xi = float(critical)
+        return (xi, "crossed", None) if math.isfinite(xi) else (None, None, None)
+    xi = _get(critical, "xi")
+    status = _get(critical, "status")
+    bound = _get(critical, "bound")
+    if status is None:
+        status = "crossed" if xi is not None else None
+    xi = None if xi is None or not math.isfinite(float(xi)) else float(xi)
+    bound = None if bound is None or not math.isfinite(float(bound)) else float(bound)
+    return xi, status, bound
+
+
+def stiffness_vs_distance(
+    curve: Any,
+    critical: Any = None,
+    path: str | os.PathLike | None = None,
+    label: str | None = None,
+    ax: Any = None,
+    title: str | None = None,
+) -> Figure:
+    """Mean stiffness per distance bin, with pair counts and the critical length xi.
+
+    Empty bins (NaN mean) are skipped. The count per bin is a light bar chart on a twin axis.
+    When the curve crossed zero, xi is a dashed vertical line with its value in the legend;
+    otherwise an arrow annotation says "xi > bound" (never crossed: xi lies beyond the largest
+    distance seen) or "xi < bound" (non-positive from the first bin), never an invented number.
+
+    Args:
+        curve: An object (or mapping) with `edges` [B+1] (optional), `centres` [B], `means` [B]
+            (NaN for empty bins), `counts` [B] (optional) and `pairs` (str, optional). Or a list
+            of `curve` or `(curve, critical, label)` entries to overlay, e.g. one per learning
+            rate; then `critical` and `label` are ignored.
+        critical: The critical length: an object with `xi`, `status` ("crossed",
+            "never_crossed" or "nonpositive_from_start") and `bound`, or a plain float xi.
+        path: Where to save the figure (.png/.pdf/.svg), or None.
+        label: Legend label of the curve.
+        ax: Existing axes to draw into (its figure is returned and saved); default a new figure.
+        title: Axes title; default names the kind of pairs.
+
+    Returns:
+        The figure.
+
+    Example:
+        >>> import numpy as np
+        >>> from types import SimpleNamespace as NS
+        >>> edges = np.linspace(0, 2, 6)
+        >>> c = NS(edges=edges, centres=(edges[1:] + edges[:-1]) / 2,
+        ...        means=np.array([0.5, 0.2, -0.1, np.nan, -0.2]),
+        ...        counts=np.array([10, 40, 80, 0, 5]), pairs="within")
+        >>> xi = NS(xi=0.93, status="crossed", bound=None)
+        >>> fig = stiffness_vs_distance(c, xi, label="lr=0.01")
+        >>> fig.axes[0].get_ylabel()
+        'mean stiffness'
+    """
+    entries = _curve_entries(curve, critical, label)
+    if ax is None:
+        fig = _new_figure((7.0, 4.5))
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    counts_ax = ax.twinx()
+    # Counts behind the curves: the main axes on top with a transparent background.
+    ax.set_zorder(counts_ax.get_zorder() + 1)
+    ax.patch.set_visible(False)
+
+    multi = len(entries) > 1
+    pair_kinds = set()
+    annotations = 0
+    for index, (entry_curve, entry_critical, entry_label) in enumerate(entries):
+        colour = f"C{index % 10}"
+        centres = np.asarray(_get(entry_curve, "centres"), dtype=np.float64).reshape(-1)
+        means = np.asarray(_get(entry_curve, "means"), dtype=np.float64).reshape(-1)
+        if centres.shape != means.shape:
+            raise ValueError(f"centres {centres.shape} and means {means.shape} differ")
+        edges = _get(entry_curve, "edges")
+        counts = _get(entry_curve, "counts")
+        pairs = _get(entry_curve, "pairs")
+        if pairs is not None:
+            pair_kinds.add(str(pairs))
+
+        filled = np.isfinite(means)
+        name = entry_label if entry_label is not None else (None if multi else "mean stiffness")
+        if name is None:
+            name = f"curve {index + 1}"
+        ax.plot(centres[filled], means[filled], "o-", color=colour, markersize=4, label=name)
+
+        if counts is not None:
+            counts = np.asarray(counts, dtype=np.float64).reshape(-1)
+            if edges is not None:
+                edges = np.asarray(edges, dtype=np.float64).reshape(-1)
+            else:
+                edges = _edges_from_centres(centres)
+            bar_colour = "grey" if not multi else colour
+            counts_ax.stairs(counts, edges, fill=True, color=bar_colour,
+                             alpha=0.18 if not multi else 0.10)
+
+        xi, status, bound = _xi_status(entry_critical)
+        prefix = f"{entry_label}: " if (multi and entry_label is not None) else ""
+        if status == "crossed" and xi is not None:
+            ax.axvline(xi, color=colour, linestyle="--", linewidth=1.2,
+                       label=f"{prefix}ξ = {xi:.3g}")
+        elif entry_critical is not None:
+            if status == "never_crossed" and bound is not None:
+                text, direction = f"{prefix}ξ > {bound:.3g}", 1
+            elif status == "nonpositive_from_start" and bound is not None:
+                text, direction = f"{prefix}ξ < {bound:.3g}", -1
+            else:
+                text, direction = f"{prefix}{entry_critical}", 0
+            if direction:
+                # Arrow from the label towards where xi lies, anchored at (bound, 0).
+                ax.annotate(
+                    text, xy=(bound, 0.0), xytext=(-direction * 6, 22 + 14 * annotations),
+                    textcoords="offset points", color=colour, fontsize=9,
+                    ha="right" if direction > 0 else "left",
+                    arrowprops=dict(arrowstyle="-", color=colour, linewidth=0.8),
+                )
+                ax.plot([bound], [0.0], marker=">" if direction > 0 else "<",
+                        color=colour, markersize=7, linestyle="none")
+            else:
+                ax.text(0.02, 0.04 + 0.07 * annotations, text, transform=ax.transAxes,
+                        color=colour, fontsize=9)
+            annotations += 1
+
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("distance  d = 1 − x̂₁·x̂₂")
+    ax.set_ylabel("mean stiffness")
+    counts_ax.set_ylabel("pairs per bin", color="0.4")
+    counts_ax.tick_params(axis="y", colors="0.4")
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.85)
+    if title is None:
+        kind = f" ({pair_kinds.pop()} pairs)" if len(pair_kinds) == 1 else ""
+        title = f"Stiffness vs distance{kind}"
+    ax.set_title(title)
+    return _finish(fig, path)
+
+
+def _edges_from_centres(centres: np.ndarray) -> np.ndarray:
+    if centres.size == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    mids = (centres[1:] + centres[:-1]) / 2.0
+    return np.r_[2 * centres[0] - mids[0], mids, 2 * centres[-1] - mids[-1]]
+
+
+# --------------------------------------------------------------------------------------------
+# Training curves
+# --------------------------------------------------------------------------------------------
+
+_METRIC_LABELS = {
+    "within": "within-class stiffness",
+    "between": "between-class stiffness",
+    "xi": "critical length ξ",
+}
+
+
+def training_curves(
+    history: Mapping[str, Mapping[str, Any]],
+    x: str = "epoch",
+    path: str | os.PathLike | None = None,
+    metrics: Sequence[str] = ("within", "between", "xi"),
+    title: str | None = None,
+) -> Figure:
+    """Stiffness and xi over training, one line per run (e.g. per learning rate).
+
+    With `x="train_loss"` runs are compared at equal training loss (the paper's second view):
+    the x axis is inverted, so training still goes left to right, and logarithmic when all
+    losses are positive.
+
+    Args:
+        history: Run label (e.g. "lr=0.001") -> mapping of equal-length arrays with the `x` key
+            and the metric keys; NaN (e.g. xi undefined) leaves a gap.
+        x: "epoch" or "train_loss" (any key present in every run works).
+        path: Where to save the figure (.png/.pdf/.svg), or None.
+        metrics: One panel per metric key, in order; keys absent from every run are dropped.
+        title: Figure title.
+
+    Returns:
+        The figure.
+
+    Example:
+        >>> import numpy as np
+        >>> h = {"lr=0.01": {"epoch": np.arange(3), "train_loss": np.array([2.0, 1.0, 0.5]),
+        ...                  "within": np.array([0.5, 0.4, 0.3]),
+        ...                  "between": np.array([0.0, 0.1, 0.05]),
+        ...                  "xi": np.array([np.nan, 0.9, 0.6])}}
+        >>> fig = training_curves(h, x="train_loss")
+        >>> bool(fig.axes[0].xaxis_inverted())
+        True
+    """
+    if not history:
+        raise ValueError("history is empty")
+    shown = [m for m in metrics if any(m in run for run in history.values())]
+    if not shown:
+        raise ValueError(f"none of the metrics {list(metrics)} is in the history")
+    fig = _new_figure((4.2 * len(shown), 3.8))
+    axes = fig.subplots(1, len(shown), sharex=True, squeeze=False)[0]
+
+    all_x = []
+    for index, (run_label, run) in enumerate(history.items()):
+        if x in run:
+            xs = np.asarray(run[x], dtype=np.float64).reshape(-1)
+        elif x == "epoch":
+            xs = np.arange(len(np.asarray(run[shown[0]]).reshape(-1)), dtype=np.float64)
+        else:
+            raise KeyError(f"run {run_label!r} has no {x!r} values")
+        all_x.append(xs)
+        for ax, metric in zip(axes, shown):
+            if metric not in run:
+                continue
+            ys = np.asarray(run[metric], dtype=np.float64).reshape(-1)
+            if ys.shape != xs.shape:
+                raise ValueError(f"run {run_label!r}: {metric} has {ys.size} values, "
+                                 f"{x} has {xs.size}")
+            ax.plot(xs, ys, "o-", markersize=3, color=f"C{index % 10}", label=str(run_label))
+
+    xs_all = np.concatenate(all_x) if all_x else np.array([])
+    xs_all = xs_all[np.isfinite(xs_all)]
+    for ax, metric in zip(axes, shown):
+        ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
+        ax.set_title(_METRIC_LABELS.get(metric, metric).capitalize(), fontsize=10)
+        if metric != "xi":
+            ax.axhline(0.0, color="black", linewidth=0.6)
+        ax.grid(alpha=0.3)
+        if x == "train_loss":
+            ax.set_xlabel("training loss (training proceeds →)")
+        else:
+            ax.set_xlabel(x.replace("_", " "))
+    if x == "train_loss":
+        if xs_all.size and np.all(xs_all > 0):
+            axes[0].set_xscale("log")
+        axes[0].invert_xaxis()  # shared x: inverting one inverts all.
+    axes[0].legend(fontsize=8)
+    if title is not None:
+        fig.suptitle(title)
+    return _finish(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Neighbourhood stiffness map
+# --------------------------------------------------------------------------------------------
+
+
+def _as_grid(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(xs, ys, ix, iy) when the points are exactly a full rectangular grid, else None."""
+    xs, ix = np.unique(x[:, 0], return_inverse=True)
+    ys, iy = np.unique(x[:, 1], return_inverse=True)
+    n = x.shape[0]
+    if xs.size < 2 or ys.size < 2 or xs.size * ys.size != n:
+        return None
+    if np.unique(iy * xs.size + ix).size != n:
+        return None
+    return xs, ys, ix, iy
+
+
+def neighbourhood_map(
+    x: Any,
+    values: Any,
+    labels: Any = None,
+    boundary: Any = None,
+    radius: float | None = None,
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+    vmax: float | None = None,
+) -> Figure:
+    """Neighbourhood stiffness over a 2-D input plane (Walker's boundary picture).
+
+    A full rectangular grid of points is drawn as cells (pcolormesh), anything else as a
+    scatter. Low (blue) values mark where the model's learned class boundary lies.
+
+    Args:
+        x: [N, 2] input points.
+        values: [N] neighbourhood stiffness of each point; NaN (no neighbours) drawn grey.
+        labels: Optional [N] true class labels: dotted contour between class regions on a grid,
+            one marker shape per class on a scatter.
+        boundary: Optional true boundary: an [M, 2] polyline or a list of them (black lines).
+        radius: Neighbourhood radius; shown in the title and as a scale circle.
+        path: Where to save the figure (.png/.pdf/.svg), or None.
+        title: Axes title; default "Neighbourhood stiffness".
+        vmax: Fixed colour half-range; default the largest |value|.
+
+    Returns:
+        The figure.
+
+    Example:
+        >>> import numpy as np
+        >>> g = np.linspace(-1, 1, 10)
+        >>> x = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+        >>> fig = neighbourhood_map(x, x[:, 0] * x[:, 1], labels=x[:, 0] > 0, radius=0.1)
+        >>> len(fig.axes[0].collections) > 0
+        True
+    """
+    x = np.asarray(x, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if x.ndim != 2 or x.shape[1] != 2 or x.shape[0] != values.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"need x [N, 2] and values [N], N > 0; got {x.shape}, {values.shape}")
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        if labels.shape[0] != x.shape[0]:
+            raise ValueError(f"{labels.shape[0]} labels for {x.shape[0]} points")
+
+    fig = _new_figure((6.6, 5.4))
+    ax = fig.add_subplot()
+    cmap, norm = diverging_cmap(), symmetric_norm(values, vmax)
+    handles = []
+    grid = _as_grid(x)
+    if grid is not None:
+        xs, ys, ix, iy = grid
+        Z = np.full((ys.size, xs.size), np.nan)
+        Z[iy, ix] = values
+        ax.set_facecolor(NAN_COLOUR)  # Masked (NaN) cells are left undrawn: grey shows through.
+        mappable = ax.pcolormesh(_edges_from_centres(xs), _edges_from_centres(ys),
+                                 np.ma.masked_invalid(Z), cmap=cmap, norm=norm, shading="flat")
+        if labels is not None:
+            classes, codes = np.unique(labels, return_inverse=True)
+            if classes.size > 1:
+                L = np.zeros((ys.size, xs.size))
+                L[iy, ix] = codes
+                ax.contour(xs, ys, L, levels=np.arange(classes.size - 1) + 0.5,
+                           colors="0.15", linestyles=":", linewidths=1.2)
+                handles.append(Line2D([], [], color="0.15", linestyle=":",
+                                      label="class regions (labels)"))
+    else:
+        if labels is None:
+            mappable = ax.scatter(x[:, 0], x[:, 1], c=values, cmap=cmap, norm=norm, s=22,
+                                  plotnonfinite=True, edgecolors="none")
+        else:
+            classes = np.unique(labels)
+            for k, cls in enumerate(classes):
+                mask = labels == cls
+                mappable = ax.scatter(x[mask, 0], x[mask, 1], c=values[mask], cmap=cmap,
+                                      norm=norm, s=26, marker=_MARKERS[k % len(_MARKERS)],
+                                      plotnonfinite=True, edgecolors="0.2", linewidths=0.4)
+                handles.append(Line2D([], [], marker=_MARKERS[k % len(_MARKERS)],
+                                      linestyle="none", markerfacecolor="white",
+                                      markeredgecolor="0.2", label=f"class {cls}"))
+
+    if boundary is not None:
+        first = np.asarray(boundary[0]) if len(boundary) else None
+        polylines = [boundary] if (first is not None and first.ndim == 1) else list(boundary)
+        for line in polylines:
+            line = np.asarray(line, dtype=np.float64)
+            if line.ndim != 2 or line.shape[1] != 2:
+                raise ValueError(f"a boundary polyline must be [M, 2], got {line.shape}")
+            ax.plot(line[:, 0], line[:, 1], color="black", linewidth=1.6)
+        handles.append(Line2D([], [], color="black", linewidth=1.6, label="true boundary"))
+
+    ax.set_aspect("equal")
+    ax.set_xlim(*_padded(x[:, 0]))
+    ax.set_ylim(*_padded(x[:, 1]))
+    if radius is not None and radius > 0:
+        # A circle of the neighbourhood radius in the lower-left corner, for scale.
+        x0, y0 = ax.get_xlim()[0], ax.get_ylim()[0]
+        ax.add_patch(Circle((x0 + 1.4 * radius, y0 + 1.4 * radius), radius, fill=False,
+                            edgecolor="black", linewidth=1.0))
+        handles.append(Line2D([], [], marker="o", markerfacecolor="none", markeredgecolor="black",
+                              linestyle="none", label=f"radius r = {radius:g}"))
+    fig.colorbar(mappable, ax=ax, shrink=0.9, label="mean cosine stiffness to neighbours")
+    if handles:
+        # Below the plot: over the map it would hide exactly the region of interest.
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
+                   fontsize=8, frameon=False)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if title is None:
+        title = "Neighbourhood stiffness" + (f" (r = {radius:g})" if radius else "")
+    ax.set_title(title)
+    return _finish(fig, path)
+
+
+def _padded(v: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+    pad = 0.04 * (hi - lo) if hi > lo else 0.5
+    return lo - pad, hi + pad
+
+
+# --------------------------------------------------------------------------------------------
+# Layer-wise stiffness
+# --------------------------------------------------------------------------------------------
+
+
+def layerwise_curves(
+    results: Mapping[str, Mapping[str, Any]],
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+    ylabel: str = "stiffness",
+) -> Figure:
+    """Stiffness through the layers, one line per condition (model, activation, trained...).
+
+    Args:
+        results: Condition label -> ordered mapping layer name -> value; or condition label ->
+            metric (e.g. "within", "between") -> ordered mapping layer name -> value, drawn as
+            one panel per metric. None/NaN values leave gaps. When every condition has the same
+            layer names they label the ticks; otherwise ticks are layer indices.
+        path: Where to save the figure (.png/.pdf/.svg), or None.
+        title: Figure title.
+        ylabel: y-axis label (the metric name is used with metric panels).
+
+    Returns:
+        The figure.
+
+    Example:
+        >>> fig = layerwise_curves({"trained": {"dense": 0.4, "dense_1": 0.2, "out": 0.1},
+        ...                         "untrained": {"dense": 0.1, "dense_1": 0.0, "out": 0.0}})
+        >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+        ['dense', 'dense_1', 'out']
+    """
+    if not results:
+        raise ValueError("results is empty")
+    nested = any(
+        isinstance(v, Mapping) for per in results.values() for v in per.values()
+    )
+    # Normalise to metric -> condition -> layer mapping.
+    panels: dict[str | None, dict[str, Mapping[str, Any]]] = {}
+    for condition, per in results.items():
+        if nested:
+            for metric, layers in per.items():
+                panels.setdefault(str(metric), {})[str(condition)] = layers
+        else:
+            panels.setdefault(None, {})[str(condition)] = per
+
+    fig = _new_figure((max(5.0, 4.8 * len(panels)), 4.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    colours = {str(c): f"C{i % 10}" for i, c in enumerate(results)}
+    for ax, (metric, conditions) in zip(axes, panels.items()):
+        name_lists = [list(layers) for layers in conditions.values()]
+        for condition, layers in conditions.items():
+            ys = np.array([np.nan if v is None else float(v) for v in layers.values()])
+            ax.plot(np.arange(ys.size), ys, "o-", markersize=4, color=colours[condition],
+                    label=condition)
+        longest = max(len(names) for names in name_lists)
+        positions = np.arange(longest)
+        if all(names == name_lists[0] for names in name_lists):
+            labels = [str(n) for n in name_lists[0]]
+            long_names = max(len(s) for s in labels) > 6 or longest > 8
+            ax.set_xticks(positions, labels=labels, rotation=30 if long_names else 0,
+                          ha="right" if long_names else "center", fontsize=8)
+            ax.set_xlabel("layer")
+        else:
+            ax.set_xticks(positions, labels=[str(i + 1) for i in positions])
+            ax.set_xlabel("layer (index)")
+        ax.axhline(0.0, color="black", linewidth=0.6)
+        ax.grid(alpha=0.3)
+        ax.set_ylabel(ylabel if metric is None else f"{metric} {ylabel}")
+        if metric is not None:
+            ax.set_title(metric.capitalize(), fontsize=10)
+    axes[0].legend(fontsize=8)
+    if title is not None:
+        fig.suptitle(title)
+    return _finish(fig, path)

@@ -1,0 +1,310 @@
+"""Stiffness results as TensorBoard summaries, written outside `model.fit`.
+
+Each function takes a `tf.summary` writer (`tf.summary.create_file_writer(logdir)`), writes
+under `with writer.as_default(), tf.summary.record_if(True):` and flushes. The explicit
+`record_if(True)` matters: Keras' TensorBoard callback with `update_freq` other than "epoch"
+installs a recording condition that silently drops summaries written from a custom callback
+between its own batch-level writes; stiffness is measured rarely and must never be dropped.
+
+Scalars are stored by `tf.summary.scalar` as float32. Figures go through PNG (Agg, no pyplot)
+into `tf.summary.image`. Hyperparameters use TensorBoard's HParams plugin so that a
+learning-rate sweep can be compared in its HParams tab: one run directory per trial, each with
+`write_hparams`, and (optionally) one `write_hparams_config` in the sweep's root directory.
+
+Example:
+    >>> import tempfile, tensorflow as tf
+    >>> from tfstiffness import summary
+    >>> writer = tf.summary.create_file_writer(tempfile.mkdtemp())
+    >>> summary.write_scalars(writer, {"within": 0.42, "xi": float("nan")}, step=3)
+    ['stiffness/within']
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tensorboard.plugins.hparams import api as hp
+
+from tfstiffness import plots
+
+__all__ = [
+    "figure_to_png",
+    "write_class_matrix_image",
+    "write_figure",
+    "write_histogram",
+    "write_hparams",
+    "write_hparams_config",
+    "write_scalars",
+]
+
+# Summary images are viewed in a browser panel: a lower resolution than saved figures.
+SUMMARY_DPI = 100
+
+HParamValue = bool | int | float | str
+
+
+def _is_finite_number(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def figure_to_png(fig: Figure, dpi: int = SUMMARY_DPI) -> bytes:
+    """Renders a matplotlib figure to PNG bytes with the Agg renderer (no pyplot).
+
+    Args:
+        fig: The figure.
+        dpi: Dots per inch; the image is `fig.get_size_inches() * dpi` pixels.
+
+    Returns:
+        The PNG file contents.
+
+    Example:
+        >>> import numpy as np
+        >>> figure_to_png(plots.class_matrix(np.eye(2)))[:4]
+        b'\\x89PNG'
+    """
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)  # A figure from pyplot or another backend: render with Agg.
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def write_scalars(
+    writer: tf.summary.SummaryWriter,
+    values: Mapping[str, Any],
+    step: int,
+    prefix: str = "stiffness",
+) -> list[str]:
+    """Writes each value as a scalar with tag `prefix/name`.
+
+    None, NaN and infinite values are skipped, not written: xi is None/NaN when the stiffness
+    curve never crossed zero, and a NaN point would break TensorBoard's line and smoothing.
+    Skipped names are simply absent at that step.
+
+    Args:
+        writer: The summary writer.
+        values: Name -> number (Python, numpy scalar or 0-d array) or None.
+        step: Global step (e.g. epoch or optimizer iteration).
+        prefix: Tag prefix; "" for bare names.
+
+    Returns:
+        The tags written, in order.
+
+    Example:
+        >>> import tempfile, tensorflow as tf
+        >>> w = tf.summary.create_file_writer(tempfile.mkdtemp())
+        >>> write_scalars(w, {"within": 0.5, "between": 0.1, "xi": None}, step=0)
+        ['stiffness/within', 'stiffness/between']
+    """
+    written = []
+    with writer.as_default(), tf.summary.record_if(True):
+        for name, value in values.items():
+            if value is None or not _is_finite_number(value):
+                continue
+            tag = f"{prefix}/{name}" if prefix else str(name)
+            tf.summary.scalar(tag, float(value), step=step)
+            written.append(tag)
+    writer.flush()
+    return written
+
+
+def write_figure(
+    writer: tf.summary.SummaryWriter, fig: Figure, tag: str, step: int, dpi: int = SUMMARY_DPI
+) -> None:
+    """Writes a matplotlib figure as an image summary (figure -> PNG -> uint8 [1, H, W, C]).
+
+    Args:
+        writer: The summary writer.
+        fig: The figure.
+        tag: Image tag.
+        step: Global step.
+        dpi: Dots per inch of the rendered image.
+
+    Example:
+        >>> import tempfile, numpy as np, tensorflow as tf
+        >>> w = tf.summary.create_file_writer(tempfile.mkdtemp())
+        >>> write_figure(w, plots.superclass_matrix(np.eye(3)), "stiffness/super", step=1)
+    """
+    image = tf.io.decode_png(figure_to_png(fig, dpi=dpi), channels=0)  # Keep RGBA or RGB.
+    with writer.as_default(), tf.summary.record_if(True):
+        tf.summary.image(tag, image[tf.newaxis], step=step, max_outputs=1)
+    writer.flush()
+
+
+def write_class_matrix_image(
+    writer: tf.summary.SummaryWriter,
+    C: Any,
+    step: int,
+    tag: str = "stiffness/class_matrix",
+    fine_to_coarse: Any = None,
+    class_names: Sequence[str] | None = None,
+    coarse_names: Sequence[str] | None = None,
+    title: str | None = None,
+    vmax: float | None = None,
+    dpi: int = SUMMARY_DPI,
+) -> None:
+    """Renders a class stiffness matrix with `plots.class_matrix` and writes it as an image.
+
+    Args:
+        writer: The summary writer.
+        C: [K, K] class stiffness, NaN where a pair of classes has no examples.
+        step: Global step.
+        tag: Image tag.
+        fine_to_coarse: Optional [K] super-class of each class (block ordering and labels).
+        class_names: Optional class names.
+        coarse_names: Optional super-class names.
+        title: Figure title; default "Class stiffness (step N)".
+        vmax: Fixed colour half-range (e.g. 1.0 so images at different steps compare).
+        dpi: Dots per inch of the rendered image.
+
+    Example:
+        >>> import tempfile, numpy as np, tensorflow as tf
+        >>> w = tf.summary.create_file_writer(tempfile.mkdtemp())
+        >>> write_class_matrix_image(w, np.eye(4) - 0.1, step=2, fine_to_coarse=[0, 0, 1, 1])
+    """
+    fig = plots.class_matrix(
+        C,
+        fine_to_coarse=fine_to_coarse,
+        class_names=class_names,
+        coarse_names=coarse_names,
+        title=title if title is not None else f"Class stiffness (step {int(step)})",
+        vmax=vmax,
+    )
+    write_figure(writer, fig, tag, step, dpi=dpi)
+
+
+def write_histogram(
+    writer: tf.summary.SummaryWriter,
+    values: Any,
+    tag: str,
+    step: int,
+    buckets: int | None = None,
+    exclude_diagonal: bool = False,
+) -> int:
+    """Writes the distribution of values (e.g. all pairwise stiffness values) as a histogram.
+
+    Non-finite values (NaN for empty class pairs, zero-gradient examples) are dropped first:
+    one NaN would make every bucket edge NaN.
+
+    Args:
+        writer: The summary writer.
+        values: Any array of numbers; flattened.
+        tag: Histogram tag.
+        step: Global step.
+        buckets: Number of buckets; TensorBoard's default (30) when None.
+        exclude_diagonal: For a square matrix, leave out the diagonal (self-pairs, always 1
+            for cosine stiffness) and histogram only the off-diagonal entries.
+
+    Returns:
+        The number of values written.
+
+    Example:
+        >>> import tempfile, numpy as np, tensorflow as tf
+        >>> w = tf.summary.create_file_writer(tempfile.mkdtemp())
+        >>> write_histogram(w, np.eye(3), "stiffness/pairs", step=0, exclude_diagonal=True)
+        6
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if exclude_diagonal:
+        if array.ndim != 2 or array.shape[0] != array.shape[1]:
+            raise ValueError(f"exclude_diagonal needs a square matrix, got shape {array.shape}")
+        array = array[~np.eye(array.shape[0], dtype=bool)]
+    array = array.reshape(-1)
+    array = array[np.isfinite(array)]
+    with writer.as_default(), tf.summary.record_if(True):
+        tf.summary.histogram(tag, array, step=step, buckets=buckets)
+    writer.flush()
+    return int(array.size)
+
+
+def _hparam_value(value: Any) -> HParamValue:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if not isinstance(value, (bool, int, float, str)):
+        raise TypeError(f"hyperparameter values must be bool, int, float or str, got {value!r}")
+    return value
+
+
+def _metric(spec: str | hp.Metric) -> hp.Metric:
+    return spec if isinstance(spec, hp.Metric) else hp.Metric(str(spec), display_name=str(spec))
+
+
+def write_hparams(
+    writer: tf.summary.SummaryWriter,
+    hparams: Mapping[str, Any],
+    metrics: Sequence[str | hp.Metric] | None = None,
+    trial_id: str | None = None,
+) -> None:
+    """Records one run's hyperparameters for TensorBoard's HParams tab.
+
+    Write into the run's own directory (e.g. `logs/lr=0.001`), next to its stiffness scalars.
+    For a sweep, call this once per run; TensorBoard then lists every run with its values and
+    offers each scalar tag as a metric. `metrics` additionally writes an experiment config
+    naming which scalar tags are the metrics (as `write_hparams_config` does, with no domains,
+    so it is consistent across the runs of a sweep); to give domains, use
+    `write_hparams_config` once in the sweep's root directory instead.
+
+    Args:
+        writer: The run's summary writer.
+        hparams: Name -> value (bool, int, float, str or numpy scalar), e.g.
+            {"learning_rate": 1e-3, "optimizer": "adam"}.
+        metrics: Optional scalar tags to show as metrics, e.g. ["stiffness/within"].
+        trial_id: Optional trial name; default a hash of the values.
+
+    Example:
+        >>> import tempfile, tensorflow as tf
+        >>> w = tf.summary.create_file_writer(tempfile.mkdtemp())
+        >>> write_hparams(w, {"learning_rate": 1e-3}, metrics=["stiffness/within"])
+    """
+    values = {str(name): _hparam_value(value) for name, value in hparams.items()}
+    with writer.as_default(), tf.summary.record_if(True):
+        if metrics:
+            hp.hparams_config(
+                hparams=[hp.HParam(name) for name in values],
+                metrics=[_metric(m) for m in metrics],
+            )
+        hp.hparams(values, trial_id=trial_id)
+    writer.flush()
+
+
+def write_hparams_config(
+    writer: tf.summary.SummaryWriter,
+    hparams: Mapping[str, Sequence[Any] | hp.Domain | None],
+    metrics: Sequence[str | hp.Metric],
+) -> None:
+    """Describes a sweep for TensorBoard's HParams tab: the hyperparameters and the metrics.
+
+    Write this once, into the sweep's root log directory (the parent of the run directories
+    that `write_hparams` writes into).
+
+    Args:
+        writer: The summary writer of the sweep's root directory.
+        hparams: Name -> the values tried (a discrete domain), an `hp.Domain` (e.g.
+            `hp.RealInterval(1e-4, 1e-1)`), or None (no domain).
+        metrics: Scalar tags (e.g. "stiffness/within", "stiffness/xi") or `hp.Metric` objects
+            (for a tag logged in a run subdirectory, e.g. `hp.Metric("epoch_loss", group="train")`).
+
+    Example:
+        >>> import tempfile, tensorflow as tf
+        >>> w = tf.summary.create_file_writer(tempfile.mkdtemp())
+        >>> write_hparams_config(w, {"learning_rate": [1e-3, 1e-2, 1e-1]},
+        ...                      metrics=["stiffness/within", "stiffness/between"])
+    """
+    infos = []
+    for name, domain in hparams.items():
+        if domain is not None and not isinstance(domain, hp.Domain):
+            domain = hp.Discrete([_hparam_value(v) for v in domain])
+        infos.append(hp.HParam(str(name), domain))
+    with writer.as_default(), tf.summary.record_if(True):
+        hp.hparams_config(hparams=infos, metrics=[_metric(m) for m in metrics])
+    writer.flush()
