@@ -40,8 +40,10 @@ def _seq(t: tf.Tensor) -> tf.Tensor:
     return tf.reshape(t, [tf.shape(t)[0], -1, t.shape[-1]])
 
 
-def _bias_factor(b: tf.Tensor) -> _factors.Materialized:
-    return _factors.Materialized(tf.reduce_sum(_seq(b), axis=1))
+def _with_ones(a: tf.Tensor) -> tf.Tensor:
+    """Appends a constant-1 input feature: its "kernel row" is the bias, so one factor
+    carries both (`dc_i = sum_t 1 * b_it`), saving a Gram product per layer."""
+    return tf.concat([a, tf.ones_like(a[..., :1])], axis=-1)
 
 
 def _concat_calls(parts: Sequence[tf.Tensor]) -> tf.Tensor:
@@ -54,10 +56,7 @@ def _concat_calls(parts: Sequence[tf.Tensor]) -> tf.Tensor:
 def _dense_rule(layer, calls: list[_Call]) -> list[_factors.Factor]:
     a = _concat_calls([_seq(c.args[0]) for c in calls])
     b = _concat_calls([_seq(c.b) for c in calls])
-    factors = [_factors.linear_factor(a, b)]
-    if layer.bias is not None:
-        factors.append(_bias_factor(b))
-    return factors
+    return [_factors.linear_factor(a if layer.bias is None else _with_ones(a), b)]
 
 
 @dataclass(frozen=True)
@@ -143,10 +142,7 @@ def _conv_rule(layer, calls: list[_Call]) -> list[_factors.Factor]:
 
     a = _concat_calls([_conv_patches(layer, c.args[0]) for c in calls])
     b = _concat_calls([outputs(c.b) for c in calls])
-    factors = [_factors.linear_factor(a, b)]
-    if layer.use_bias:
-        factors.append(_bias_factor(b))
-    return factors
+    return [_factors.linear_factor(_with_ones(a) if layer.use_bias else a, b)]
 
 
 def _embedding_rule(layer, calls: list[_Call]) -> list[_factors.Factor]:

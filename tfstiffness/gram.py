@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -23,7 +24,7 @@ from tfstiffness._losses import prepare_labels, resolve_loss
 METHODS = ("auto", "ghost", "vmap", "jacobian")
 # Factors of all blocks are kept (each computed once) while they fit in this many bytes;
 # beyond it, column blocks are recomputed so memory stays O(block).
-_CACHE_BYTES = 1 << 30
+_CACHE_BYTES = 2 << 30
 _GENERIC_BLOCK_BYTES = 256 << 20
 _GHOST_BLOCK = 512
 
@@ -113,21 +114,52 @@ def gradient_gram(
     if x2 is not None:
         x2 = _validation.as_inputs(x2, "x2")
         _validation.check_lengths(x2, y2, "x2", "y2")
-    loss_fn, label_kind = resolve_loss(loss, model)
-    _validation.check_input_shape(model, x, "x")
-    num_outputs = _validation.probe_model(model, x, "x")
-    y = prepare_labels(y, label_kind, num_outputs, "y")
+    prepared = _prepare(model, loss, method, x)
+    y = prepare_labels(y, prepared.label_kind, prepared.num_outputs, "y")
     if x2 is not None:
         _validation.check_input_shape(model, x2, "x2")
-        y2 = prepare_labels(y2, label_kind, num_outputs, "y2")
-    _validation.check_connected(model, loss_fn, x, y)
-
-    source, method_used, fallback = _factor_source(model, loss_fn, method)
+        y2 = prepare_labels(y2, prepared.label_kind, prepared.num_outputs, "y2")
+    if not prepared.connected_checked:
+        _validation.check_connected(model, prepared.loss_fn, x, y)
+        prepared.connected_checked = True
+    source, method_used, fallback = prepared.source, prepared.method, prepared.fallback
     block = batch_size or _default_block(model, method_used, len(x))
     total, layers, sq1, sq2 = _assemble(source, x, y, x2, y2, block, by_layer, verbose)
     return GradientGram(total=total, by_layer=layers, sq_norms=sq1,
                         sq_norms2=sq1 if x2 is None else sq2, cross=x2 is not None,
                         method=method_used, fallback_layers=fallback)
+
+
+@dataclass
+class _Prepared:
+    """What one (model, loss, method, variables, input shape) needs: checked and traced once."""
+
+    loss_fn: Callable
+    label_kind: str
+    num_outputs: int | None
+    source: FactorSource
+    method: str
+    fallback: tuple[str, ...]
+    connected_checked: bool = False
+
+
+# model -> {key: _Prepared}, so traced functions and model checks are reused across calls.
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _prepare(model: keras.Model, loss: Any, method: str, x: np.ndarray) -> _Prepared:
+    loss_fn, label_kind = resolve_loss(loss, model)
+    _validation.check_input_shape(model, x, "x")
+    key = (id(model.loss if loss is None else loss), method, x.shape[1:], x.dtype.str,
+           tuple(id(v) for v in model.trainable_variables))
+    per_model = _PREPARED.setdefault(model, {})
+    if key not in per_model:
+        num_outputs = _validation.probe_model(model, x, "x")  # builds the model, too
+        key = key[:-1] + (tuple(id(v) for v in model.trainable_variables),)
+        source, method_used, fallback = _factor_source(model, loss_fn, method)
+        per_model[key] = _Prepared(loss_fn, label_kind, num_outputs, source, method_used,
+                                   fallback)
+    return per_model[key]
 
 
 def _factor_source(model, loss_fn, method) -> tuple[FactorSource, str, tuple[str, ...]]:
