@@ -45,6 +45,8 @@ class GradientGram:
         method: the method that computed it ("ghost", "vmap" or "jacobian").
         fallback_layers: with the ghost method, layers without a structured rule, whose
             variables went through the generic per-example path.
+        layer_sq_norms, layer_sq_norms2: layer name -> each example's squared gradient norm
+            over that layer's parameters, for each set (when `by_layer`).
     """
 
     total: np.ndarray
@@ -54,6 +56,8 @@ class GradientGram:
     method: str
     by_layer: dict[str, np.ndarray] = field(default_factory=dict)
     fallback_layers: tuple[str, ...] = ()
+    layer_sq_norms: dict[str, np.ndarray] = field(default_factory=dict)
+    layer_sq_norms2: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_zero_gradient(self) -> int:
@@ -125,9 +129,11 @@ def gradient_gram(
     source, method_used, fallback = prepared.source, prepared.method, prepared.fallback
     block = batch_size or _default_block(model, method_used, len(x))
     total, layers, sq1, sq2 = _assemble(source, x, y, x2, y2, block, by_layer, verbose)
-    return GradientGram(total=total, by_layer=layers, sq_norms=sq1,
-                        sq_norms2=sq1 if x2 is None else sq2, cross=x2 is not None,
-                        method=method_used, fallback_layers=fallback)
+    return GradientGram(
+        total=total, by_layer=layers, sq_norms=sum(sq1.values()),
+        sq_norms2=sum(sq2.values()), cross=x2 is not None, method=method_used,
+        fallback_layers=fallback, layer_sq_norms=sq1 if by_layer else {},
+        layer_sq_norms2=sq2 if by_layer else {})
 
 
 @dataclass
@@ -229,17 +235,18 @@ def _assemble(source, x, y, x2, y2, block, by_layer, verbose):
     n, m = len(x), len(x) if x2 is None else len(x2)
     total = np.zeros((n, m), np.float32)
     layers: dict[str, np.ndarray] = {}
-    sq1, sq2 = np.zeros(n, np.float32), np.zeros(m, np.float32)
+    sq1: dict[str, np.ndarray] = {}  # layer -> squared norms of the rows' examples
+    sq2: dict[str, np.ndarray] = {}
     num_rows, num_cols = len(rows.slices), len(cols.slices)
     progress = _Progress(num_rows * (num_rows + 1) // 2 if x2 is None else num_rows * num_cols,
                          verbose)
     for i, ri in enumerate(rows.slices):
         fi = rows[i]  # held across the row: only column blocks are ever recomputed
-        sq1[ri] = _sum_over(fi, _factors.sq_norms)
+        _store_sq_norms(sq1, fi, ri, n)
         for j in range(i, num_cols) if x2 is None else range(num_cols):
             fj, rj = (fi if x2 is None and j == i else cols[j]), cols.slices[j]
             if x2 is not None and i == 0:
-                sq2[rj] = _sum_over(fj, _factors.sq_norms)
+                _store_sq_norms(sq2, fj, rj, m)
             for key in fi:
                 g = np.asarray(tf.add_n([_factors.gram(a, b) for a, b in zip(fi[key], fj[key])]))
                 total[ri, rj] += g
@@ -254,8 +261,10 @@ def _assemble(source, x, y, x2, y2, block, by_layer, verbose):
     return total, layers, sq1, sq1 if x2 is None else sq2
 
 
-def _sum_over(factors: dict[str, list[_factors.Factor]], fn) -> np.ndarray:
-    return np.asarray(tf.add_n([fn(f) for fs in factors.values() for f in fs]))
+def _store_sq_norms(store: dict[str, np.ndarray], factors, rows: slice, n: int) -> None:
+    for key, fs in factors.items():
+        store.setdefault(key, np.zeros(n, np.float32))[rows] = np.asarray(
+            tf.add_n([_factors.sq_norms(f) for f in fs]))
 
 
 class _Progress:
