@@ -24,6 +24,7 @@ from tfstiffness.measures import (
     within_between,
 )
 from tfstiffness.neighbourhood import NeighbourhoodStiffness, neighbourhood_stiffness
+from tfstiffness.streaming import StiffnessSummary, stiffness_summary
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "LayerStiffness",
     "NeighbourhoodStiffness",
     "StiffnessCurve",
+    "StiffnessSummary",
     "class_stiffness",
     "count_zero_gradients",
     "critical_length",
@@ -54,6 +56,7 @@ __all__ = [
     "neighbourhood_stiffness",
     "plots",
     "stiffness_matrix",
+    "stiffness_summary",
     "stiffness_vs_distance",
     "summary",
     "superclass_contrast",

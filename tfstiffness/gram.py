@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness import _factors, _validation
+from tfstiffness import _tiling, _validation
 from tfstiffness._generic import PerExampleGradients, vmap_unsafe_layers
 from tfstiffness._losses import prepare_labels, resolve_loss
 
@@ -28,7 +28,7 @@ _CACHE_BYTES = 2 << 30
 _GENERIC_BLOCK_BYTES = 256 << 20
 _GHOST_BLOCK = 512
 
-FactorSource = Callable[[np.ndarray, np.ndarray], dict[str, list[_factors.Factor]]]
+FactorSource = _tiling.FactorSource
 
 
 @dataclass
@@ -77,6 +77,7 @@ def gradient_gram(
     method: str = "auto",
     batch_size: int | None = None,
     verbose: bool | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> GradientGram:
     """Exact Gram matrix of per-example loss gradients w.r.t. the trainable parameters.
 
@@ -93,7 +94,10 @@ def gradient_gram(
             "vmap" (`tf.vectorized_map` of a per-example tape) or "jacobian"
             (`tape.jacobian` of the per-example losses). All agree to float32 round-off.
         batch_size: examples per block; by default chosen from memory.
-        verbose: show progress on stderr; by default when there are many blocks.
+        verbose: show progress on stderr; by default once a run passes 5 seconds.
+        strategy: a `tf.distribute.Strategy` whose replicas share the independent pairs of
+            blocks (each replica computes both blocks' factors and their Gram block); None
+            computes on the default device.
 
     Returns:
         A `GradientGram`.
@@ -107,8 +111,40 @@ def gradient_gram(
         >>> gram.total.shape
         (8, 8)
     """
+    run = _setup(model, x, y, loss, x2, y2, method, batch_size, strategy)
+    total, layers, sq1, sq2 = _assemble(run, by_layer, verbose)
+    return GradientGram(
+        total=total, by_layer=layers, sq_norms=sum(sq1.values()),
+        sq_norms2=sum(sq2.values()), cross=run.x2 is not None, method=run.prepared.method,
+        fallback_layers=run.prepared.fallback, layer_sq_norms=sq1 if by_layer else {},
+        layer_sq_norms2=sq2 if by_layer else {})
+
+
+@dataclass
+class _Run:
+    """Checked inputs (labels as the loss expects them) and what computes their factors."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x2: np.ndarray | None
+    y2: np.ndarray | None
+    prepared: "_Prepared"
+    block: int
+    strategy: tf.distribute.Strategy | None
+
+    def blocks(self, done: frozenset = frozenset()):
+        return _tiling.gram_blocks(self.prepared.source, self.x, self.y, self.x2, self.y2,
+                                   block=self.block, cache_bytes=_CACHE_BYTES, done=done,
+                                   strategy=self.strategy)
+
+
+def _setup(model, x, y, loss, x2, y2, method, batch_size, strategy) -> _Run:
+    """Validates everything before any heavy work; shared by every entry point."""
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}.")
+    if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
+        raise TypeError(f"strategy: expected a tf.distribute.Strategy or None, got "
+                        f"{type(strategy).__name__}.")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size: expected a positive integer or None, got {batch_size!r}.")
     x = _validation.as_inputs(x, "x")
@@ -126,14 +162,8 @@ def gradient_gram(
     if not prepared.connected_checked:
         _validation.check_connected(model, prepared.loss_fn, x, y)
         prepared.connected_checked = True
-    source, method_used, fallback = prepared.source, prepared.method, prepared.fallback
-    block = batch_size or _default_block(model, method_used, len(x))
-    total, layers, sq1, sq2 = _assemble(source, x, y, x2, y2, block, by_layer, verbose)
-    return GradientGram(
-        total=total, by_layer=layers, sq_norms=sum(sq1.values()),
-        sq_norms2=sum(sq2.values()), cross=x2 is not None, method=method_used,
-        fallback_layers=fallback, layer_sq_norms=sq1 if by_layer else {},
-        layer_sq_norms2=sq2 if by_layer else {})
+    block = batch_size or _default_block(model, prepared.method, len(x))
+    return _Run(x, y, x2, y2, prepared, block, strategy)
 
 
 @dataclass
@@ -193,85 +223,41 @@ def _default_block(model: keras.Model, method: str, n: int) -> int:
     return max(1, min(n, _GENERIC_BLOCK_BYTES // per_example))
 
 
-class _Blocks:
-    """The factors of one set's blocks: computed on demand, kept while they fit in memory."""
-
-    def __init__(self, source: FactorSource, x, y, block: int, num_blocks_all: int):
-        self.source, self.x, self.y, self.block = source, x, y, block
-        self.slices = [slice(s, min(s + block, len(x))) for s in range(0, len(x), block)]
-        self.num_blocks_all = num_blocks_all
-        self.keep: bool | None = None
-        self.cache: dict[int, dict[str, list[_factors.Factor]]] = {}
-
-    def __getitem__(self, index: int) -> dict[str, list[_factors.Factor]]:
-        if index in self.cache:
-            return self.cache[index]
-        rows = self.slices[index]
-        xb, yb = self.x[rows], self.y[rows]
-        n = len(xb)
-        if n < self.block:  # pad to the block size so traced functions are reused
-            pad = self.block - n
-            xb = np.concatenate([xb, np.repeat(xb[:1], pad, 0)])
-            yb = np.concatenate([yb, np.repeat(yb[:1], pad, 0)])
-        factors = {key: [_take(f, n) for f in fs] for key, fs in self.source(xb, yb).items()}
-        if self.keep is None:
-            size = sum(_factors.nbytes(f) for fs in factors.values() for f in fs)
-            self.keep = size * self.num_blocks_all <= _CACHE_BYTES
-        if self.keep:
-            self.cache[index] = factors
-        return factors
-
-
-def _take(f: _factors.Factor, n: int) -> _factors.Factor:
-    if f.size == n:
-        return f
-    return type(f)(*(t[:n] for t in vars(f).values()))
-
-
-def _assemble(source, x, y, x2, y2, block, by_layer, verbose):
-    num_blocks = -(-len(x) // block) + (0 if x2 is None else -(-len(x2) // block))
-    rows = _Blocks(source, x, y, block, num_blocks)
-    cols = rows if x2 is None else _Blocks(source, x2, y2, block, num_blocks)
-    n, m = len(x), len(x) if x2 is None else len(x2)
+def _assemble(run: _Run, by_layer: bool, verbose: bool | None):
+    n, m = len(run.x), len(run.x) if run.x2 is None else len(run.x2)
+    block = run.block
     total = np.zeros((n, m), np.float32)
     layers: dict[str, np.ndarray] = {}
     sq1: dict[str, np.ndarray] = {}  # layer -> squared norms of the rows' examples
     sq2: dict[str, np.ndarray] = {}
-    num_rows, num_cols = len(rows.slices), len(cols.slices)
-    progress = _Progress(num_rows * (num_rows + 1) // 2 if x2 is None else num_rows * num_cols,
-                         verbose)
-    for i, ri in enumerate(rows.slices):
-        fi = rows[i]  # held across the row: only column blocks are ever recomputed
-        _store_sq_norms(sq1, fi, ri, n)
-        for j in range(i, num_cols) if x2 is None else range(num_cols):
-            fj, rj = (fi if x2 is None and j == i else cols[j]), cols.slices[j]
-            if x2 is not None and i == 0:
-                _store_sq_norms(sq2, fj, rj, m)
-            for key in fi:
-                g = np.asarray(tf.add_n([_factors.gram(a, b) for a, b in zip(fi[key], fj[key])]))
-                total[ri, rj] += g
+    progress = Progress("gradient_gram", _num_pairs(n, m, block, run.x2 is None), verbose)
+    for b in run.blocks():
+        for key, g in b.by_layer.items():
+            total[b.rows, b.cols] += g
+            sq1.setdefault(key, np.zeros(n, np.float32))[b.rows] = b.row_sq_norms[key]
+            sq2.setdefault(key, np.zeros(m, np.float32))[b.cols] = b.col_sq_norms[key]
+            if by_layer:
+                layers.setdefault(key, np.zeros((n, m), np.float32))[b.rows, b.cols] = g
+            if b.mirrored:
+                total[b.cols, b.rows] += g.T
                 if by_layer:
-                    layers.setdefault(key, np.zeros((n, m), np.float32))[ri, rj] = g
-                if x2 is None and i != j:
-                    total[rj, ri] += g.T
-                    if by_layer:
-                        layers[key][rj, ri] = g.T
-            progress.step()
+                    layers[key][b.cols, b.rows] = g.T
+        progress.step()
     progress.close()
-    return total, layers, sq1, sq1 if x2 is None else sq2
+    return total, layers, sq1, sq2
 
 
-def _store_sq_norms(store: dict[str, np.ndarray], factors, rows: slice, n: int) -> None:
-    for key, fs in factors.items():
-        store.setdefault(key, np.zeros(n, np.float32))[rows] = np.asarray(
-            tf.add_n([_factors.sq_norms(f) for f in fs]))
+def _num_pairs(n: int, m: int, block: int, one_set: bool) -> int:
+    rows, cols = -(-n // block), -(-m // block)
+    return rows * (rows + 1) // 2 if one_set else rows * cols
 
 
-class _Progress:
+class Progress:
     """One self-overwriting stderr line: blocks done, elapsed, estimated time left."""
 
-    def __init__(self, total: int, verbose: bool | None):
-        self.total, self.done, self.start = total, 0, time.monotonic()
+    def __init__(self, label: str, total: int, verbose: bool | None, done: int = 0):
+        self.label, self.total, self.done, self.start = label, total, done, time.monotonic()
+        self.first = done
         self.verbose, self.shown = verbose, False
 
     def step(self) -> None:
@@ -280,8 +266,8 @@ class _Progress:
         # By default only long runs talk: after 5 s, when more than one block remains.
         if self.verbose or (self.verbose is None and elapsed > 5 and self.total > 1):
             self.shown = True
-            left = elapsed / self.done * (self.total - self.done)
-            sys.stderr.write(f"\rgradient_gram: block {self.done}/{self.total}, "
+            left = elapsed / (self.done - self.first) * (self.total - self.done)
+            sys.stderr.write(f"\r{self.label}: block {self.done}/{self.total}, "
                              f"{elapsed:.0f}s elapsed, ~{left:.0f}s left ")
             sys.stderr.flush()
 

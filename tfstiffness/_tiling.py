@@ -1,0 +1,170 @@
+"""Gram blocks of per-example gradients, produced tile by tile under a memory budget.
+
+Rows and columns are split into blocks of `block` examples. A *band* of row blocks is held
+(its factors computed once) while every column block streams past; the band is as large as
+`cache_bytes` allows, so when all factors fit, every block is computed exactly once, and when
+they don't, memory stays O(cache_bytes + block^2) whatever N is. Each pair of blocks is
+independent work: with a `tf.distribute.Strategy`, pairs are spread over its replicas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from tfstiffness import _factors
+
+Factors = dict[str, list[_factors.Factor]]
+FactorSource = Callable[[np.ndarray, np.ndarray], Factors]
+
+
+@dataclass
+class GramBlock:
+    """`G[rows, cols]` per layer, with both blocks' per-layer squared gradient norms.
+
+    For one set only blocks with `i <= j` are produced; `mirrored` says the block below the
+    diagonal, `G[cols, rows] = G[rows, cols].T`, is implied.
+    """
+
+    index: tuple[int, int]
+    rows: slice
+    cols: slice
+    by_layer: dict[str, np.ndarray]
+    row_sq_norms: dict[str, np.ndarray]
+    col_sq_norms: dict[str, np.ndarray]
+    mirrored: bool
+
+    @property
+    def total(self) -> np.ndarray:
+        return sum(self.by_layer.values())
+
+
+def block_slices(n: int, block: int) -> list[slice]:
+    return [slice(s, min(s + block, n)) for s in range(0, n, block)]
+
+
+class _BlockFactors:
+    """Computes one set's block factors, each block padded to `block` rows so that the
+    traced functions are reused, then cut back."""
+
+    def __init__(self, source: FactorSource, x, y, block: int):
+        self.source, self.x, self.y, self.block = source, x, y, block
+        self.slices = block_slices(len(x), block)
+
+    def padded_inputs(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
+        rows = self.slices[index]
+        xb, yb = self.x[rows], self.y[rows]
+        n = len(xb)
+        if n < self.block:
+            pad = self.block - n
+            xb = np.concatenate([xb, np.repeat(xb[:1], pad, 0)])
+            yb = np.concatenate([yb, np.repeat(yb[:1], pad, 0)])
+        return xb, yb, n
+
+    def __call__(self, index: int) -> Factors:
+        xb, yb, n = self.padded_inputs(index)
+        return cut(self.source(xb, yb), n)
+
+
+def cut(factors: Factors, n: int) -> Factors:
+    return {key: [_take(f, n) for f in fs] for key, fs in factors.items()}
+
+
+def _take(f: _factors.Factor, n: int) -> _factors.Factor:
+    if f.size == n:
+        return f
+    return type(f)(*(t[:n] for t in vars(f).values()))
+
+
+def _factors_bytes(factors: Factors) -> int:
+    return sum(_factors.nbytes(f) for fs in factors.values() for f in fs)
+
+
+def pair_gram(fi: Factors, fj: Factors) -> dict[str, tf.Tensor]:
+    return {key: tf.add_n([_factors.gram(a, b) for a, b in zip(fi[key], fj[key])]) for key in fi}
+
+
+def sq_norms(factors: Factors) -> dict[str, tf.Tensor]:
+    return {key: tf.add_n([_factors.sq_norms(f) for f in fs]) for key, fs in factors.items()}
+
+
+def _numpy(tensors: dict[str, tf.Tensor]) -> dict[str, np.ndarray]:
+    return {key: np.asarray(t) for key, t in tensors.items()}
+
+
+def gram_blocks(source: FactorSource, x, y, x2=None, y2=None, *, block: int,
+                cache_bytes: int, done: frozenset = frozenset(),
+                strategy: tf.distribute.Strategy | None = None) -> Iterator[GramBlock]:
+    """Yields every Gram block not in `done` (pairs of block indices), in a fixed order."""
+    rows = _BlockFactors(source, x, y, block)
+    cols = rows if x2 is None else _BlockFactors(source, x2, y2, block)
+    one_set = x2 is None
+    if strategy is not None:
+        yield from _distributed(strategy, rows, cols, one_set, done)
+        return
+    first = rows(0)
+    band = max(1, cache_bytes // max(_factors_bytes(first), 1))
+    num_rows, num_cols = len(rows.slices), len(cols.slices)
+    for start in range(0, num_rows, band):
+        band_rows = range(start, min(num_rows, start + band))
+        todo = [(i, j) for j in (range(start, num_cols) if one_set else range(num_cols))
+                for i in band_rows if not (one_set and j < i) and (i, j) not in done]
+        if not todo:
+            continue
+        held = {i: first if i == 0 else rows(i) for i in band_rows
+                if any(p[0] == i for p in todo)}
+        held_sq = {i: _numpy(sq_norms(f)) for i, f in held.items()}
+        for j in dict.fromkeys(j for _, j in todo):
+            fj = held[j] if one_set and j in held else cols(j)
+            fj_sq = held_sq[j] if one_set and j in held else _numpy(sq_norms(fj))
+            for i in (i for i, jj in todo if jj == j):
+                yield GramBlock((i, j), rows.slices[i], cols.slices[j],
+                                _numpy(pair_gram(held[i], fj)), held_sq[i], fj_sq,
+                                mirrored=one_set and i != j)
+        del held, held_sq
+    del first
+
+
+def _distributed(strategy, rows: _BlockFactors, cols: _BlockFactors, one_set: bool,
+                 done: frozenset) -> Iterator[GramBlock]:
+    """Each replica computes both blocks' factors and their Gram for one pair at a time.
+
+    Factors are not shared between replicas (each pair recomputes its two blocks), which
+    trades compute for no communication beyond the gathered [block, block] results.
+    """
+    num_rows, num_cols = len(rows.slices), len(cols.slices)
+    pairs = [(i, j) for i in range(num_rows) for j in range(num_cols)
+             if not (one_set and j < i) and (i, j) not in done]
+    replicas = strategy.num_replicas_in_sync
+    block = rows.block
+
+    def on_replica(xi, yi, xj, yj):
+        fi, fj = rows.source(xi, yi), cols.source(xj, yj)
+        return pair_gram(fi, fj), sq_norms(fi), sq_norms(fj)
+
+    @tf.function  # one graph for all replicas and the gather, traced once
+    def step(values):
+        # gather concatenates the replicas' results along axis 0: replica r at [r*block, ...).
+        return tf.nest.map_structure(lambda t: strategy.gather(t, axis=0),
+                                     strategy.run(on_replica, args=values))
+
+    for start in range(0, len(pairs), replicas):
+        group = pairs[start:start + replicas]
+        padded = group + [group[-1]] * (replicas - len(group))  # idle replicas redo the last
+        inputs = [rows.padded_inputs(i)[:2] + cols.padded_inputs(j)[:2] for i, j in padded]
+        values = strategy.experimental_distribute_values_from_function(
+            lambda ctx: tuple(tf.constant(a) for a in inputs[ctx.replica_id_in_sync_group]))
+        grams, sq_i, sq_j = tf.nest.map_structure(np.asarray, step(values))
+        for r, (i, j) in enumerate(group):
+            ni = rows.slices[i].stop - rows.slices[i].start
+            nj = cols.slices[j].stop - cols.slices[j].start
+            mine = slice(r * block, (r + 1) * block)
+            yield GramBlock(
+                (i, j), rows.slices[i], cols.slices[j],
+                {k: v[mine][:ni, :nj] for k, v in grams.items()},
+                {k: v[mine][:ni] for k, v in sq_i.items()},
+                {k: v[mine][:nj] for k, v in sq_j.items()},
+                mirrored=one_set and i != j)

@@ -1,0 +1,366 @@
+"""Stiffness aggregates for N beyond memory: accumulated block by block, never forming N x N.
+
+`stiffness_summary` runs the same tiled Gram computation as `gradient_gram`, but each block of
+stiffness is folded into class sums, distance histograms and neighbourhood sums and then
+dropped. Memory is O(block^2 + the factor cache), whatever N is. With `checkpoint`, the
+accumulated state and the finished blocks are saved atomically as it goes; the same call
+after an interruption continues from there and ends with the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfstiffness import gram as _gram
+from tfstiffness import measures
+from tfstiffness.measures import StiffnessCurve
+from tfstiffness.neighbourhood import DIRECT_DISTANCE_MAX_FEATURES
+
+_PAIRS = ("within", "between", "all")
+
+
+@dataclass
+class StiffnessSummary:
+    """Aggregates of sign and cosine stiffness over every pair of examples.
+
+    Attributes:
+        kinds: the stiffness kinds aggregated ("sign", "cosine").
+        class_matrix: kind -> [K, K] class stiffness (self-pairs excluded on one set).
+        within, between: kind -> within- and between-class stiffness.
+        superclass_contrast: kind -> contrast (when `fine_to_coarse` was given).
+        distance_curve: kind -> `StiffnessCurve` on the fixed `distance_edges`.
+        neighbourhood: kind -> [N] mean stiffness to neighbours within `radius` (NaN: none).
+        neighbour_counts: [N] neighbours of each point within `radius`.
+        sq_norms, sq_norms2: squared per-example gradient norms of each set.
+        num_zero_gradient: examples whose gradient is exactly zero (their cosine is 0).
+        blocks_total: number of Gram blocks; blocks_resumed: how many came from a checkpoint.
+    """
+
+    kinds: tuple[str, ...]
+    class_matrix: dict[str, np.ndarray]
+    within: dict[str, float]
+    between: dict[str, float]
+    sq_norms: np.ndarray
+    sq_norms2: np.ndarray
+    num_zero_gradient: int
+    blocks_total: int
+    blocks_resumed: int = 0
+    superclass_contrast: dict[str, float] = field(default_factory=dict)
+    distance_curve: dict[str, StiffnessCurve] = field(default_factory=dict)
+    neighbourhood: dict[str, np.ndarray] = field(default_factory=dict)
+    neighbour_counts: np.ndarray | None = None
+
+
+def stiffness_summary(
+    model: keras.Model,
+    x: Any,
+    y: Any,
+    loss: Any = None,
+    x2: Any = None,
+    y2: Any = None,
+    *,
+    num_classes: int | None = None,
+    fine_to_coarse: Sequence[int] | None = None,
+    kinds: Sequence[str] = ("sign", "cosine"),
+    distance_edges: Sequence[float] | None = None,
+    pairs: str = "within",
+    radius: float | None = None,
+    weighting: str = "uniform",
+    bandwidth: float | None = None,
+    block_size: int | None = None,
+    method: str = "auto",
+    strategy: tf.distribute.Strategy | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: float = 60.0,
+    verbose: bool | None = None,
+) -> StiffnessSummary:
+    """Class, distance and neighbourhood stiffness of all pairs, without the N x N matrix.
+
+    Equal to `class_stiffness`, `stiffness_vs_distance(..., bins=distance_edges)` and
+    `neighbourhood_stiffness(..., radius=...)` on the full matrix, up to float summation
+    order.
+
+    Args:
+        model, x, y, loss, x2, y2, method: as for `gradient_gram`; `y` (and `y2`) must be
+            class labels (integers or one-hot).
+        num_classes: K (default: from the labels).
+        fine_to_coarse: class -> super-class, for the super-class contrast.
+        kinds: stiffness kinds to aggregate.
+        distance_edges: bin edges of input distance; None gives 20 equal bins on [0, 2], the
+            whole range of the distance; `()` skips the distance curve.
+        pairs: pairs binned by distance: "within" class, "between" classes or "all".
+        radius: neighbourhood radius in input space (Euclidean) for neighbourhood
+            stiffness, one set only; None skips it.
+        weighting, bandwidth: as for `neighbourhood_stiffness` ("uniform" or "gaussian").
+        block_size: examples per block (default as `gradient_gram`).
+        strategy: a `tf.distribute.Strategy` to spread the blocks over its replicas.
+        checkpoint: a file path: state is saved there every `checkpoint_every` seconds and
+            at the end; a later call with the same model weights, data and settings resumes.
+        verbose: progress on stderr (default: after 5 seconds).
+
+    Returns:
+        A `StiffnessSummary`.
+
+    Example:
+        >>> import keras, numpy as np, tfstiffness as tfs
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> x, y = np.random.rand(50, 4).astype("float32"), np.arange(50) % 3
+        >>> loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        >>> summary = tfs.stiffness_summary(model, x, y, loss=loss, block_size=16)
+        >>> summary.class_matrix["cosine"].shape
+        (3, 3)
+    """
+    for kind in kinds:
+        if kind not in measures.STIFFNESS_KINDS:
+            raise ValueError(f"kinds: expected kinds among {measures.STIFFNESS_KINDS}, got "
+                             f"{kind!r}.")
+    if pairs not in _PAIRS:
+        raise ValueError(f"pairs: expected one of {_PAIRS}, got {pairs!r}.")
+    if radius is not None and x2 is not None:
+        raise ValueError("radius: neighbourhood stiffness needs one set; drop x2 or radius.")
+    if weighting not in ("uniform", "gaussian"):
+        raise ValueError(f"weighting: expected 'uniform' or 'gaussian', got {weighting!r}.")
+    labels = _class_labels(y, "y")
+    labels2 = labels if y2 is None else _class_labels(y2, "y2")
+    k = num_classes or int(max(labels.max(), labels2.max())) + 1
+    edges = np.linspace(0.0, 2.0, 21) if distance_edges is None else np.asarray(
+        distance_edges, np.float64)
+    run = _gram._setup(model, x, y, loss, x2, y2, method, block_size, strategy)
+    acc = _Accumulator(run, tuple(kinds), labels, labels2, k, edges, pairs, radius,
+                       weighting, bandwidth)
+    fingerprint = _fingerprint(model, run, kinds, k, edges, pairs, radius, weighting, bandwidth)
+    resumed = acc.load(checkpoint, fingerprint) if checkpoint else 0
+    total = _gram._num_pairs(len(run.x), acc.m, run.block, run.x2 is None)
+    progress = _gram.Progress("stiffness_summary", total, verbose, done=resumed)
+    last_save = time.monotonic()
+    for b in run.blocks(done=frozenset(acc.done)):
+        acc.add(b)
+        progress.step()
+        if checkpoint and time.monotonic() - last_save >= checkpoint_every:
+            acc.save(checkpoint, fingerprint)
+            last_save = time.monotonic()
+    progress.close()
+    if checkpoint:
+        acc.save(checkpoint, fingerprint)
+    return acc.result(fine_to_coarse, total, resumed)
+
+
+def _class_labels(y: Any, argument: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        y = y.argmax(1)
+    y = y.reshape(-1)
+    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
+        raise ValueError(f"{argument}: expected class labels (integers or one-hot).")
+    return y.astype(np.int64)
+
+
+def _fingerprint(model, run, *settings) -> str:
+    """Identifies weights, data and settings, so a checkpoint is never resumed wrongly."""
+    h = hashlib.blake2b(digest_size=16)
+    for v in model.trainable_variables:
+        h.update(np.asarray(v).tobytes())
+    for a in (run.x, run.y, run.x2, run.y2):
+        if a is not None:
+            h.update(np.ascontiguousarray(a).tobytes())
+    h.update(json.dumps([run.block, run.prepared.method, repr(settings)]).encode())
+    return h.hexdigest()
+
+
+class _Accumulator:
+    """Running sums of every aggregate, fed one Gram block at a time."""
+
+    def __init__(self, run, kinds, labels, labels2, num_classes, edges, pairs, radius,
+                 weighting, bandwidth):
+        self.one_set = run.x2 is None
+        self.n, self.m = len(run.x), len(run.x) if self.one_set else len(run.x2)
+        self.kinds, self.labels, self.labels2, self.k = kinds, labels, labels2, num_classes
+        self.edges, self.pairs, self.radius = edges, pairs, radius
+        self.weighting = weighting
+        self.width = None if radius is None else (radius / 2 if bandwidth is None else bandwidth)
+        self.x, self.x2 = run.x, run.x2
+        # Only per-feature statistics are kept; rows are standardised block by block.
+        self.mean, self.scale = _pooled_statistics(run.x, run.x2)
+        self.state: dict[str, np.ndarray] = {
+            "sq_norms": np.zeros(self.n), "sq_norms2": np.zeros(self.m),
+            "done": np.zeros((0, 2), np.int64),
+        }
+        for kind in kinds:
+            self.state[f"class_sums/{kind}"] = np.zeros((self.k, self.k))
+            self.state[f"hist_sums/{kind}"] = np.zeros(max(len(edges) - 1, 0))
+            if radius is not None:
+                self.state[f"nbr_sums/{kind}"] = np.zeros(self.n)
+        self.state["hist_counts"] = np.zeros(max(len(edges) - 1, 0), np.int64)
+        if radius is not None:
+            self.state["nbr_weights"] = np.zeros(self.n)
+            self.state["nbr_counts"] = np.zeros(self.n, np.int64)
+
+    def _unit(self, x: np.ndarray, rows: slice) -> np.ndarray:
+        """As `measures.input_distances`: standardised with pooled statistics, unit rows."""
+        values = (_flat64(x[rows]) - self.mean) / self.scale
+        norms = np.linalg.norm(values, axis=1, keepdims=True)
+        return values / np.where(norms > 0, norms, 1.0)
+
+    def _points(self, rows: slice) -> np.ndarray:
+        """As `neighbourhood_stiffness`: raw inputs, centred when distances use the expansion."""
+        points = _flat64(self.x[rows])
+        return points - self.mean if points.shape[1] > DIRECT_DISTANCE_MAX_FEATURES else points
+
+    @property
+    def done(self) -> set[tuple[int, int]]:
+        return {tuple(p) for p in self.state["done"]}
+
+    def add(self, b) -> None:
+        st = self.state
+        G = b.total
+        sq_r = sum(b.row_sq_norms.values())
+        sq_c = sum(b.col_sq_norms.values())
+        st["sq_norms"][b.rows] = sq_r
+        st["sq_norms2" if not self.one_set else "sq_norms"][b.cols] = sq_c
+        diagonal = self.one_set and b.index[0] == b.index[1]
+        lr, lc = self.labels[b.rows], self.labels2[b.cols]
+        yr, yc = np.eye(self.k)[lr], np.eye(self.k)[lc]
+        d = None
+        if len(self.edges):
+            unit_c = self._unit(self.x if self.one_set else self.x2, b.cols)
+            d = np.clip(1.0 - self._unit(self.x, b.rows) @ unit_c.T, 0.0, 2.0)
+            keep = self._distance_pairs(lr, lc, diagonal)
+            st["hist_counts"] += np.histogram(d[keep], bins=self.edges)[0]
+        if self.radius is not None:
+            sq_dist = _pair_sq_distances(self._points(b.rows), self._points(b.cols))
+            if diagonal:
+                np.fill_diagonal(sq_dist, np.inf)
+            near = np.sqrt(sq_dist) <= self.radius
+            w = near.astype(np.float64) if self.weighting == "uniform" else np.where(
+                near, np.exp(-sq_dist / (2.0 * self.width ** 2)), 0.0)
+            st["nbr_weights"][b.rows] += w.sum(1)
+            st["nbr_counts"][b.rows] += near.sum(1)
+            if b.mirrored:
+                st["nbr_weights"][b.cols] += w.sum(0)
+                st["nbr_counts"][b.cols] += near.sum(0)
+        with warnings.catch_warnings():  # zero gradients are counted once, at the end
+            warnings.simplefilter("ignore")
+            for kind in self.kinds:
+                S = measures.stiffness_matrix(G, kind=kind, sq_norms=sq_r, sq_norms2=sq_c)
+                if diagonal:
+                    S = S.copy()
+                    np.fill_diagonal(S, 0.0)  # self-pairs are excluded
+                sums = yr.T @ S @ yc
+                st[f"class_sums/{kind}"] += sums + sums.T if b.mirrored else sums
+                if d is not None:
+                    st[f"hist_sums/{kind}"] += np.histogram(d[keep], bins=self.edges,
+                                                            weights=S[keep])[0]
+                if self.radius is not None:
+                    st[f"nbr_sums/{kind}"][b.rows] += (w * S).sum(1)
+                    if b.mirrored:
+                        st[f"nbr_sums/{kind}"][b.cols] += (w * S).sum(0)
+        st["done"] = np.concatenate([st["done"], np.array([b.index], np.int64)])
+
+    def _distance_pairs(self, lr, lc, diagonal) -> np.ndarray:
+        same = lr[:, None] == lc[None, :]
+        keep = {"within": same, "between": ~same, "all": np.ones_like(same)}[self.pairs]
+        if diagonal:  # one set: each unordered pair once, i < j
+            keep = keep & np.triu(np.ones_like(keep), 1)
+        return keep
+
+    def result(self, fine_to_coarse, total_blocks, resumed) -> StiffnessSummary:
+        st = self.state
+        counts_r = np.bincount(self.labels, minlength=self.k).astype(np.float64)
+        counts_c = np.bincount(self.labels2, minlength=self.k).astype(np.float64)
+        pair_counts = np.outer(counts_r, counts_c) - (np.diag(counts_r) if self.one_set else 0)
+        summary = StiffnessSummary(
+            kinds=self.kinds, class_matrix={}, within={}, between={},
+            sq_norms=st["sq_norms"].astype(np.float32),
+            sq_norms2=(st["sq_norms"] if self.one_set else st["sq_norms2"]).astype(np.float32),
+            num_zero_gradient=int((st["sq_norms"] == 0).sum()) + (
+                0 if self.one_set else int((st["sq_norms2"] == 0).sum())),
+            blocks_total=total_blocks, blocks_resumed=resumed)
+        centres = (self.edges[:-1] + self.edges[1:]) / 2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for kind in self.kinds:
+                C = np.where(pair_counts > 0, st[f"class_sums/{kind}"] / pair_counts, np.nan)
+                summary.class_matrix[kind] = C
+                summary.within[kind], summary.between[kind] = measures.within_between(C)
+                if fine_to_coarse is not None:
+                    summary.superclass_contrast[kind] = measures.superclass_contrast(
+                        C, fine_to_coarse)
+                if len(self.edges):
+                    hc = st["hist_counts"]
+                    summary.distance_curve[kind] = StiffnessCurve(
+                        edges=self.edges, centres=centres,
+                        means=np.where(hc > 0, st[f"hist_sums/{kind}"] / hc, np.nan),
+                        counts=hc, pairs=self.pairs)
+                if self.radius is not None:
+                    wsum = st["nbr_weights"]
+                    summary.neighbourhood[kind] = np.where(
+                        wsum > 0, st[f"nbr_sums/{kind}"] / wsum, np.nan)
+        if self.radius is not None:
+            summary.neighbour_counts = st["nbr_counts"]
+        if summary.num_zero_gradient:
+            warnings.warn(f"{summary.num_zero_gradient} examples have an exactly zero "
+                          "gradient; their cosine stiffness is 0.", UserWarning, stacklevel=3)
+        return summary
+
+    def save(self, path, fingerprint: str) -> None:
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp.npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, fingerprint=np.array(fingerprint), **self.state)
+            os.replace(tmp, path)  # atomic: a kill leaves the old checkpoint or the new one
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    def load(self, path, fingerprint: str) -> int:
+        if not os.path.exists(path):
+            return 0
+        with np.load(path) as saved:
+            if str(saved["fingerprint"]) != fingerprint:
+                raise ValueError(
+                    f"checkpoint: {os.fspath(path)} was written for other model weights, data "
+                    "or settings; delete it or pass another path.")
+            for key in self.state:
+                self.state[key] = saved[key].copy()
+        return len(self.state["done"])
+
+
+def _flat64(x: np.ndarray) -> np.ndarray:
+    return x.reshape(len(x), -1).astype(np.float64)
+
+
+def _pooled_statistics(x, x2, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (0 -> 1) of both sets, accumulated in float64 by blocks."""
+    sets = [x] if x2 is None else [x, x2]
+    count = sum(len(a) for a in sets)
+    total = sum(_flat64(a[s:s + block]).sum(0) for a in sets for s in range(0, len(a), block))
+    mean = total / count
+    sq = sum(((_flat64(a[s:s + block]) - mean) ** 2).sum(0) for a in sets
+             for s in range(0, len(a), block))
+    std = np.sqrt(sq / count)
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def _pair_sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """As `neighbourhood_stiffness`: exact differences for few features, else the expansion."""
+    if a.shape[1] <= DIRECT_DISTANCE_MAX_FEATURES:
+        out = np.zeros((len(a), len(b)))
+        for fa, fb in zip(a.T, b.T):
+            out += (fa[:, None] - fb[None, :]) ** 2
+        return out
+    out = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.maximum(out, 0.0)
