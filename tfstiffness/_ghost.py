@@ -13,6 +13,7 @@ layer go through the generic per-example path in the same call.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import string
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -117,21 +118,38 @@ def _einsum_dense_rule(layer, calls: list[_Call]) -> list[_factors.Factor]:
 
 
 def _conv_patches(layer, inputs: tf.Tensor) -> tf.Tensor:
-    """Image patches seen by each output position, [n, T, k*k*C] (channels last)."""
+    """Input patches seen by each output position, [n, T, k*k*C] (channels last).
+
+    Built from one strided slice per kernel offset: plain copies, several times faster on CPU
+    than `tf.image.extract_patches`. Any consistent order of patch features will do, since a
+    Gram matrix does not depend on how the parameters are ordered.
+    """
     if layer.data_format == "channels_first":
         inputs = tf.transpose(inputs, [0] + list(range(2, inputs.shape.rank)) + [1])
-    kernel, strides, rates = layer.kernel_size, layer.strides, layer.dilation_rate
-    padding = layer.padding
-    if layer.rank == 1:
-        if padding == "causal":
-            inputs = tf.pad(inputs, [[0, 0], [rates[0] * (kernel[0] - 1), 0], [0, 0]])
-            padding = "valid"
-        inputs = inputs[:, None]
-        kernel, strides, rates = (1, *kernel), (1, *strides), (1, *rates)
-    patches = tf.image.extract_patches(
-        inputs, sizes=[1, *kernel, 1], strides=[1, *strides, 1], rates=[1, *rates, 1],
-        padding=padding.upper())
-    return _seq(patches)
+    pads = [[0, 0]]
+    out_sizes = []
+    for axis, (k, s, r) in enumerate(zip(layer.kernel_size, layer.strides, layer.dilation_rate)):
+        size = inputs.shape[axis + 1]
+        span = (k - 1) * r + 1
+        if layer.padding == "causal":
+            before, after = span - 1, 0
+        elif layer.padding == "same":  # as TensorFlow's SAME: the extra one goes after
+            total = max((-(-size // s) - 1) * s + span - size, 0)
+            before, after = total // 2, total - total // 2
+        else:
+            before = after = 0
+        pads.append([before, after])
+        out_sizes.append((size + before + after - span) // s + 1)
+    padded = tf.pad(inputs, pads + [[0, 0]])
+    pieces = []
+    for offsets in itertools.product(*(range(k) for k in layer.kernel_size)):
+        begin = [0] + [o * r for o, r in zip(offsets, layer.dilation_rate)] + [0]
+        end = [0] + [b + (n - 1) * s + 1 for b, n, s in zip(begin[1:], out_sizes,
+                                                             layer.strides)] + [0]
+        pieces.append(tf.strided_slice(padded, begin, end, [1, *layer.strides, 1],
+                                       begin_mask=1 | (1 << (layer.rank + 1)),
+                                       end_mask=1 | (1 << (layer.rank + 1))))
+    return _seq(tf.concat(pieces, axis=-1))
 
 
 def _conv_rule(layer, calls: list[_Call]) -> list[_factors.Factor]:

@@ -27,6 +27,9 @@ METHODS = ("auto", "ghost", "vmap", "jacobian")
 _CACHE_BYTES = 2 << 30
 _GENERIC_BLOCK_BYTES = 256 << 20
 _GHOST_BLOCK = 512
+# tape.jacobian vectorises the block's backward pass once per example: its time per example
+# and its memory grow with the block (500 CNN examples at once needed > 23 GB).
+_JACOBIAN_BLOCK = 16
 
 FactorSource = _tiling.FactorSource
 
@@ -220,7 +223,8 @@ def _default_block(model: keras.Model, method: str, n: int) -> int:
     if method == "ghost":
         return min(n, _GHOST_BLOCK)
     per_example = 4 * sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-    return max(1, min(n, _GENERIC_BLOCK_BYTES // per_example))
+    block = _GENERIC_BLOCK_BYTES // per_example
+    return max(1, min(n, block, _JACOBIAN_BLOCK if method == "jacobian" else block))
 
 
 def _assemble(run: _Run, by_layer: bool, verbose: bool | None):
