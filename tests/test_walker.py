@@ -233,7 +233,7 @@ def _binary_command(out: Path, epochs: int) -> list[str]:
 
 @pytest.mark.slow
 def test_sigkill_after_first_stage_then_restart_gives_same_results(tmp_path):
-    epochs = 150  # Long enough that training is still running when the kill lands.
+    epochs = 60  # Long enough that training is still running when the kill lands.
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     killed = tmp_path / "killed"
     process = subprocess.Popen(_binary_command(killed, epochs), env=env, cwd=REPO,
