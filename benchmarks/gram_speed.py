@@ -65,7 +65,7 @@ def floor_seconds(model, x, y) -> float:
 
     def run():
         for s in range(0, len(x), BLOCK):
-            tf.nest.map_structure(lambda t: t.numpy(), step(x[s:s + BLOCK], y[s:s + BLOCK]))
+            [tf.convert_to_tensor(g).numpy() for g in step(x[s:s + BLOCK], y[s:s + BLOCK])]
 
     step(x[:BLOCK], y[:BLOCK])
     return timed(run)

@@ -29,7 +29,7 @@ from tfstiffness.streaming import StiffnessSummary, stiffness_summary
 __version__ = "0.1.0"
 
 # Imported on first use: tensorflow-datasets and matplotlib are slow to import.
-_SUBMODULES = ("data", "models", "plots", "summary", "synthetic")
+_SUBMODULES = ("data", "experiment", "models", "plots", "summary", "synthetic", "walker")
 
 
 def __getattr__(name: str):
@@ -49,6 +49,7 @@ __all__ = [
     "count_zero_gradients",
     "critical_length",
     "data",
+    "experiment",
     "gradient_gram",
     "input_distances",
     "layerwise_stiffness",
@@ -63,5 +64,6 @@ __all__ = [
     "superclass_matrix",
     "superclass_order",
     "synthetic",
+    "walker",
     "within_between",
 ]

@@ -91,8 +91,32 @@ def sq_norms(factors: Factors) -> dict[str, tf.Tensor]:
     return {key: tf.add_n([_factors.sq_norms(f) for f in fs]) for key, fs in factors.items()}
 
 
-def _numpy(tensors: dict[str, tf.Tensor]) -> dict[str, np.ndarray]:
-    return {key: np.asarray(t) for key, t in tensors.items()}
+_KINDS = {cls.__name__: cls for cls in (_factors.Materialized, _factors.Outer,
+                                        _factors.TokenMatch)}
+
+
+def _encode(factors: Factors):
+    """Factors as nested tuples that tf.function accepts (the kind name is a static value)."""
+    return {key: tuple((type(f).__name__, tuple(vars(f).values())) for f in fs)
+            for key, fs in factors.items()}
+
+
+def _decode(encoded) -> Factors:
+    return {key: [_KINDS[kind](*tensors) for kind, tensors in fs] for key, fs in encoded.items()}
+
+
+@tf.function  # static shapes: at most 4 traces (full or last block, for rows and columns)
+def _gram_and_norms(encoded_i, encoded_j):
+    # One graph per pair instead of dozens of eager ops: on small blocks the per-op
+    # overhead was as large as the arithmetic.
+    fi, fj = _decode(encoded_i), _decode(encoded_j)
+    return pair_gram(fi, fj), sq_norms(fi), sq_norms(fj)
+
+
+def _block(index, rows, cols, fi: Factors, fj: Factors, mirrored: bool) -> GramBlock:
+    grams, sq_i, sq_j = tf.nest.map_structure(np.asarray,
+                                              _gram_and_norms(_encode(fi), _encode(fj)))
+    return GramBlock(index, rows, cols, grams, sq_i, sq_j, mirrored)
 
 
 def gram_blocks(source: FactorSource, x, y, x2=None, y2=None, *, block: int,
@@ -116,15 +140,12 @@ def gram_blocks(source: FactorSource, x, y, x2=None, y2=None, *, block: int,
             continue
         held = {i: first if i == 0 else rows(i) for i in band_rows
                 if any(p[0] == i for p in todo)}
-        held_sq = {i: _numpy(sq_norms(f)) for i, f in held.items()}
         for j in dict.fromkeys(j for _, j in todo):
             fj = held[j] if one_set and j in held else cols(j)
-            fj_sq = held_sq[j] if one_set and j in held else _numpy(sq_norms(fj))
             for i in (i for i, jj in todo if jj == j):
-                yield GramBlock((i, j), rows.slices[i], cols.slices[j],
-                                _numpy(pair_gram(held[i], fj)), held_sq[i], fj_sq,
-                                mirrored=one_set and i != j)
-        del held, held_sq
+                yield _block((i, j), rows.slices[i], cols.slices[j], held[i], fj,
+                             mirrored=one_set and i != j)
+        del held
     del first
 
 

@@ -135,9 +135,9 @@ class _Run:
     block: int
     strategy: tf.distribute.Strategy | None
 
-    def blocks(self, done: frozenset = frozenset()):
+    def blocks(self, done: frozenset = frozenset(), cache_bytes: int = _CACHE_BYTES):
         return _tiling.gram_blocks(self.prepared.source, self.x, self.y, self.x2, self.y2,
-                                   block=self.block, cache_bytes=_CACHE_BYTES, done=done,
+                                   block=self.block, cache_bytes=cache_bytes, done=done,
                                    strategy=self.strategy)
 
 
