@@ -29,7 +29,8 @@ from tfstiffness.streaming import StiffnessSummary, stiffness_summary
 __version__ = "0.1.0"
 
 # Imported on first use: tensorflow-datasets and matplotlib are slow to import.
-_SUBMODULES = ("data", "experiment", "models", "plots", "summary", "synthetic", "walker")
+_SUBMODULES = ("cifar100_labels", "data", "experiment", "models", "plots", "summary",
+               "synthetic", "walker")
 
 
 def __getattr__(name: str):
@@ -39,6 +40,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "cifar100_labels",
     "CriticalLength",
     "GradientGram",
     "LayerStiffness",

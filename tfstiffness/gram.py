@@ -24,7 +24,7 @@ from tfstiffness._losses import prepare_labels, resolve_loss
 METHODS = ("auto", "ghost", "vmap", "jacobian")
 # Factors of all blocks are kept (each computed once) while they fit in this many bytes;
 # beyond it, column blocks are recomputed so memory stays O(block).
-_CACHE_BYTES = 2 << 30
+_CACHE_BYTES = 1 << 30
 _GENERIC_BLOCK_BYTES = 256 << 20
 _GHOST_BLOCK = 512
 # tape.jacobian vectorises the block's backward pass once per example: its time per example
@@ -135,9 +135,9 @@ class _Run:
     block: int
     strategy: tf.distribute.Strategy | None
 
-    def blocks(self, done: frozenset = frozenset(), cache_bytes: int = _CACHE_BYTES):
+    def blocks(self, done: frozenset = frozenset()):
         return _tiling.gram_blocks(self.prepared.source, self.x, self.y, self.x2, self.y2,
-                                   block=self.block, cache_bytes=cache_bytes, done=done,
+                                   block=self.block, cache_bytes=_CACHE_BYTES, done=done,
                                    strategy=self.strategy)
 
 

@@ -28,8 +28,6 @@ from tfstiffness.measures import StiffnessCurve
 from tfstiffness.neighbourhood import DIRECT_DISTANCE_MAX_FEATURES
 
 _PAIRS = ("within", "between", "all")
-# Factors held at once: smaller than gradient_gram's, since streaming is for N beyond memory.
-_CACHE_BYTES = 1 << 30
 
 
 @dataclass
@@ -146,7 +144,7 @@ def stiffness_summary(
     total = _gram._num_pairs(len(run.x), acc.m, run.block, run.x2 is None)
     progress = _gram.Progress("stiffness_summary", total, verbose, done=resumed)
     last_save = time.monotonic()
-    for b in run.blocks(done=frozenset(acc.done), cache_bytes=_CACHE_BYTES):
+    for b in run.blocks(done=frozenset(acc.done)):
         acc.add(b)
         progress.step()
         if checkpoint and time.monotonic() - last_save >= checkpoint_every:
