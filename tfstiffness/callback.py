@@ -1,0 +1,665 @@
+"""`StiffnessCallback`: stiffness of a fixed probe set measured during `model.fit`.
+
+At each measurement the callback computes the exact Gram matrix of per-example loss gradients
+on the probe set (and a second, validation probe set when given) with `gradient_gram`, turns it
+into sign and cosine stiffness, class stiffness matrices, within/between-class summaries, the
+super-class contrast, stiffness against input distance and the critical length xi
+(`tfstiffness.measures`), keeps every number in `callback.history` and, with a `log_dir`,
+writes them as TensorBoard scalars, images and histograms (`tfstiffness.summary`).
+
+Measuring never changes training: forward passes run with `training=False`, weights and
+optimizer are only read, and the global random states (NumPy, Python, TensorFlow's eager
+op seeds, Keras' global seed generator) are restored after each measurement.
+
+TensorBoard tags (all under `stiffness/`; PAIRS is `train_train`, and with a validation probe
+also `train_val` and `val_val`; KIND is each of `kinds`):
+
+- scalars `stiffness/PAIRS/KIND/within`, `.../between`, `.../mean` (mean over all pairs, self
+  pairs excluded), `.../superclass_contrast` (with `fine_to_coarse`), `.../xi_crossed` (1 when
+  the within-class stiffness-vs-distance curve crosses zero, else 0), `.../xi` (only when it
+  crosses), `.../layer/LAYER` (with `by_layer`: mean off-diagonal stiffness over that layer's
+  parameters), and `stiffness/zero_gradients/train` (and `/val`): examples whose gradient is
+  exactly zero (their cosine stiffness is 0).
+- images `stiffness/PAIRS/KIND/class_matrix` (grouped by super-class when `fine_to_coarse` is
+  given; colour range fixed to [-1, 1] so steps compare) and `stiffness/PAIRS/KIND/vs_distance`
+  (mean within-class stiffness per distance bin, xi marked).
+- histograms `stiffness/PAIRS/KIND/values`: every pairwise stiffness value, self pairs excluded.
+
+Example:
+    >>> import keras, numpy as np, tempfile
+    >>> from tfstiffness.callback import StiffnessCallback
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(64, 4)).astype("float32"), np.arange(64) % 2
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+    ...                           keras.layers.Dense(2)])
+    >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> cb = StiffnessCallback(x[:16], y[:16], log_dir=tempfile.mkdtemp(), images=False)
+    >>> _ = model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[cb])
+    >>> [entry["step"] for entry in cb.history]  # completed epochs; 0 = before training
+    [0, 1, 2]
+    >>> sorted(k for k in cb.history[-1] if k.startswith("train_train/cosine/w"))
+    ['train_train/cosine/within']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import random
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfstiffness import measures, plots, summary
+from tfstiffness.gram import gradient_gram
+
+__all__ = ["StiffnessCallback", "load_history"]
+
+# Prefix of every TensorBoard tag the callback writes.
+TAG_PREFIX = "stiffness"
+
+
+class StiffnessCallback(keras.callbacks.Callback):
+    """Measures stiffness on fixed probe sets during training; logs to TensorBoard.
+
+    A measurement is taken when training begins (the untrained state), then every
+    `every_n_epochs` epochs (or every `every_n_steps` optimizer steps), and once more when
+    training ends if the final weights were not measured yet.
+
+    The TensorBoard step of a measurement is:
+
+    - per-epoch mode (default): the number of completed epochs, so 0 is the untrained state
+      and 1 is after the first epoch. Note that Keras' own `TensorBoard` callback logs
+      `epoch_loss` of the first epoch at step 0: stiffness at step e + 1 belongs to the same
+      weights as Keras' epoch metrics at step e.
+    - per-step mode (`every_n_steps`): `model.optimizer.iterations`, the number of optimizer
+      updates applied so far; this matches the step of Keras' batch-level summaries
+      (`update_freq="batch"` or an integer).
+
+    Both numbers are also kept in every history entry (`epoch`, `iteration`), with `step`.
+
+    Attributes:
+        history: one dict per measurement, in order. Keys: `step`, `epoch` (completed epochs),
+            `iteration` (optimizer iterations), `train_loss` (the loss in Keras' logs at that
+            point, a running mean over the epoch; NaN before training), `seconds` (time the
+            measurement took), every scalar by its tag without the `stiffness/` prefix (e.g.
+            `train_train/cosine/within`; `.../xi` is NaN when the curve does not cross zero,
+            and then `.../xi_bound` says where xi lies, see `measures.CriticalLength`), and
+            arrays: `PAIRS/KIND/class_matrix` [K, K] (NaN for class pairs without examples),
+            `PAIRS/KIND/curve_means` and `PAIRS/KIND/curve_counts` [distance_bins].
+        curve_edges: PAIRS -> [distance_bins + 1] distance bin edges of the curves (input
+            distances of a fixed probe do not change, so neither do the edges).
+        pair_sets: the pair sets measured, e.g. ("train_train", "train_val", "val_val").
+
+    Example:
+        >>> import keras, numpy as np
+        >>> rng = np.random.default_rng(1)
+        >>> x, y = rng.normal(size=(48, 3)).astype("float32"), np.arange(48) % 3
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3)])
+        >>> model.compile("sgd", "sparse_categorical_crossentropy")
+        >>> cb = StiffnessCallback(x[:12], y[:12], val_x=x[12:24], val_y=y[12:24],
+        ...                        every_n_steps=3, kinds=("cosine",))
+        >>> _ = model.fit(x, y, epochs=2, batch_size=12, verbose=0, callbacks=[cb])
+        >>> [(e["step"], e["epoch"]) for e in cb.history]  # 4 steps per epoch; 8 at the end
+        [(0, 0), (3, 0), (6, 1), (8, 2)]
+        >>> cb.pair_sets
+        ('train_train', 'train_val', 'val_val')
+    """
+
+    def __init__(
+        self,
+        probe_x: Any,
+        probe_y: Any,
+        val_x: Any = None,
+        val_y: Any = None,
+        log_dir: str | os.PathLike | None = None,
+        every_n_epochs: int = 1,
+        every_n_steps: int | None = None,
+        loss: Any = None,
+        num_classes: int | None = None,
+        fine_to_coarse: Any = None,
+        kinds: Sequence[str] = ("sign", "cosine"),
+        distance_bins: int = 20,
+        by_layer: bool = False,
+        method: str = "auto",
+        batch_size: int | None = None,
+        images: bool = True,
+        histograms: bool = True,
+        run_name: str = "stiffness",
+    ):
+        """Creates the callback; the probe sets are fixed for the whole of training.
+
+        Args:
+            probe_x: [N, ...] inputs of the probe set (ideally class-balanced, e.g. about 50
+                examples per class). One array: multi-input models are not supported.
+            probe_y: [N] integer class labels or [N, K] one-hot labels, as the loss expects.
+            val_x: optional [M, ...] inputs of a second probe set (e.g. held-out data). Then
+                train-val (every probe example against every val example) and val-val
+                stiffness are measured as well.
+            val_y: labels of the second probe set, in the same format as `probe_y`.
+            log_dir: TensorBoard log directory, e.g. the one given to
+                `keras.callbacks.TensorBoard`; None keeps the results in `history` only.
+            every_n_epochs: measure after every this many epochs (per-epoch mode).
+            every_n_steps: if given, measure every this many optimizer steps instead, and use
+                the optimizer's iteration count as the TensorBoard step; `every_n_epochs` is
+                then ignored.
+            loss: the loss whose per-example gradients are compared: a `keras.losses.Loss`, a
+                loss name or a per-example callable `(y_true, y_pred) -> [batch]`; None uses
+                the model's compiled loss (made per-example by `gradient_gram`).
+            num_classes: number of classes K of the class matrices; default
+                `len(fine_to_coarse)` if given, else the largest label + 1.
+            fine_to_coarse: optional [K] super-class of each class: adds the super-class
+                contrast scalar and groups the class-matrix image by super-class.
+            kinds: stiffness kinds to measure, any of "sign" and "cosine".
+            distance_bins: number of distance bins of the stiffness-vs-distance curves.
+            by_layer: also log, per layer, the mean stiffness of the gradients w.r.t. that
+                layer's parameters alone.
+            method: `gradient_gram` method ("auto", "ghost", "vmap" or "jacobian").
+            batch_size: `gradient_gram` block size; None chooses from memory.
+            images: write class-matrix and stiffness-vs-distance images: 2 per kind and pair
+                set, so up to 12 per measurement, each rendered by matplotlib in 0.1 to 0.4 s.
+            histograms: write histograms of the pairwise stiffness values.
+            run_name: subdirectory of `log_dir` for the callback's event files, shown by
+                TensorBoard as a run of that name next to Keras' `train` and `validation`
+                runs; "" writes into `log_dir` itself.
+
+        Raises:
+            ValueError: inconsistent lengths or shapes, labels that are not classes, an
+                unknown kind, a non-positive period or bin count, or `fine_to_coarse` not of
+                length `num_classes`.
+        """
+        super().__init__()
+        self._probe_x = _as_array(probe_x, "probe_x")
+        self._probe_y = np.asarray(probe_y)
+        _check_length(self._probe_x, self._probe_y, "probe_x", "probe_y")
+        if (val_x is None) != (val_y is None):
+            raise ValueError("val_x, val_y: give both (a second probe set) or neither.")
+        self._has_val = val_x is not None
+        if self._has_val:
+            val_x, val_y = _as_array(val_x, "val_x"), np.asarray(val_y)
+            _check_length(val_x, val_y, "val_x", "val_y")
+            if val_x.shape[1:] != self._probe_x.shape[1:]:
+                raise ValueError(f"val_x: examples of shape {val_x.shape[1:]}, but probe_x "
+                                 f"has {self._probe_x.shape[1:]}.")
+            if val_y.shape[1:] != self._probe_y.shape[1:]:
+                raise ValueError(f"val_y: labels of shape {val_y.shape[1:]}, but probe_y "
+                                 f"has {self._probe_y.shape[1:]}; use the same format.")
+        self._val_x, self._val_y = val_x, val_y
+
+        self.kinds = tuple(kinds)
+        if not self.kinds or any(k not in measures.STIFFNESS_KINDS for k in self.kinds):
+            raise ValueError(f"kinds: expected a non-empty subset of {measures.STIFFNESS_KINDS},"
+                             f" got {kinds!r}.")
+        self.every_n_epochs = _positive_int(every_n_epochs, "every_n_epochs")
+        self.every_n_steps = (None if every_n_steps is None
+                              else _positive_int(every_n_steps, "every_n_steps"))
+        self.distance_bins = _positive_int(distance_bins, "distance_bins")
+        self.loss, self.by_layer, self.method, self.batch_size = loss, by_layer, method, batch_size
+        self.images, self.histograms = bool(images), bool(histograms)
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self.run_name = run_name
+
+        self._labels = _class_labels(self._probe_y, "probe_y")
+        self._val_labels = _class_labels(val_y, "val_y") if self._has_val else None
+        self.fine_to_coarse = None if fine_to_coarse is None else np.asarray(fine_to_coarse)
+        if num_classes is None:
+            if self.fine_to_coarse is not None:
+                num_classes = len(self.fine_to_coarse)
+            else:
+                all_labels = [self._labels] + ([self._val_labels] if self._has_val else [])
+                num_classes = int(max(labels.max() for labels in all_labels)) + 1
+        self.num_classes = _positive_int(num_classes, "num_classes")
+        for labels, name in ((self._labels, "probe_y"), (self._val_labels, "val_y")):
+            if labels is not None and (labels.min() < 0 or labels.max() >= self.num_classes):
+                raise ValueError(f"{name}: classes must lie in [0, {self.num_classes}), got "
+                                 f"[{labels.min()}, {labels.max()}].")
+        if self.fine_to_coarse is not None:
+            if self.fine_to_coarse.shape != (self.num_classes,):
+                raise ValueError(f"fine_to_coarse: expected {self.num_classes} entries (one "
+                                 f"per class), got shape {self.fine_to_coarse.shape}.")
+            if not np.issubdtype(self.fine_to_coarse.dtype, np.integer):
+                raise ValueError("fine_to_coarse: expected integer super-class indices.")
+
+        self._pairs = self._pair_specs()
+        self.pair_sets = tuple(self._pairs)
+        self.curve_edges: dict[str, np.ndarray] = {}
+        self.history: list[dict[str, Any]] = []
+        self._writer: tf.summary.SummaryWriter | None = None
+        self._epoch = 0  # completed epochs
+        self._prev_iteration = 0
+        self._last_loss = math.nan
+        self._initial_pending = False
+        self._warned_no_curve: set[str] = set()
+        self._curves: dict[tuple[str, str], Any] = {}  # of the latest measurement
+
+    # ------------------------------------------------------------------------------------
+    # Keras hooks
+    # ------------------------------------------------------------------------------------
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        self._last_loss = math.nan
+        self._prev_iteration = self._iterations()
+        if self.every_n_steps is not None:
+            self._measure_once(self._prev_iteration)
+        else:
+            # The completed-epoch count (`initial_epoch`) is only known in on_epoch_begin.
+            self._initial_pending = True
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._epoch = epoch
+        if self._initial_pending:
+            self._initial_pending = False
+            self._measure_once(epoch)
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self.every_n_steps is None:
+            return
+        self._remember_loss(logs)
+        iteration = self._iterations()
+        # A crossing test rather than `% n == 0`: with steps_per_execution > 1 the callback
+        # sees only every k-th iteration and could step over every multiple of n.
+        if iteration // self.every_n_steps > self._prev_iteration // self.every_n_steps:
+            self._measure_once(iteration)
+        self._prev_iteration = iteration
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._epoch = epoch + 1
+        self._remember_loss(logs)
+        if self.every_n_steps is None and self._epoch % self.every_n_epochs == 0:
+            self._measure_once(self._epoch)
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        self._initial_pending = False
+        # The final weights are always recorded, whatever the period.
+        self._measure_once(self._current_step())
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # ------------------------------------------------------------------------------------
+    # Results
+    # ------------------------------------------------------------------------------------
+
+    def history_arrays(self) -> dict[str, np.ndarray]:
+        """The history as arrays: each key stacked over measurements, plus metadata.
+
+        Returns:
+            key -> array with a leading axis over measurements ([T] for numbers,
+            [T, K, K] for class matrices, [T, B] for curves), and `meta/...` entries:
+            `meta/probe_labels`, `meta/val_labels` (with a val probe),
+            `meta/fine_to_coarse` (when given), `meta/kinds`, `meta/pair_sets`,
+            `meta/PAIRS/curve_edges`, `meta/step_unit` ("epoch" or "iteration").
+
+        Example:
+            >>> cb = StiffnessCallback(np.zeros((4, 2)), np.array([0, 0, 1, 1]))
+            >>> cb.history_arrays()["meta/step_unit"]
+            array('epoch', dtype='<U5')
+        """
+        arrays: dict[str, np.ndarray] = {}
+        keys = list(dict.fromkeys(k for entry in self.history for k in entry))
+        for key in keys:
+            arrays[key] = np.stack([np.asarray(entry.get(key, np.nan)) for entry in self.history])
+        arrays["meta/probe_labels"] = self._labels
+        if self._has_val:
+            arrays["meta/val_labels"] = self._val_labels
+        if self.fine_to_coarse is not None:
+            arrays["meta/fine_to_coarse"] = self.fine_to_coarse
+        arrays["meta/kinds"] = np.array(self.kinds)
+        arrays["meta/pair_sets"] = np.array(self.pair_sets)
+        arrays["meta/step_unit"] = np.array("epoch" if self.every_n_steps is None
+                                            else "iteration")
+        for pairs, edges in self.curve_edges.items():
+            arrays[f"meta/{pairs}/curve_edges"] = edges
+        return arrays
+
+    def series(self, pairs: str = "train_train", kind: str = "cosine") -> dict[str, np.ndarray]:
+        """One pair set and kind over training, in the form `plots.training_curves` takes.
+
+        Args:
+            pairs: "train_train", "train_val" or "val_val".
+            kind: "sign" or "cosine".
+
+        Returns:
+            "step", "epoch", "iteration", "train_loss", "within", "between", "mean", "xi"
+            (NaN where not crossed) -> [T] arrays; "superclass_contrast" with fine_to_coarse.
+
+        Example:
+            >>> cb = StiffnessCallback(np.zeros((4, 2)), np.array([0, 0, 1, 1]))
+            >>> sorted(cb.series())[:3]
+            ['between', 'epoch', 'iteration']
+        """
+        if pairs not in self._pairs or kind not in self.kinds:
+            raise ValueError(f"pairs, kind: expected one of {self.pair_sets} and one of "
+                             f"{self.kinds}, got {pairs!r}, {kind!r}.")
+        names = ["within", "between", "mean", "xi"]
+        if self.fine_to_coarse is not None:
+            names.append("superclass_contrast")
+        out = {k: np.array([e[k] for e in self.history], np.float64)
+               for k in ("step", "epoch", "iteration", "train_loss")}
+        for name in names:
+            out[name] = np.array([e[f"{pairs}/{kind}/{name}"] for e in self.history],
+                                 np.float64)
+        return out
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Writes `history_arrays()` to an .npz file, atomically (temporary file, then rename).
+
+        Args:
+            path: destination file; written exactly there (no suffix is added).
+
+        Returns:
+            The path written, as a string.
+
+        Example:
+            >>> import os, tempfile
+            >>> cb = StiffnessCallback(np.zeros((4, 2)), np.array([0, 0, 1, 1]))
+            >>> path = cb.save(os.path.join(tempfile.mkdtemp(), "stiffness.npz"))
+            >>> sorted(load_history(path))[:2]
+            ['meta/kinds', 'meta/pair_sets']
+        """
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        # Same directory as the target, so os.replace is an atomic rename.
+        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                np.savez(file, **self.history_arrays())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+            raise
+        return path
+
+    # ------------------------------------------------------------------------------------
+    # Measurement
+    # ------------------------------------------------------------------------------------
+
+    def _pair_specs(self) -> dict[str, _PairSet]:
+        """Rows and columns of each pair set in the Gram matrix of [probe; val]."""
+        n = len(self._probe_x)
+        train = slice(0, n)
+        specs = {"train_train": _PairSet(train, train, True, self._labels, None,
+                                         measures.input_distances(self._probe_x))}
+        if self._has_val:
+            val = slice(n, n + len(self._val_x))
+            specs["train_val"] = _PairSet(train, val, False, self._labels, self._val_labels,
+                                          measures.input_distances(self._probe_x, self._val_x))
+            specs["val_val"] = _PairSet(val, val, True, self._val_labels, None,
+                                        measures.input_distances(self._val_x))
+        return specs
+
+    def _iterations(self) -> int:
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            return 0
+        return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+    def _current_step(self) -> int:
+        return self._iterations() if self.every_n_steps is not None else self._epoch
+
+    def _remember_loss(self, logs: Mapping[str, Any] | None) -> None:
+        if logs and "loss" in logs:
+            self._last_loss = float(logs["loss"])
+
+    def _measure_once(self, step: int) -> None:
+        if self.history and self.history[-1]["step"] == step:
+            return  # these weights were measured already (end of the last period)
+        self.measure(step)
+
+    def measure(self, step: int) -> dict[str, Any]:
+        """Measures stiffness of the current weights now and records it at `step`.
+
+        Called by the Keras hooks; call it directly to measure outside `fit`.
+
+        Args:
+            step: the TensorBoard step (and `step` of the history entry).
+
+        Returns:
+            The new history entry.
+        """
+        start = time.perf_counter()
+        self._curves.clear()
+        x, y = self._probe_x, self._probe_y
+        if self._has_val:
+            # One Gram matrix of [probe; val] gives all three pair sets as blocks, so each
+            # example's gradient factors are computed once.
+            x, y = np.concatenate([x, self._val_x]), np.concatenate([y, self._val_y])
+        with _random_state_preserved():
+            gram = gradient_gram(self.model, x, y, loss=self.loss, by_layer=self.by_layer,
+                                 method=self.method, batch_size=self.batch_size, verbose=False)
+        entry: dict[str, Any] = {"step": int(step), "epoch": int(self._epoch),
+                                 "iteration": self._iterations(), "train_loss": self._last_loss}
+        n = len(self._probe_x)
+        entry["zero_gradients/train"] = int(np.sum(gram.sq_norms[:n] == 0))
+        if self._has_val:
+            entry["zero_gradients/val"] = int(np.sum(gram.sq_norms[n:] == 0))
+        stiffness = {}
+        for pairs, spec in self._pairs.items():
+            for kind in self.kinds:
+                S = _stiffness(gram.total, gram.sq_norms, spec, kind)
+                stiffness[pairs, kind] = S
+                entry.update(self._summaries(pairs, kind, S, spec))
+                for layer, block in gram.by_layer.items():
+                    S_layer = _stiffness(block, np.diagonal(block), spec, kind)
+                    entry[f"{pairs}/{kind}/layer/{layer}"] = _mean_pairs(S_layer, spec)
+        entry["seconds"] = time.perf_counter() - start
+        self.history.append(entry)
+        if self.log_dir is not None:
+            if self._writer is None:  # opened here, closed at the end of each fit
+                path = (os.path.join(self.log_dir, self.run_name) if self.run_name
+                        else self.log_dir)
+                self._writer = tf.summary.create_file_writer(path)
+            self._write(entry, stiffness)
+        return entry
+
+    def _summaries(self, pairs: str, kind: str, S: np.ndarray,
+                   spec: _PairSet) -> dict[str, Any]:
+        name = f"{pairs}/{kind}"
+        C = measures.class_stiffness(S, spec.labels, spec.labels2, self.num_classes)
+        within, between = measures.within_between(C)
+        out: dict[str, Any] = {f"{name}/within": within, f"{name}/between": between,
+                               f"{name}/mean": _mean_pairs(S, spec), f"{name}/class_matrix": C}
+        if self.fine_to_coarse is not None:
+            out[f"{name}/superclass_contrast"] = measures.superclass_contrast(
+                C, self.fine_to_coarse)
+        try:
+            curve = measures.stiffness_vs_distance(
+                S, labels=spec.labels, labels2=spec.labels2, pairs="within",
+                bins=self.distance_bins, distances=spec.distances)
+        except ValueError:  # no two examples of one class in this pair set
+            if pairs not in self._warned_no_curve:
+                self._warned_no_curve.add(pairs)
+                warnings.warn(f"StiffnessCallback: {pairs} has no pair of examples of the same "
+                              "class, so no stiffness-vs-distance curve or xi.", stacklevel=3)
+            return out
+        self.curve_edges[pairs] = curve.edges
+        critical = measures.critical_length(curve)
+        crossed = critical.status == "crossed"
+        out.update({f"{name}/curve_means": curve.means, f"{name}/curve_counts": curve.counts,
+                    f"{name}/xi_crossed": float(crossed),
+                    f"{name}/xi": critical.xi if crossed else math.nan,
+                    f"{name}/xi_bound": math.nan if crossed else critical.bound})
+        # Kept for the image only: history entries hold plain numbers and arrays.
+        self._curves[pairs, kind] = (curve, critical)
+        return out
+
+    def _write(self, entry: Mapping[str, Any], stiffness: Mapping[tuple[str, str], Any]) -> None:
+        writer, step = self._writer, int(entry["step"])
+        scalars = {k: v for k, v in entry.items() if _is_scalar_tag(k)}
+        summary.write_scalars(writer, scalars, step, prefix=TAG_PREFIX)
+        for (pairs, kind), S in stiffness.items():
+            name = f"{TAG_PREFIX}/{pairs}/{kind}"
+            spec = self._pairs[pairs]
+            if self.histograms:
+                summary.write_histogram(writer, S, f"{name}/values", step,
+                                        exclude_diagonal=spec.one_set)
+            if not self.images:
+                continue
+            summary.write_class_matrix_image(
+                writer, entry[f"{pairs}/{kind}/class_matrix"], step, tag=f"{name}/class_matrix",
+                fine_to_coarse=self.fine_to_coarse, vmax=1.0,
+                title=f"{pairs} {kind} class stiffness (step {step})")
+            if (pairs, kind) in self._curves:
+                curve, critical = self._curves[pairs, kind]
+                fig = plots.stiffness_vs_distance(
+                    curve, critical, title=f"{pairs} {kind} stiffness vs distance (step {step})")
+                summary.write_figure(writer, fig, f"{name}/vs_distance", step)
+
+
+def load_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads a file written by `StiffnessCallback.save` back into a dict of arrays.
+
+    Args:
+        path: the .npz file.
+
+    Returns:
+        key -> array, as `StiffnessCallback.history_arrays()` returned them.
+
+    Example:
+        >>> import os, tempfile
+        >>> cb = StiffnessCallback(np.zeros((4, 2)), np.array([0, 0, 1, 1]))
+        >>> path = cb.save(os.path.join(tempfile.mkdtemp(), "h.npz"))
+        >>> load_history(path)["meta/probe_labels"].tolist()
+        [0, 0, 1, 1]
+    """
+    with np.load(os.fspath(path), allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _PairSet:
+    """One pair set: its block of the [probe; val] Gram matrix, labels and input distances."""
+
+    rows: slice
+    cols: slice
+    one_set: bool  # rows and columns are the same examples (self pairs excluded)
+    labels: np.ndarray
+    labels2: np.ndarray | None  # column labels, for two sets
+    distances: np.ndarray
+
+# History keys that are not TensorBoard scalars: bookkeeping and arrays.
+_NOT_LOGGED = ("step", "epoch", "iteration", "train_loss", "seconds")
+_HISTORY_ONLY_SUFFIXES = ("/class_matrix", "/curve_means", "/curve_counts", "/xi_bound")
+
+
+def _is_scalar_tag(key: str) -> bool:
+    return key not in _NOT_LOGGED and not key.endswith(_HISTORY_ONLY_SUFFIXES)
+
+
+def _stiffness(G: np.ndarray, sq_norms: np.ndarray, spec: _PairSet,
+               kind: str) -> np.ndarray:
+    rows, cols = spec.rows, spec.cols
+    block = G[rows, cols]
+    with warnings.catch_warnings():
+        # Zero-gradient examples are counted in `zero_gradients/...` instead of warned about
+        # at every measurement.
+        warnings.filterwarnings("ignore", message=".*exactly zero gradient")
+        if spec.one_set:
+            return measures.stiffness_matrix(block, kind, sq_norms=sq_norms[rows])
+        return measures.stiffness_matrix(block, kind, sq_norms=sq_norms[rows],
+                                         sq_norms2=sq_norms[cols])
+
+
+def _mean_pairs(S: np.ndarray, spec: _PairSet) -> float:
+    """Mean stiffness over all pairs; self pairs excluded within one set."""
+    if spec.one_set:
+        off_diagonal = ~np.eye(S.shape[0], dtype=bool)
+        return float(S[off_diagonal].mean()) if off_diagonal.any() else math.nan
+    return float(S.mean())
+
+
+@contextlib.contextmanager
+def _random_state_preserved() -> Iterator[None]:
+    """Restores the global random states on exit, so measuring never shifts training's draws.
+
+    Nothing in a measurement is meant to draw random numbers, but a user's model may (e.g. a
+    layer calling `keras.random.*` without a seed), and a callback that moved the NumPy or
+    Python state would change a data pipeline that shuffles with them.
+    """
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    # TensorFlow's eager op-seed stream (private; absent when no global seed is set).
+    tf_context = _tf_context()
+    tf_rng = getattr(tf_context, "_rng", None)
+    tf_state = tf_rng.getstate() if tf_rng is not None else None
+    keras_generator = _keras_global_seed_generator()
+    keras_state = (None if keras_generator is None
+                   else keras.ops.convert_to_numpy(keras_generator.state))
+    try:
+        yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+        if tf_rng is not None and getattr(tf_context, "_rng", None) is tf_rng:
+            tf_rng.setstate(tf_state)
+        if keras_generator is not None:
+            keras_generator.state.assign(keras_state)
+
+
+def _tf_context() -> Any:
+    try:
+        from tensorflow.python.eager import context
+    except ImportError:  # pragma: no cover - layout of a future TensorFlow
+        return None
+    return context.context()
+
+
+def _keras_global_seed_generator() -> Any:
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+    except ImportError:  # pragma: no cover - layout of a future Keras
+        return None
+    return global_state.get_global_attribute(GLOBAL_SEED_GENERATOR)
+
+
+def _as_array(x: Any, name: str) -> np.ndarray:
+    array = None if isinstance(x, dict) else np.asarray(x)
+    if array is None or array.dtype == object:
+        raise TypeError(f"{name}: expected one array of inputs [N, ...]; multi-input models "
+                        "are not supported.")
+    if array.ndim == 0 or len(array) == 0:
+        raise ValueError(f"{name}: expected a non-empty array with a leading example axis.")
+    return array
+
+
+def _check_length(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> None:
+    if y.ndim == 0 or len(y) != len(x):
+        raise ValueError(f"{y_name}: expected {len(x)} labels (one per example of {x_name}), "
+                         f"got shape {y.shape}.")
+
+
+def _class_labels(y: np.ndarray, name: str) -> np.ndarray:
+    """Integer classes of integer or one-hot labels (class matrices need classes)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return y.argmax(axis=1).astype(np.int64)
+    y = y.reshape(len(y), -1)
+    if y.shape[1] != 1:
+        raise ValueError(f"{name}: expected [N] class labels or [N, K] one-hot labels, got "
+                         f"shape {y.shape}.")
+    y = y[:, 0]
+    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
+        raise ValueError(f"{name}: class stiffness needs integer class labels, got {y.dtype} "
+                         "values that are not whole numbers.")
+    return y.astype(np.int64)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}.")
+    return int(value)
