@@ -19,13 +19,13 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-import tfstiffness as tfs  # noqa: E402
-from benchmarks._measure import run_child, timed  # noqa: E402
-from tfstiffness import models  # noqa: E402
+import tfstiffness as tfs
+from benchmarks._measure import run_child, timed
+from tfstiffness import models
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 BLOCK = 512

@@ -17,7 +17,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks._measure import run_child, timed  # noqa: E402
+from benchmarks._measure import run_child, timed
 
 
 def child(n: int, block: int, distances: bool) -> dict:

@@ -19,7 +19,7 @@ def per_example_gradients(model, loss_fn, x, y) -> dict[str, np.ndarray]:
     variables = model.trainable_variables
     rows: dict[str, list[np.ndarray]] = {}
     for i in range(len(x)):
-        xi = tf.nest.map_structure(lambda a: a[i : i + 1], x)
+        xi = x[i : i + 1]
         with tf.GradientTape() as tape:
             pred = model(xi, training=False)
             loss = tf.reduce_sum(loss_fn(y[i : i + 1], pred))

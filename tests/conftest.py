@@ -4,10 +4,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from absl import flags  # noqa: E402
+import keras
+import numpy as np
+import pytest
+from absl import flags
 
 
 def pytest_configure(config):

@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 import tfstiffness as tfs
+from tests.bruteforce import brute_force_gram, relative_error
 from tfstiffness import _factors
 from tfstiffness._ghost import _einsum_layout
-from tests.bruteforce import brute_force_gram, relative_error
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 TOL = 1e-5

@@ -7,6 +7,7 @@ critical length. Submodules: `models`, `data`, `synthetic`, `plots`, `summary`.
 
 import importlib
 
+from tfstiffness.callback import StiffnessCallback, load_history
 from tfstiffness.gram import GradientGram, gradient_gram
 from tfstiffness.layerwise import LayerStiffness, layerwise_stiffness
 from tfstiffness.measures import (
@@ -40,13 +41,14 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "cifar100_labels",
     "CriticalLength",
     "GradientGram",
     "LayerStiffness",
     "NeighbourhoodStiffness",
+    "StiffnessCallback",
     "StiffnessCurve",
     "StiffnessSummary",
+    "cifar100_labels",
     "class_stiffness",
     "count_zero_gradients",
     "critical_length",
@@ -55,6 +57,7 @@ __all__ = [
     "gradient_gram",
     "input_distances",
     "layerwise_stiffness",
+    "load_history",
     "models",
     "neighbourhood_stiffness",
     "plots",

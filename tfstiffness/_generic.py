@@ -6,7 +6,7 @@ Works for any model; the structured path uses it for the variables its rules do 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf

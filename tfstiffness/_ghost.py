@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import string
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf

@@ -9,8 +9,8 @@ independent work: with a `tf.distribute.Strategy`, pairs are spread over its rep
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -177,7 +177,8 @@ def _distributed(strategy, rows: _BlockFactors, cols: _BlockFactors, one_set: bo
         padded = group + [group[-1]] * (replicas - len(group))  # idle replicas redo the last
         inputs = [rows.padded_inputs(i)[:2] + cols.padded_inputs(j)[:2] for i, j in padded]
         values = strategy.experimental_distribute_values_from_function(
-            lambda ctx: tuple(tf.constant(a) for a in inputs[ctx.replica_id_in_sync_group]))
+            lambda ctx, inputs=inputs: tuple(
+                tf.constant(a) for a in inputs[ctx.replica_id_in_sync_group]))
         grams, sq_i, sq_j = tf.nest.map_structure(np.asarray, step(values))
         for r, (i, j) in enumerate(group):
             ni = rows.slices[i].stop - rows.slices[i].start

@@ -67,7 +67,7 @@ def probe_model(model: keras.Model, x: np.ndarray, argument: str) -> int | None:
     """Runs one example forward (building the model); returns the output width, if any."""
     try:
         out = model(x[:1], training=False)
-    except Exception as err:  # noqa: BLE001 - any failure here means the input does not fit.
+    except Exception as err:
         raise ValueError(
             f"{argument}: examples of shape {tuple(x.shape[1:])} do not fit the model: {err}"
         ) from err

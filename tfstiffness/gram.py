@@ -10,8 +10,9 @@ from __future__ import annotations
 import sys
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -131,7 +132,7 @@ class _Run:
     y: np.ndarray
     x2: np.ndarray | None
     y2: np.ndarray | None
-    prepared: "_Prepared"
+    prepared: _Prepared
     block: int
     strategy: tf.distribute.Strategy | None
 
