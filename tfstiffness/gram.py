@@ -1,8 +1,8 @@
 """`gradient_gram`: exact per-example gradient Gram matrices of a Keras model.
 
 Every method produces, block by block, *factors* of the per-example gradients (see
-`_factors`); one tiling loop turns pairs of blocks into Gram blocks. Memory beyond the result
-is a few blocks' factors, whatever N is.
+`_factors`); one tiling loop (`_tiling`) turns pairs of blocks into Gram blocks. Memory beyond
+the result is bounded by a factor budget plus a few blocks, whatever N is.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import tensorflow as tf
 
 from tfstiffness import _tiling, _validation
 from tfstiffness._generic import PerExampleGradients, vmap_unsafe_layers
+from tfstiffness._ghost import GhostFactors
 from tfstiffness._losses import prepare_labels, resolve_loss
 
 METHODS = ("auto", "ghost", "vmap", "jacobian")
-# Factors of all blocks are kept (each computed once) while they fit in this many bytes;
-# beyond it, column blocks are recomputed so memory stays O(block).
+# Row blocks' factors held at once (a band): when all fit, each block is computed once;
+# beyond it, column blocks are recomputed once per band so memory stays bounded.
 _CACHE_BYTES = 1 << 30
 _GENERIC_BLOCK_BYTES = 256 << 20
 _GHOST_BLOCK = 512
@@ -190,16 +191,19 @@ _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _prepare(model: keras.Model, loss: Any, method: str, x: np.ndarray) -> _Prepared:
     loss_fn, label_kind = resolve_loss(loss, model)
     _validation.check_input_shape(model, x, "x")
-    key = (id(model.loss if loss is None else loss), method, x.shape[1:], x.dtype.str,
-           tuple(id(v) for v in model.trainable_variables))
+
+    def key():  # a changed loss, input shape or set of trainable variables needs a new trace
+        return (id(model.loss if loss is None else loss), method, x.shape[1:], x.dtype.str,
+                tuple(id(v) for v in model.trainable_variables))
+
     per_model = _PREPARED.setdefault(model, {})
-    if key not in per_model:
-        num_outputs = _validation.probe_model(model, x, "x")  # builds the model, too
-        key = key[:-1] + (tuple(id(v) for v in model.trainable_variables),)
+    prepared = per_model.get(key())
+    if prepared is None:
+        num_outputs = _validation.probe_model(model, x, "x")  # builds an unbuilt model
         source, method_used, fallback = _factor_source(model, loss_fn, method)
-        per_model[key] = _Prepared(loss_fn, label_kind, num_outputs, source, method_used,
-                                   fallback)
-    return per_model[key]
+        prepared = per_model[key()] = _Prepared(loss_fn, label_kind, num_outputs, source,
+                                                method_used, fallback)
+    return prepared
 
 
 def _factor_source(model, loss_fn, method) -> tuple[FactorSource, str, tuple[str, ...]]:
@@ -213,8 +217,6 @@ def _factor_source(model, loss_fn, method) -> tuple[FactorSource, str, tuple[str
     if method in ("vmap", "jacobian"):
         grads = PerExampleGradients(model, loss_fn, model.trainable_variables, method)
         return (lambda xb, yb: {k: [f] for k, f in grads(xb, yb).items()}), method, ()
-    from tfstiffness._ghost import GhostFactors  # the structured path
-
     generic = "jacobian" if unsafe else "vmap"
     ghost = GhostFactors(model, loss_fn, generic_method=generic)
     return ghost, "ghost", ghost.fallback_layers
