@@ -156,3 +156,25 @@ def test_factor_forms_agree_with_materialised_gradients():
     for factor in (_factors.TokenMatch(tokens, b), _factors.embedding_factor(tokens, b, 3)):
         assert relative_error(_factors.gram(factor, factor), flat @ flat.T) <= TOL
         assert relative_error(_factors.sq_norms(factor), (flat**2).sum(1)) <= TOL
+
+
+class TiedProjection(keras.layers.Layer):
+    """Logits from the embedding table itself: the table is used outside its own call."""
+
+    def __init__(self, embedding, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = embedding
+
+    def call(self, h):
+        return keras.ops.matmul(h, keras.ops.transpose(self.embedding.embeddings))
+
+
+def test_tied_weights_are_detected_and_stay_exact():
+    tokens = keras.Input((4,), dtype="int32")
+    embedding = keras.layers.Embedding(3, 5, name="tied")
+    h = keras.layers.GlobalAveragePooling1D()(embedding(tokens))
+    h = keras.layers.Dense(5, activation="tanh", name="hidden")(h)
+    model = keras.Model(tokens, TiedProjection(embedding)(h))
+    x = RNG.integers(0, 3, size=(6, 4)).astype("int32")
+    with pytest.warns(UserWarning, match=r"ghost: the variables of layer\(s\) \['tied'\]"):
+        _check(model, x, expect_fallback=("tied",))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import string
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -251,20 +252,32 @@ def _recording(layers: Sequence, records: dict[int, list[_Call]]):
 
 
 class GhostFactors:
-    """Callable `(x_block, y_block) -> {layer key: [factors]}` for all trainable variables."""
+    """Callable `(x_block, y_block) -> {layer key: [factors]}` for all trainable variables.
+
+    On its first block it checks every ruled layer against the batch gradient: summed over
+    all pairs, a layer's Gram must equal the squared norm of the summed gradient,
+    `sum_ij G_ij = |sum_i g_i|^2`. A layer whose variables are also used outside its own calls
+    (weight tying) fails that check; it is then moved to the generic path, with a warning.
+    """
 
     def __init__(self, model: keras.Model, loss_fn: PerExampleLoss, generic_method: str):
-        self.model, self.loss_fn = model, loss_fn
+        self.model, self.loss_fn, self.generic_method = model, loss_fn, generic_method
+        self._checked = False
+        self._configure(excluded=set())
+
+    def _configure(self, excluded: set[int]) -> None:
+        model = self.model
         trainable = {id(v) for v in model.trainable_variables}
         self.layers = [
             layer for layer in model._flatten_layers(include_self=False, recursive=True)
-            if _rule_for(layer) is not None
+            if _rule_for(layer) is not None and id(layer) not in excluded
             and any(id(v) in trainable for v in layer.trainable_variables)
         ]
         covered = {id(v) for layer in self.layers for v in layer.trainable_variables}
         rest = [v for v in model.trainable_variables if id(v) not in covered]
         self.fallback_layers = tuple(dict.fromkeys(layer_key(v) for v in rest))
-        self._generic = PerExampleGradients(model, loss_fn, rest, generic_method) if rest else None
+        self._generic = (PerExampleGradients(model, self.loss_fn, rest, self.generic_method)
+                         if rest else None)
         self._order = list(dict.fromkeys(layer_key(v) for v in model.trainable_variables))
         self._layout: list[tuple[str, type, int]] = []  # (key, factor type, tensor count)
         self._fn = tf.function(self._traced)
@@ -295,7 +308,7 @@ class GhostFactors:
                 tensors.extend(parts)
         return tensors
 
-    def __call__(self, x, y) -> dict[str, list[_factors.Factor]]:
+    def _factors(self, x, y) -> dict[str, list[_factors.Factor]]:
         tensors = iter(self._fn(x, y))
         found: dict[str, list[_factors.Factor]] = {}
         for key, kind, count in self._layout:
@@ -304,3 +317,35 @@ class GhostFactors:
             for key, f in self._generic(x, y).items():
                 found.setdefault(key, []).append(f)
         return {key: found[key] for key in self._order if key in found}
+
+    def _inconsistent_layers(self, x, y, factors) -> list:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(self.loss_fn(y, self.model(x, training=False)))
+        variables = [v for layer in self.layers for v in layer.trainable_variables]
+        grads = dict(zip(map(id, variables), tape.gradient(loss, variables)))
+        bad = []
+        for layer in self.layers:
+            key = layer_key(layer.trainable_variables[0])
+            summed = sum(float(tf.reduce_sum(tf.square(tf.convert_to_tensor(grads[id(v)]))))
+                         for v in layer.trainable_variables if grads[id(v)] is not None)
+            fs = factors.get(key, [])
+            pairs = sum(float(tf.reduce_sum(_factors.gram(f, f))) for f in fs)
+            # Round-off scale: sum_ij |G_ij| <= (sum_i |g_i|)^2.
+            scale = sum(float(tf.reduce_sum(tf.sqrt(_factors.sq_norms(f)))) for f in fs) ** 2
+            if abs(summed - pairs) > 1e-3 * max(scale, summed) + 1e-30:
+                bad.append(layer)
+        return bad
+
+    def __call__(self, x, y) -> dict[str, list[_factors.Factor]]:
+        factors = self._factors(x, y)
+        if not self._checked:
+            self._checked = True
+            bad = self._inconsistent_layers(x, y, factors)
+            if bad:
+                warnings.warn(
+                    f"ghost: the variables of layer(s) {[layer.name for layer in bad]} are "
+                    "also used outside their own calls (e.g. tied weights); they go through "
+                    "the generic per-example path instead.", UserWarning, stacklevel=2)
+                self._configure(excluded={id(layer) for layer in bad})
+                factors = self._factors(x, y)
+        return factors

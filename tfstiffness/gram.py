@@ -121,7 +121,8 @@ def gradient_gram(
     return GradientGram(
         total=total, by_layer=layers, sq_norms=sum(sq1.values()),
         sq_norms2=sum(sq2.values()), cross=run.x2 is not None, method=run.prepared.method,
-        fallback_layers=run.prepared.fallback, layer_sq_norms=sq1 if by_layer else {},
+        fallback_layers=getattr(run.prepared.source, "fallback_layers", ()),
+        layer_sq_norms=sq1 if by_layer else {},
         layer_sq_norms2=sq2 if by_layer else {})
 
 
@@ -180,7 +181,6 @@ class _Prepared:
     num_outputs: int | None
     source: FactorSource
     method: str
-    fallback: tuple[str, ...]
     connected_checked: bool = False
 
 
@@ -200,13 +200,13 @@ def _prepare(model: keras.Model, loss: Any, method: str, x: np.ndarray) -> _Prep
     prepared = per_model.get(key())
     if prepared is None:
         num_outputs = _validation.probe_model(model, x, "x")  # builds an unbuilt model
-        source, method_used, fallback = _factor_source(model, loss_fn, method)
+        source, method_used = _factor_source(model, loss_fn, method)
         prepared = per_model[key()] = _Prepared(loss_fn, label_kind, num_outputs, source,
-                                                method_used, fallback)
+                                                method_used)
     return prepared
 
 
-def _factor_source(model, loss_fn, method) -> tuple[FactorSource, str, tuple[str, ...]]:
+def _factor_source(model, loss_fn, method) -> tuple[FactorSource, str]:
     unsafe = vmap_unsafe_layers(model)
     if method == "vmap" and unsafe:
         raise ValueError(
@@ -216,10 +216,9 @@ def _factor_source(model, loss_fn, method) -> tuple[FactorSource, str, tuple[str
         )
     if method in ("vmap", "jacobian"):
         grads = PerExampleGradients(model, loss_fn, model.trainable_variables, method)
-        return (lambda xb, yb: {k: [f] for k, f in grads(xb, yb).items()}), method, ()
+        return (lambda xb, yb: {k: [f] for k, f in grads(xb, yb).items()}), method
     generic = "jacobian" if unsafe else "vmap"
-    ghost = GhostFactors(model, loss_fn, generic_method=generic)
-    return ghost, "ghost", ghost.fallback_layers
+    return GhostFactors(model, loss_fn, generic_method=generic), "ghost"
 
 
 def _default_block(model: keras.Model, method: str, n: int) -> int:
