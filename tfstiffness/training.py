@@ -1,0 +1,294 @@
+"""A resumable training loop for the stiffness studies: Adam, fixed batches, measured epochs.
+
+`train_resumable` trains a Keras classifier (logits output) with Adam at a constant learning
+rate and calls a measurement function at chosen epochs (0 = before training). After every
+finished epoch it checkpoints, atomically and in one file (an `experiment.OutputDir` stage),
+the model weights, the optimizer's variables (Adam's moments and its step counter) and every
+measurement so far. A run killed at any moment and restarted with the same arguments
+continues after the last finished epoch and ends with exactly the same numbers as an
+uninterrupted run, because
+
+- the initial weights come from `seed` (and are checkpointed before the first epoch);
+- each epoch's batch order is a permutation drawn from ``np.random.default_rng((seed,
+  epoch))``, not from a global random state that a restart would reset;
+- the optimizer is built before its checkpointed variables are assigned, so the restored
+  Adam state is the one the interrupted run had.
+
+Example:
+    >>> import tempfile, keras, numpy as np
+    >>> from tfstiffness import experiment, models
+    >>> out = experiment.OutputDir(tempfile.mkdtemp(), {"demo": 1}, verbose=False)
+    >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int64")
+    >>> run = train_resumable(out, lambda: models.toy_mlp(4, 2, widths=(8,)), x, y, epochs=2,
+    ...                       learning_rate=1e-2, batch_size=16, seed=0, eval_epochs=[0, 2],
+    ...                       measure=lambda model, epoch: {"loss": evaluate(model, x, y)[0]})
+    >>> run.eval_epochs.tolist(), run.measurements["loss"].shape
+    ([0, 2], (2,))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tfstiffness import experiment
+
+__all__ = ["TrainingRun", "batch_order", "evaluate", "parse_eval_epochs", "train_resumable"]
+
+#: Measurement function: (model, epoch) -> name -> array (the same names and shapes each time).
+MeasureFn = Callable[[Any, int], Mapping[str, Any]]
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """What `train_resumable` returns.
+
+    Attributes:
+        model: The trained model (weights after the last epoch).
+        eval_epochs: int64 [E] the measured epochs, ascending (0 = before training).
+        measurements: Name -> array [E, ...] of the measurement function's values, stacked
+            over `eval_epochs`.
+        epoch_loss: float64 [epochs] mean mini-batch training loss of each epoch (weights
+            moving during the epoch; training mode).
+        epoch_seconds: float64 [epochs] wall time of each epoch's training and measurement,
+            as recorded by the run that did it (not part of the reproducible results).
+        resumed_from: Finished epochs found in the checkpoint at start (0: a fresh run;
+            -1: not even the initial state was saved).
+    """
+
+    model: Any
+    eval_epochs: np.ndarray
+    measurements: dict[str, np.ndarray]
+    epoch_loss: np.ndarray
+    epoch_seconds: np.ndarray
+    resumed_from: int
+
+
+def parse_eval_epochs(spec: Sequence[int | str] | str | None, epochs: int) -> list[int]:
+    """The sorted, distinct measured epochs: `spec` plus 0 and `epochs`.
+
+    Args:
+        spec: Epoch numbers (ints or strings) in [0, epochs]; None: every epoch; "log": the
+            powers of two up to `epochs` (dense early, when stiffness changes fastest).
+        epochs: The number of training epochs.
+
+    Returns:
+        Sorted epochs, always including 0 (before training) and `epochs` (the end).
+
+    Raises:
+        ValueError: an entry is not an integer in [0, epochs].
+
+    Example:
+        >>> parse_eval_epochs(["5", "1"], 10)
+        [0, 1, 5, 10]
+        >>> parse_eval_epochs(None, 3)
+        [0, 1, 2, 3]
+        >>> parse_eval_epochs("log", 10)
+        [0, 1, 2, 4, 8, 10]
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if spec is None:
+        return list(range(epochs + 1))
+    if isinstance(spec, str):
+        if spec != "log":
+            raise ValueError(f"eval epochs: expected a list of epochs, None or 'log', got {spec!r}")
+        spec = [2**k for k in range(epochs.bit_length()) if 2**k <= epochs]
+    chosen = {0, epochs}
+    for item in spec:
+        try:
+            epoch = int(item)
+        except ValueError:
+            raise ValueError(f"eval epoch {item!r} is not an integer") from None
+        if not 0 <= epoch <= epochs:
+            raise ValueError(f"eval epoch {epoch} is outside [0, {epochs}]")
+        chosen.add(epoch)
+    return sorted(chosen)
+
+
+def batch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """The permutation of the training examples used in `epoch` (1-based).
+
+    Drawn from ``np.random.default_rng((seed, epoch))``: the same for a resumed run.
+
+    Example:
+        >>> bool((batch_order(5, 0, 1) == batch_order(5, 0, 1)).all())
+        True
+    """
+    return np.random.default_rng((int(seed), int(epoch))).permutation(num_examples)
+
+
+def _loss_fn():
+    import keras
+
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy of a logits model, in inference mode.
+
+    Example:
+        >>> import numpy as np
+        >>> from tfstiffness import models
+        >>> loss, acc = evaluate(models.toy_mlp(2, 2), np.zeros((4, 2), "float32"),
+        ...                      np.array([0, 1, 0, 1]))
+        >>> round(acc, 2), round(loss, 3)  # Zero inputs give zero logits.
+        (0.5, 0.693)
+    """
+    import tensorflow as tf
+
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    total_loss, correct = 0.0, 0
+    loss_fn = tf.keras.losses.sparse_categorical_crossentropy
+    for start in range(0, len(y), batch_size):
+        logits = model(x[start:start + batch_size], training=False)
+        labels = y[start:start + batch_size]
+        total_loss += float(tf.reduce_sum(loss_fn(labels, logits, from_logits=True)))
+        correct += int(np.sum(np.argmax(np.asarray(logits), axis=1) == labels))
+    return total_loss / len(y), correct / len(y)
+
+
+def _pack(prefix: str, values: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    return {f"{prefix}{name}": np.asarray(value) for name, value in values.items()}
+
+
+def train_resumable(
+    out: experiment.OutputDir,
+    build_model: Callable[[], Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    eval_epochs: Sequence[int],
+    measure: MeasureFn,
+    label: str = "",
+    progress_offset: int = 0,
+    progress_total: int | None = None,
+) -> TrainingRun:
+    """Trains with Adam, measuring at `eval_epochs`; checkpoints after every epoch; resumes.
+
+    The checkpoint is the stage ``<label>state`` of `out`: weights, optimizer variables, the
+    finished epoch count, the per-epoch losses and all measurements so far, in one atomically
+    written file, so it is always consistent. A restart with the same arguments loads it and
+    continues with the next epoch; batches are the same (`batch_order`) so the end result is
+    the same. Progress: one line per epoch with the elapsed time and an estimate of what
+    remains (`OutputDir.progress`).
+
+    Args:
+        out: The experiment's output directory.
+        build_model: Makes the (untrained) model; called after seeding Keras with `seed`.
+        x: Training inputs [N, ...].
+        y: int training labels [N].
+        epochs: Training epochs.
+        learning_rate: Adam's constant learning rate.
+        batch_size: Mini-batch size (the last batch of an epoch may be smaller).
+        seed: Seed of the initial weights and of every epoch's batch order.
+        eval_epochs: Epochs after which to call `measure` (0: before training).
+        measure: ``measure(model, epoch) -> {name: array}``, same names and shapes every time.
+        label: Prefix of the stage name and of progress lines (several runs in one directory).
+        progress_offset: Epochs of other runs done before this one (for the overall ETA).
+        progress_total: Epochs of all runs of the study (default `epochs`).
+
+    Returns:
+        A `TrainingRun`.
+    """
+    import keras
+    import tensorflow as tf
+
+    eval_epochs = sorted({int(e) for e in eval_epochs})
+    if any(not 0 <= e <= epochs for e in eval_epochs):
+        raise ValueError(f"eval_epochs {eval_epochs} must lie in [0, {epochs}]")
+    stage = f"{label}state"
+    name = label.rstrip("_/ ") or "train"
+    total = progress_total if progress_total is not None else epochs
+
+    keras.utils.set_random_seed(seed)
+    model = build_model()
+    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer.build(model.trainable_variables)  # Its variables must exist to be restored.
+    loss_fn = _loss_fn()
+
+    measured: dict[int, dict[str, np.ndarray]] = {}
+    epoch_loss: list[float] = []
+    epoch_seconds: list[float] = []
+    finished = -1  # -1: not even the initial state is checkpointed.
+    resumed_from = -1
+    if out.done(stage):
+        state = out.load_stage(stage)
+        finished = resumed_from = int(state["epochs_done"])
+        model.set_weights([state[f"weight_{i}"] for i in range(len(model.weights))])
+        for i, variable in enumerate(optimizer.variables):
+            variable.assign(state[f"optimizer_{i}"])
+        epoch_loss = state["epoch_loss"].tolist()
+        epoch_seconds = state["epoch_seconds"].tolist()
+        for epoch in state["eval_epochs"].tolist():
+            prefix = f"m{epoch}/"
+            measured[epoch] = {key[len(prefix):]: value for key, value in state.items()
+                               if key.startswith(prefix)}
+        out.progress(f"{name}: resuming after epoch {finished} of {epochs}")
+
+    def checkpoint(done_epochs: int) -> None:
+        arrays: dict[str, np.ndarray] = {
+            "epochs_done": np.int64(done_epochs),
+            "epoch_loss": np.asarray(epoch_loss, np.float64),
+            "epoch_seconds": np.asarray(epoch_seconds, np.float64),
+            "eval_epochs": np.asarray(sorted(measured), np.int64),
+        }
+        arrays.update({f"weight_{i}": np.asarray(w) for i, w in enumerate(model.get_weights())})
+        arrays.update({f"optimizer_{i}": np.asarray(v)
+                       for i, v in enumerate(optimizer.variables)})
+        for epoch, values in measured.items():
+            arrays.update(_pack(f"m{epoch}/", values))
+        out.save_stage(stage, arrays)
+
+    if finished < 0:
+        if 0 in eval_epochs:
+            measured[0] = {k: np.asarray(v) for k, v in measure(model, 0).items()}
+        checkpoint(0)
+        finished = 0
+
+    @tf.function(reduce_retracing=True)
+    def train_step(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(loss_fn(yb, model(xb, training=True)))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    n = len(y)
+    for epoch in range(finished + 1, epochs + 1):
+        start = time.monotonic()
+        order = batch_order(n, seed, epoch)
+        losses, weights = [], []
+        for first in range(0, n, batch_size):
+            idx = order[first:first + batch_size]
+            losses.append(float(train_step(x[idx], y[idx])))
+            weights.append(len(idx))
+        epoch_loss.append(float(np.average(losses, weights=weights)) if losses else float("nan"))
+        if epoch in eval_epochs:
+            measured[epoch] = {k: np.asarray(v) for k, v in measure(model, epoch).items()}
+        epoch_seconds.append(time.monotonic() - start)
+        checkpoint(epoch)
+        out.progress(f"{name}: epoch {epoch}/{epochs}, training loss {epoch_loss[-1]:.4f}"
+                     + (" (measured)" if epoch in eval_epochs else ""),
+                     progress_offset + epoch, total)
+
+    missing = [e for e in eval_epochs if e not in measured]
+    if missing:
+        raise RuntimeError(f"checkpoint {stage!r} lacks measurements of epochs {missing}; "
+                           "was eval_epochs changed? Use a new output directory.")
+    names = list(measured[eval_epochs[0]])
+    stacked = {key: np.stack([measured[e][key] for e in eval_epochs]) for key in names}
+    return TrainingRun(model=model, eval_epochs=np.asarray(eval_epochs, np.int64),
+                       measurements=stacked, epoch_loss=np.asarray(epoch_loss, np.float64),
+                       epoch_seconds=np.asarray(epoch_seconds, np.float64),
+                       resumed_from=resumed_from)
