@@ -161,6 +161,7 @@ def _distributed(strategy, rows: _BlockFactors, cols: _BlockFactors, one_set: bo
              if not (one_set and j < i) and (i, j) not in done]
     replicas = strategy.num_replicas_in_sync
     block = rows.block
+    rows(0)  # one eager call first: a source may check itself there (the ghost path does)
 
     def on_replica(xi, yi, xj, yj):
         fi, fj = rows.source(xi, yi), cols.source(xj, yj)
