@@ -144,6 +144,7 @@ def test_learning_rate_study_main(tmp_path):
         lr_cli.main(["learning_rate_study"])
 
 
+@pytest.mark.slow  # ~11 s; the mock glue/sst2 test below runs the same binary by default.
 def test_text_transformer_main_on_synthetic_text(tmp_path):
     out = tmp_path / "run"
     with flagsaver.flagsaver(output_dir=str(out), epochs=1, synthetic_per_class=10,

@@ -4,13 +4,14 @@
 Usage:
     python -m tfstiffness.cli.learning_rate_study --output_dir runs/learning_rate_study
     tfstiffness-learning-rate-study --learning_rates 1e-4,1e-3,1e-2 --epochs 20
-    tfstiffness-learning-rate-study --dataset mnist --model fc --max_train_examples 10000
+    tfstiffness-learning-rate-study --dataset mnist --model fc --max_train_examples 10000 \
+        --eval_epochs 1,2,3,5,10,20 --epochs 20
 
 The learning rates are given as a list with ``--learning_rates`` (``--learning_rate``, the
 shared single-value flag of the other binaries, runs a study of that one rate).
 
-Defaults: synthetic images (``hierarchical_images`` with 10 classes, 100 examples per class
-and split), the paper's fully-connected net, learning rates 1e-4, 1e-3, 1e-2, 10 epochs,
+Defaults: synthetic ``gaussian_blobs`` (5 overlapping classes in 20 dimensions, 100 examples
+per class and split), the paper's fully-connected net, learning rates 1e-4, 1e-3, 1e-2, 10 epochs,
 measured every epoch, a training probe of 50 examples per class.
 
 Writes config.json, summary.json, results.npz, figures/{by_epoch, by_train_loss,
@@ -58,7 +59,7 @@ def main(argv: Sequence[str]) -> None:
         kwargs["loss_levels"] = _flags.value("loss_levels")
     try:
         studies.run_learning_rate_study(
-            data_options=_flags.data_options(kwargs.get("dataset"), "hierarchical_images"),
+            data_options=_flags.data_options(kwargs.get("dataset"), "gaussian_blobs"),
             **kwargs)
     except experiment.ConfigMismatchError as err:
         raise app.UsageError(str(err)) from None
