@@ -25,7 +25,7 @@ Example:
     >>> import numpy as np
     >>> loss = np.array([2.0, 1.0, 0.5])
     >>> at_loss_levels(loss, np.array([0.9, 0.5, 0.1]), np.array([1.5, 0.25])).round(3)
-    array([0.708,   nan])
+    array([0.734,   nan])
 """
 
 from __future__ import annotations
@@ -229,8 +229,8 @@ def common_loss_levels(losses: Sequence[Any], num: int = 8) -> np.ndarray:
     when some run never got below another's start.
 
     Example:
-        >>> common_loss_levels([[2.0, 1.0, 0.5], [2.0, 0.2, 0.1]], num=3).round(3)
-        array([2.   , 1.   , 0.5  ])
+        >>> common_loss_levels([[2.0, 1.0, 0.5], [2.0, 0.2, 0.1]], num=3).round(3).tolist()
+        [2.0, 1.0, 0.5]
     """
     arrays = [np.asarray(loss, np.float64).reshape(-1) for loss in losses]
     arrays = [a[np.isfinite(a)] for a in arrays]
