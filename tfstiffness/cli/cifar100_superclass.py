@@ -6,7 +6,7 @@ Usage:
 
 Defaults: the synthetic hierarchy (``hierarchical_images``: 100 classes in 20 super-classes,
 CIFAR-100's label convention, 50 examples per class and split), the paper's CNN, Adam 1e-3,
-batch 32, 8 epochs, a probe of 30 examples per class (3,000). ``--dataset cifar100``
+batch 32, 6 epochs, a probe of 30 examples per class (3,000). ``--dataset cifar100``
 downloads CIFAR-100 through TensorFlow Datasets (into ``--data_dir``).
 
 Writes config.json, summary.json, results.npz, figures/{class_matrix, superclass_matrix,
