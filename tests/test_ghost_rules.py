@@ -139,7 +139,9 @@ def test_mixing_ruled_and_unruled_layers():
     assert keys[1:3] == ["scale", "prelu"]  # layer order is kept
 
 
-def test_factor_forms_agree_with_materialised_gradients():
+@pytest.mark.parametrize("pairs_per_step", [1 << 18, 3])  # 3: many steps of the token join
+def test_factor_forms_agree_with_materialised_gradients(monkeypatch, pairs_per_step):
+    monkeypatch.setattr(_factors, "_PAIRS_PER_STEP", pairs_per_step)
     a = tf.random.normal([5, 3, 4])
     b = tf.random.normal([5, 3, 2])
     dense = tf.reshape(tf.einsum("ntd,ntp->ndp", a, b), [5, -1]).numpy()

@@ -8,7 +8,8 @@ two blocks, `sq_norms(a)` gives `|g_i|^2`. The forms:
 - `Outer(a, b)`: `g_i = sum_t a_it (x) b_it` for a linear map (Dense, Conv via patches,
   EinsumDense), with a [n, T, d] the layer's input and b [n, T, p] the loss gradient at its
   output. `G_ij = sum_{t,s} (a_it . a_js)(b_it . b_js)`; for T = 1 that is `(A A^T) * (B B^T)`.
-- `TokenMatch(tokens, b)`: an embedding table, `G_ij = sum_{t,s} [tok_it == tok_js] b_it . b_js`.
+- `TokenMatch(tokens, b)`: an embedding table, `G_ij = sum_{t,s} [tok_it == tok_js] b_it . b_js`,
+  computed by joining equal tokens (work proportional to the matching pairs).
 
 Each builder below picks the cheaper of the pairwise form and materialisation, by cost.
 """
@@ -69,7 +70,7 @@ def linear_factor(a: tf.Tensor, b: tf.Tensor) -> Factor:
 def embedding_factor(tokens: tf.Tensor, b: tf.Tensor, vocab_size: int) -> Factor:
     """Factor of an embedding table's gradient: rows `tokens` [n, T] receive b [n, T, D]."""
     n, t, dim = b.shape
-    if t * t <= vocab_size:
+    if vocab_size > t:  # a sparse table: join equal tokens (see `_token_gram`)
         return TokenMatch(tf.cast(tokens, tf.int32), b)
     # Few distinct rows (e.g. position embeddings): scatter into dense per-example tables.
     ids = tf.cast(tokens, tf.int32) + vocab_size * tf.range(n, dtype=tf.int32)[:, None]
@@ -100,16 +101,52 @@ def gram(f1: Factor, f2: Factor) -> tf.Tensor:
             bb = tf.einsum("itp,jsp->ijts", f1.b[rows], f2.b)
             parts.append(tf.reduce_sum(aa * bb, axis=[2, 3]))
         return tf.concat(parts, 0)
-    n2, t2 = f2.tokens.shape
-    t1 = f1.tokens.shape[1]
-    parts = []
-    for rows in _row_chunks(f1.size, t1 * n2 * t2):
-        match = tf.cast(
-            tf.equal(f1.tokens[rows][:, :, None, None], f2.tokens[None, None]), f1.b.dtype
-        )
-        bb = tf.einsum("itd,jsd->itjs", f1.b[rows], f2.b)
-        parts.append(tf.reduce_sum(match * bb, axis=[1, 3]))
-    return tf.concat(parts, 0)
+    return _token_gram(f1, f2)
+
+
+# Token pairs whose dot products are formed at once in `_token_gram`: bounds its memory.
+_PAIRS_PER_STEP = 1 << 18
+
+
+def _unique_entries(f: TokenMatch):
+    """Each example's distinct tokens with their summed gradients: (rows, tokens, g), sorted
+    by token. A token repeated in an example is one row of its gradient table."""
+    n, t = f.tokens.shape
+    base = tf.cast(tf.reduce_max(f.tokens), tf.int64) + 1
+    key = tf.cast(tf.range(n)[:, None], tf.int64) * base + tf.cast(f.tokens, tf.int64)
+    unique, index = tf.unique(tf.reshape(key, [-1]))
+    g = tf.math.unsorted_segment_sum(tf.reshape(f.b, [n * t, -1]), index, tf.size(unique))
+    order = tf.argsort(unique % base, stable=True)
+    unique = tf.gather(unique, order)
+    return (tf.cast(unique // base, tf.int32), tf.cast(unique % base, tf.int32),
+            tf.gather(g, order))
+
+
+def _token_gram(f1: TokenMatch, f2: TokenMatch) -> tf.Tensor:
+    """`G_ij = sum over tokens v in both examples of g_iv . g_jv`, by a sorted join.
+
+    Work is proportional to the number of matching (example, token) pairs, not to the
+    vocabulary or to T^2: for sparse tables, far less than either dense form.
+    """
+    rows1, tokens1, g1 = _unique_entries(f1)
+    rows2, tokens2, g2 = _unique_entries(f2)
+    lo = tf.searchsorted(tokens2, tokens1, side="left")
+    counts = tf.searchsorted(tokens2, tokens1, side="right") - lo
+    ends = tf.cumsum(counts)
+    total = ends[-1] if ends.shape[0] != 0 else tf.constant(0, ends.dtype)
+    shape = [f1.size, f2.size]
+
+    def step(start, gram):
+        pair = tf.range(start, tf.minimum(start + _PAIRS_PER_STEP, tf.cast(total, tf.int32)))
+        entry = tf.searchsorted(ends, pair, side="right")  # which entry of set 1
+        partner = tf.gather(lo, entry) + pair - (tf.gather(ends, entry) - tf.gather(counts, entry))
+        dots = tf.reduce_sum(tf.gather(g1, entry) * tf.gather(g2, partner), axis=-1)
+        where = tf.stack([tf.gather(rows1, entry), tf.gather(rows2, partner)], axis=1)
+        return start + _PAIRS_PER_STEP, tf.tensor_scatter_nd_add(gram, where, dots)
+
+    _, gram = tf.while_loop(lambda start, _: start < tf.cast(total, tf.int32), step,
+                            (tf.constant(0), tf.zeros(shape, g1.dtype)))
+    return gram
 
 
 def sq_norms(f: Factor) -> tf.Tensor:
@@ -119,8 +156,8 @@ def sq_norms(f: Factor) -> tf.Tensor:
     if isinstance(f, Outer):
         aa = tf.einsum("itd,isd->its", f.a, f.a)
         return tf.reduce_sum(aa * tf.einsum("itp,isp->its", f.b, f.b), [1, 2])
-    match = tf.cast(tf.equal(f.tokens[:, :, None], f.tokens[:, None, :]), f.b.dtype)
-    return tf.reduce_sum(match * tf.einsum("itd,isd->its", f.b, f.b), [1, 2])
+    rows, _, g = _unique_entries(f)
+    return tf.math.unsorted_segment_sum(tf.reduce_sum(tf.square(g), 1), rows, f.size)
 
 
 def nbytes(f: Factor) -> int:

@@ -10,9 +10,12 @@ and ``python experiments/<name>.py`` run the same binary.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from absl import flags
+from absl import app, flags
+
+from tfstiffness import experiment
 
 __all__ = ["common_kwargs", "parse_int_list"]
 
@@ -65,3 +68,14 @@ def parse_int_list(text: str, separator: str = "-") -> list[int]:
     if not values or min(values) < 1:
         raise ValueError(f"expected positive integers, got {text!r}")
     return values
+
+
+def run_study(argv: Sequence[str], study: Callable[..., Any], **kwargs: Any) -> Any:
+    """Runs `study(**kwargs)` for a binary's `main`: stray arguments and an output directory
+    reused with other flags become usage errors (a message), not tracebacks."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        return study(**kwargs)
+    except experiment.ConfigMismatchError as err:
+        raise app.UsageError(str(err)) from None

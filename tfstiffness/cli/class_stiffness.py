@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from tfstiffness import cli, experiment, studies
+from tfstiffness import cli, studies
 from tfstiffness.cli import _flags
 
 # Show the shared flags in --help too, not only under --helpfull.
@@ -33,15 +33,11 @@ FLAGS = flags.FLAGS
 
 def main(argv: Sequence[str]) -> None:
     """Runs the study with the flags' settings."""
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     kwargs = _flags.common_kwargs("class_stiffness")
-    try:
-        studies.run_class_stiffness(
-            data_options=_flags.data_options(kwargs.get("dataset"), "hierarchical_images"),
-            **kwargs)
-    except experiment.ConfigMismatchError as err:
-        raise app.UsageError(str(err)) from None
+    cli.run_study(
+        argv, studies.run_class_stiffness,
+        data_options=_flags.data_options(kwargs.get("dataset"), "hierarchical_images"),
+        **kwargs)
 
 
 def run() -> None:

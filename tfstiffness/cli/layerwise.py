@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from tfstiffness import cli, experiment, walker
+from tfstiffness import cli, walker
 
 flags.DEFINE_string("dataset", "two_arcs", "'two_arcs' or a TensorFlow Datasets image set "
                     "(mnist, fashion_mnist, cifar10, ...).")
@@ -34,22 +34,18 @@ FLAGS = flags.FLAGS
 
 def main(argv: Sequence[str]) -> None:
     """Runs the study with the flags' settings."""
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     kwargs = cli.common_kwargs("layerwise")
     if FLAGS.probe_per_class is not None:
         kwargs["probe_per_class"] = FLAGS.probe_per_class
-    try:
-        walker.run_layerwise(
-            dataset=FLAGS.dataset,
-            data_dir=FLAGS.data_dir,
-            hidden_widths=[cli.parse_int_list(w) for w in FLAGS.hidden_widths],
-            activations=list(FLAGS.activations),
-            max_train_examples=FLAGS.max_train_examples,
-            **kwargs,
-        )
-    except experiment.ConfigMismatchError as err:
-        raise app.UsageError(str(err)) from None
+    cli.run_study(
+        argv, walker.run_layerwise,
+        dataset=FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        hidden_widths=[cli.parse_int_list(w) for w in FLAGS.hidden_widths],
+        activations=list(FLAGS.activations),
+        max_train_examples=FLAGS.max_train_examples,
+        **kwargs,
+    )
 
 
 def run() -> None:

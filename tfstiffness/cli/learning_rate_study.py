@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from tfstiffness import cli, experiment, studies
+from tfstiffness import cli, studies
 from tfstiffness.cli import _flags
 
 flags.DEFINE_list("learning_rates", None, "Adam learning rates, one run each "
@@ -42,8 +42,6 @@ FLAGS = flags.FLAGS
 
 def main(argv: Sequence[str]) -> None:
     """Runs the study with the flags' settings."""
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     kwargs = _flags.common_kwargs("learning_rate_study")
     if _flags.value("learning_rates") is not None and FLAGS.learning_rate is not None:
         raise app.UsageError("give either --learning_rates or --learning_rate, not both")
@@ -57,12 +55,10 @@ def main(argv: Sequence[str]) -> None:
     kwargs.pop("learning_rate", None)
     if _flags.value("loss_levels") is not None:
         kwargs["loss_levels"] = _flags.value("loss_levels")
-    try:
-        studies.run_learning_rate_study(
-            data_options=_flags.data_options(kwargs.get("dataset"), "gaussian_blobs"),
-            **kwargs)
-    except experiment.ConfigMismatchError as err:
-        raise app.UsageError(str(err)) from None
+    cli.run_study(
+        argv, studies.run_learning_rate_study,
+        data_options=_flags.data_options(kwargs.get("dataset"), "gaussian_blobs"),
+        **kwargs)
 
 
 def run() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from tfstiffness import cli, experiment, walker
+from tfstiffness import cli, walker
 
 flags.DEFINE_list("radii", ["0.05", "0.10", "0.15"], "Neighbourhood radii (input units).")
 flags.DEFINE_list("widths", ["64", "64"], "Hidden widths of the MLP.")
@@ -30,18 +30,14 @@ FLAGS = flags.FLAGS
 
 def main(argv: Sequence[str]) -> None:
     """Runs the study with the flags' settings."""
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        walker.run_neighbourhoods(
-            radii=[float(r) for r in FLAGS.radii],
-            widths=[int(w) for w in FLAGS.widths],
-            weighting=FLAGS.weighting,
-            within=FLAGS.within,
-            **cli.common_kwargs("neighbourhoods"),
-        )
-    except experiment.ConfigMismatchError as err:
-        raise app.UsageError(str(err)) from None
+    cli.run_study(
+        argv, walker.run_neighbourhoods,
+        radii=[float(r) for r in FLAGS.radii],
+        widths=[int(w) for w in FLAGS.widths],
+        weighting=FLAGS.weighting,
+        within=FLAGS.within,
+        **cli.common_kwargs("neighbourhoods"),
+    )
 
 
 def run() -> None:

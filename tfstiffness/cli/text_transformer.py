@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from tfstiffness import cli, experiment, studies
+from tfstiffness import cli, studies
 from tfstiffness.cli import _flags
 
 flags.DEFINE_integer("embed_dim", None, "Transformer width (default 32).")
@@ -40,8 +40,6 @@ FLAGS = flags.FLAGS
 
 def main(argv: Sequence[str]) -> None:
     """Runs the study with the flags' settings."""
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     kwargs = _flags.common_kwargs("text_transformer")
     if kwargs.pop("model", "transformer") != "transformer":
         raise app.UsageError("text_transformer trains the transformer; --model must be unset")
@@ -51,11 +49,8 @@ def main(argv: Sequence[str]) -> None:
     for name in ("vocab_size", "sequence_length"):
         if _flags.value(name) is not None:
             data_options[name] = _flags.value(name)
-    try:
-        studies.run_text_transformer(data_options=data_options, model_options=model_options,
-                                     **kwargs)
-    except experiment.ConfigMismatchError as err:
-        raise app.UsageError(str(err)) from None
+    cli.run_study(argv, studies.run_text_transformer, data_options=data_options,
+                  model_options=model_options, **kwargs)
 
 
 def run() -> None:
