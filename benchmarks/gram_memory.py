@@ -10,14 +10,13 @@ exceed the factor cache, so their peak falls with batch_size; the ghost path nev
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks._measure import run_child, timed
+from benchmarks._measure import report, run_child, timed
 
 N = 2000
 
@@ -44,7 +43,7 @@ def child(method: str, batch_size: int) -> dict:
 
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        print(json.dumps(child(sys.argv[2], int(sys.argv[3]))))
+        report(child(sys.argv[2], int(sys.argv[3])))
         return
     base = run_child(__file__, "--child", "baseline", "0")
     print(f"FC 784-500-300-100-10, N={N}; baseline (TF + model) peak RSS "

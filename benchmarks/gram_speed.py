@@ -12,7 +12,6 @@ needs the loss gradient can beat it by much.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -24,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 import tfstiffness as tfs
-from benchmarks._measure import run_child, timed
+from benchmarks._measure import report, run_child, timed
 from tfstiffness import models
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
@@ -100,7 +99,7 @@ def large(name: str, n: int) -> dict:
     return {"case": name, "n": n, "ghost_cold": seconds}
 
 
-def report(row: dict) -> None:
+def print_row(row: dict) -> None:
     parts = [f"{row['case']:<12} N={row['n']:<6} floor {row['floor']:.3f}s"]
     parts += [f"{m} {row[m]:.3f}s" if row[m] else f"{m} refused (oneDNN)"
               for m in ("ghost", "vmap", "jacobian")]
@@ -120,16 +119,16 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("CASE", "N"))
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(large(args.child[0], int(args.child[1]))))
+        report(large(args.child[0], int(args.child[1])))
         return
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} cpus, "
           f"oneDNN {'on' if tfs._generic._ONEDNN_ON else 'off'}")
-    report(compare("fc", 500, ("ghost", "vmap", "jacobian")))
+    print_row(compare("fc", 500, ("ghost", "vmap", "jacobian")))
     if args.quick:
         return
-    report(compare("cnn", 500, ("ghost", "vmap", "jacobian")))
-    report(compare("transformer", 256, ("ghost", "vmap", "jacobian")))
-    report(compare("resnet20", 256, ("ghost", "vmap", "jacobian")))
+    print_row(compare("cnn", 500, ("ghost", "vmap", "jacobian")))
+    print_row(compare("transformer", 256, ("ghost", "vmap", "jacobian")))
+    print_row(compare("resnet20", 256, ("ghost", "vmap", "jacobian")))
     for name in ("fc", "cnn"):
         result = run_child(__file__, "--child", name, "10000")
         print(f"{name:<12} N=10000 ghost (cold, incl. tracing) {result['ghost_cold']:.1f}s, "

@@ -10,14 +10,13 @@ are random normal images with random labels: the cost does not depend on the val
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks._measure import run_child, timed
+from benchmarks._measure import report, run_child, timed
 
 
 def child(n: int, block: int, distances: bool) -> dict:
@@ -53,7 +52,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.n, args.block, args.distances)))
+        report(child(args.n, args.block, args.distances))
         return
     extra = ["--distances"] if args.distances else []
     r = run_child(__file__, "--child", "--n", str(args.n), "--block", str(args.block), *extra)

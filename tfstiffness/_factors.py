@@ -85,15 +85,34 @@ def _row_chunks(n: int, per_row_elements: int):
         yield slice(start, min(n, start + step))
 
 
-def gram(f1: Factor, f2: Factor) -> tf.Tensor:
-    """`[n1, n2]` Gram block between two factors of the same parameter group."""
+def _self_product(m: tf.Tensor) -> tf.Tensor:
+    """`m m^T`, symmetric: three of the four half-blocks, a quarter fewer flops."""
+    h = m.shape[0] // 2
+    if h < 32:
+        return tf.matmul(m, m, transpose_b=True)
+    top, bottom = m[:h], m[h:]
+    cross = tf.matmul(top, bottom, transpose_b=True)
+    return tf.concat([
+        tf.concat([tf.matmul(top, top, transpose_b=True), cross], 1),
+        tf.concat([tf.transpose(cross), tf.matmul(bottom, bottom, transpose_b=True)], 1)], 0)
+
+
+def _product(m1: tf.Tensor, m2: tf.Tensor, same: bool) -> tf.Tensor:
+    return _self_product(m1) if same else tf.matmul(m1, m2, transpose_b=True)
+
+
+def gram(f1: Factor, f2: Factor, same: bool = False) -> tf.Tensor:
+    """`[n1, n2]` Gram block between two factors of the same parameter group.
+
+    `same` says both are the same block (a diagonal block), whose Gram is symmetric.
+    """
     if isinstance(f1, Materialized):
-        return tf.matmul(f1.g, f2.g, transpose_b=True)
+        return _product(f1.g, f2.g, same)
     if isinstance(f1, Outer):
         n2, t2 = f2.a.shape[0], f2.a.shape[1]
         if f1.a.shape[1] == 1 and t2 == 1:
-            aa = tf.matmul(f1.a[:, 0], f2.a[:, 0], transpose_b=True)
-            return aa * tf.matmul(f1.b[:, 0], f2.b[:, 0], transpose_b=True)
+            return _product(f1.a[:, 0], f2.a[:, 0], same) * _product(f1.b[:, 0], f2.b[:, 0],
+                                                                    same)
         t1 = f1.a.shape[1]
         parts = []
         for rows in _row_chunks(f1.size, t1 * n2 * t2):

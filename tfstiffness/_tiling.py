@@ -83,8 +83,9 @@ def _factors_bytes(factors: Factors) -> int:
     return sum(_factors.nbytes(f) for fs in factors.values() for f in fs)
 
 
-def pair_gram(fi: Factors, fj: Factors) -> dict[str, tf.Tensor]:
-    return {key: tf.add_n([_factors.gram(a, b) for a, b in zip(fi[key], fj[key])]) for key in fi}
+def pair_gram(fi: Factors, fj: Factors, same: bool = False) -> dict[str, tf.Tensor]:
+    return {key: tf.add_n([_factors.gram(a, b, same) for a, b in zip(fi[key], fj[key])])
+            for key in fi}
 
 
 def sq_norms(factors: Factors) -> dict[str, tf.Tensor]:
@@ -105,17 +106,18 @@ def _decode(encoded) -> Factors:
     return {key: [_KINDS[kind](*tensors) for kind, tensors in fs] for key, fs in encoded.items()}
 
 
-@tf.function  # static shapes: at most 4 traces (full or last block, for rows and columns)
-def _gram_and_norms(encoded_i, encoded_j):
+@tf.function  # static shapes: a few traces (full or last block, diagonal or not)
+def _gram_and_norms(encoded_i, encoded_j, same: bool):
     # One graph per pair instead of dozens of eager ops: on small blocks the per-op
     # overhead was as large as the arithmetic.
     fi, fj = _decode(encoded_i), _decode(encoded_j)
-    return pair_gram(fi, fj), sq_norms(fi), sq_norms(fj)
+    return pair_gram(fi, fj, same), sq_norms(fi), sq_norms(fj)
 
 
 def _block(index, rows, cols, fi: Factors, fj: Factors, mirrored: bool) -> GramBlock:
-    grams, sq_i, sq_j = tf.nest.map_structure(np.asarray,
-                                              _gram_and_norms(_encode(fi), _encode(fj)))
+    same = fi is fj  # a diagonal block of one set: its Gram is symmetric
+    grams, sq_i, sq_j = tf.nest.map_structure(
+        np.asarray, _gram_and_norms(_encode(fi), _encode(fj), same))
     return GramBlock(index, rows, cols, grams, sq_i, sq_j, mirrored)
 
 
