@@ -4,7 +4,8 @@
     python benchmarks/gram_speed.py --quick    # only the N = 500 FC net
 
 Each method first runs once on one block (same batch_size), so every timing is steady state:
-traced functions reused, as in a training loop that measures stiffness repeatedly. "floor" is
+traced functions reused, as in a training loop that measures stiffness repeatedly; each
+number is the best of 3 runs. "floor" is
 one batched forward + backward pass of the summed loss over the same examples: no method that
 needs the loss gradient can beat it by much.
 """
@@ -28,6 +29,7 @@ from tfstiffness import models
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 BLOCK = 512
+REPEATS = 3  # best of 3 for every method alike: single runs varied by up to 1.5x here
 
 
 def case(name: str, n: int):
@@ -67,7 +69,7 @@ def floor_seconds(model, x, y) -> float:
             [tf.convert_to_tensor(g).numpy() for g in step(x[s:s + BLOCK], y[s:s + BLOCK])]
 
     step(x[:BLOCK], y[:BLOCK])
-    return timed(run)
+    return timed(run, REPEATS)
 
 
 def method_seconds(model, x, y, method: str) -> float:
@@ -75,7 +77,7 @@ def method_seconds(model, x, y, method: str) -> float:
     warm = block or min(len(x), BLOCK)
     tfs.gradient_gram(model, x[:warm], y[:warm], loss=LOSS, method=method, batch_size=block)
     return timed(lambda: tfs.gradient_gram(model, x, y, loss=LOSS, method=method,
-                                           batch_size=block, verbose=False))
+                                           batch_size=block, verbose=False), REPEATS)
 
 
 def compare(name: str, n: int, methods) -> dict:

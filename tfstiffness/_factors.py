@@ -56,15 +56,22 @@ class TokenMatch:
 Factor = Materialized | Outer | TokenMatch
 
 
-def linear_factor(a: tf.Tensor, b: tf.Tensor) -> Factor:
-    """Factor of `g_i = sum_t a_it (x) b_it` (a [n, T, d], b [n, T, p]), cheapest form."""
+def linear_factor(a: tf.Tensor, b: tf.Tensor, bias: bool = False) -> Factor:
+    """Factor of `g_i = sum_t a_it (x) b_it` (a [n, T, d], b [n, T, p]), cheapest form.
+
+    With `bias`, the layer also adds a bias, whose gradient is `sum_t b_it`.
+    """
     _, t, d = a.shape
     p = b.shape[-1]
+    d_in = d + 1 if bias else d
     # Per pair of examples: pairwise costs T^2 (d + p), materialised costs d p (plus a one-off
     # n T d p to build, which the pairwise form's O(n^2) terms dominate at scale).
-    if t * t * (d + p) <= d * p:
-        return Outer(a, b)
-    return Materialized(tf.reshape(tf.einsum("ntd,ntp->ndp", a, b), [-1, d * p]))
+    if t * t * (d_in + p) <= d_in * p:
+        # The bias is the kernel row of a constant-1 input: one factor carries both.
+        return Outer(tf.concat([a, tf.ones_like(a[..., :1])], -1) if bias else a, b)
+    g = tf.reshape(tf.einsum("ntd,ntp->ndp", a, b), [-1, d * p])
+    # Bias columns appended to the materialised kernel: no copy of a (conv patches are big).
+    return Materialized(tf.concat([g, tf.reduce_sum(b, 1)], 1) if bias else g)
 
 
 def embedding_factor(tokens: tf.Tensor, b: tf.Tensor, vocab_size: int) -> Factor:

@@ -43,12 +43,6 @@ def _seq(t: tf.Tensor) -> tf.Tensor:
     return tf.reshape(t, [tf.shape(t)[0], -1, t.shape[-1]])
 
 
-def _with_ones(a: tf.Tensor) -> tf.Tensor:
-    """Appends a constant-1 input feature: its "kernel row" is the bias, so one factor
-    carries both (`dc_i = sum_t 1 * b_it`), saving a Gram product per layer."""
-    return tf.concat([a, tf.ones_like(a[..., :1])], axis=-1)
-
-
 def _concat_calls(parts: Sequence[tf.Tensor]) -> tf.Tensor:
     return parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
 
@@ -59,7 +53,7 @@ def _concat_calls(parts: Sequence[tf.Tensor]) -> tf.Tensor:
 def _dense_rule(layer, calls: list[_Call]) -> list[_factors.Factor]:
     a = _concat_calls([_seq(c.args[0]) for c in calls])
     b = _concat_calls([_seq(c.b) for c in calls])
-    return [_factors.linear_factor(a if layer.bias is None else _with_ones(a), b)]
+    return [_factors.linear_factor(a, b, bias=layer.bias is not None)]
 
 
 @dataclass(frozen=True)
@@ -162,7 +156,7 @@ def _conv_rule(layer, calls: list[_Call]) -> list[_factors.Factor]:
 
     a = _concat_calls([_conv_patches(layer, c.args[0]) for c in calls])
     b = _concat_calls([outputs(c.b) for c in calls])
-    return [_factors.linear_factor(_with_ones(a) if layer.use_bias else a, b)]
+    return [_factors.linear_factor(a, b, bias=layer.use_bias)]
 
 
 def _embedding_rule(layer, calls: list[_Call]) -> list[_factors.Factor]:
