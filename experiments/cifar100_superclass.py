@@ -1,4 +1,5 @@
-"""Thin wrapper: the binary lives in `tfstiffness.cli.cifar100_superclass` (installed as `tfstiffness-cifar100-superclass`).
+"""Thin wrapper: the binary lives in `tfstiffness.cli.cifar100_superclass`
+(installed as `tfstiffness-cifar100-superclass`).
 
     python experiments/cifar100_superclass.py --help
 """

@@ -1,4 +1,5 @@
-"""Thin wrapper: the binary lives in `tfstiffness.cli.class_stiffness` (installed as `tfstiffness-class-stiffness`).
+"""Thin wrapper: the binary lives in `tfstiffness.cli.class_stiffness`
+(installed as `tfstiffness-class-stiffness`).
 
     python experiments/class_stiffness.py --help
 """

@@ -1,4 +1,5 @@
-"""Thin wrapper: the binary lives in `tfstiffness.cli.layerwise` (installed as `tfstiffness-layerwise`).
+"""Thin wrapper: the binary lives in `tfstiffness.cli.layerwise`
+(installed as `tfstiffness-layerwise`).
 
     python experiments/layerwise.py --help
 """

@@ -1,4 +1,5 @@
-"""Thin wrapper: the binary lives in `tfstiffness.cli.learning_rate_study` (installed as `tfstiffness-learning-rate-study`).
+"""Thin wrapper: the binary lives in `tfstiffness.cli.learning_rate_study`
+(installed as `tfstiffness-learning-rate-study`).
 
     python experiments/learning_rate_study.py --help
 """

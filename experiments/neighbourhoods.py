@@ -1,4 +1,5 @@
-"""Thin wrapper: the binary lives in `tfstiffness.cli.neighbourhoods` (installed as `tfstiffness-neighbourhoods`).
+"""Thin wrapper: the binary lives in `tfstiffness.cli.neighbourhoods`
+(installed as `tfstiffness-neighbourhoods`).
 
     python experiments/neighbourhoods.py --help
 """

@@ -1,4 +1,5 @@
-"""Thin wrapper: the binary lives in `tfstiffness.cli.text_transformer` (installed as `tfstiffness-text-transformer`).
+"""Thin wrapper: the binary lives in `tfstiffness.cli.text_transformer`
+(installed as `tfstiffness-text-transformer`).
 
     python experiments/text_transformer.py --help
 """

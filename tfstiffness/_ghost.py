@@ -203,11 +203,15 @@ def _plain(layer) -> bool:
                                                                       None)
 
 
+def _ungrouped(layer) -> bool:
+    return layer.groups == 1
+
+
 RULES: dict[type, _Rule] = {
     keras.layers.Dense: _Rule(_dense_rule, linear=True, applies=_plain),
     keras.layers.EinsumDense: _Rule(_einsum_dense_rule, linear=True, applies=_plain),
-    keras.layers.Conv1D: _Rule(_conv_rule, linear=True, applies=lambda l: l.groups == 1),
-    keras.layers.Conv2D: _Rule(_conv_rule, linear=True, applies=lambda l: l.groups == 1),
+    keras.layers.Conv1D: _Rule(_conv_rule, linear=True, applies=_ungrouped),
+    keras.layers.Conv2D: _Rule(_conv_rule, linear=True, applies=_ungrouped),
     keras.layers.Embedding: _Rule(_embedding_rule, linear=False, applies=_plain),
     keras.layers.LayerNormalization: _Rule(None, linear=False),
     keras.layers.BatchNormalization: _Rule(None, linear=False),

@@ -77,7 +77,8 @@ def prepare_labels(y: Any, kind: str, num_outputs: int | None, argument: str) ->
     if integer_like:
         if not np.issubdtype(y.dtype, np.integer):
             if not np.all(np.equal(np.mod(y, 1), 0)):
-                raise ValueError(f"{argument}: expected integer class labels, got {y.dtype} values.")
+                raise ValueError(
+                    f"{argument}: expected integer class labels, got {y.dtype} values.")
         y = y.reshape(-1).astype(np.int64)
         if y.size and (y.min() < 0 or y.max() >= num_outputs):
             raise ValueError(

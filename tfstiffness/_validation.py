@@ -1,4 +1,4 @@
-"""Checks on `gradient_gram`'s inputs, done before any heavy work, with errors that say what to fix."""
+"""Checks on `gradient_gram`'s inputs before any heavy work, with errors that say what to fix."""
 
 from __future__ import annotations
 

@@ -1037,7 +1037,7 @@ def _lr_tensorboard(out, learning_rates, history, table, figures) -> None:
     for name, fig in figures.items():
         summary.write_figure(out.tensorboard, fig, f"figures/{name}", step=0)
     out.close()
-    for lr, row in zip(learning_rates, table):
+    for lr in learning_rates:
         h = history[_lr_key(lr)]
         writer = tf.summary.create_file_writer(str(out.path / "tensorboard" / _lr_key(lr)))
         summary.write_hparams(writer, {"learning_rate": lr})
