@@ -48,7 +48,6 @@ import dataclasses
 import math
 import os
 import random
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -59,6 +58,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfstiffness import measures, plots, summary
+from tfstiffness._io import atomic_write
 from tfstiffness.gram import gradient_gram
 
 __all__ = ["StiffnessCallback", "load_history"]
@@ -366,18 +366,8 @@ class StiffnessCallback(keras.callbacks.Callback):
             ['meta/kinds', 'meta/pair_sets']
         """
         path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        # Same directory as the target, so os.replace is an atomic rename.
-        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, **self.history_arrays())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(temporary)
-            raise
+        with atomic_write(path, "wb") as file:
+            np.savez(file, **self.history_arrays())
         return path
 
     # ------------------------------------------------------------------------------------

@@ -42,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfstiffness import synthetic
+from tfstiffness._io import atomic_write
 from tfstiffness.cifar100_labels import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
 
 __all__ = [
@@ -406,16 +406,8 @@ def _vectorizer(vocab_size: int, sequence_length: int, vocabulary=None):
 
 def _write_atomically(path: Path, tokens: list[str]) -> None:
     # A reader of a half-written vocabulary would silently map texts to other ids.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write("".join(f"{t}\n" for t in tokens))
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared data_dir needs it readable.
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(path, "w") as f:
+        f.write("".join(f"{t}\n" for t in tokens))
 
 
 def _to_numpy(ds: tf.data.Dataset, chunk: int) -> tuple[np.ndarray, np.ndarray]:

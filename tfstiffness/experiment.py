@@ -26,18 +26,19 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import platform
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
+
+from tfstiffness._io import TMP_SUFFIX, atomic_write
+from tfstiffness.plots import save_figure
 
 __all__ = [
     "ConfigMismatchError",
@@ -51,53 +52,11 @@ __all__ = [
     "write_npz",
 ]
 
-_TMP_SUFFIX = ".tmp"
-_FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 
 
 # --------------------------------------------------------------------------------------------
 # Atomic files
 # --------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Opens a temporary file next to `path`; on success renames it onto `path`.
-
-    The temporary file is in the same directory, so `os.replace` is an atomic rename: `path`
-    holds either its old content or the complete new one, never part of it. On an exception
-    the temporary file is removed and `path` is untouched. Parent directories are created.
-
-    Args:
-        path: Destination file.
-        mode: "wb" (bytes) or "w" (text, UTF-8).
-
-    Yields:
-        The open temporary file.
-
-    Example:
-        >>> import tempfile
-        >>> p = tempfile.mkdtemp() + "/a.txt"
-        >>> with atomic_write(p, "w") as f:
-        ...     _ = f.write("hello")
-        >>> open(p).read()
-        'hello'
-    """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())  # The rename must not overtake the data on a crash.
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are meant to be shared.
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def jsonable(obj: Any) -> Any:
@@ -167,24 +126,6 @@ def write_npz(path: str | os.PathLike, **arrays: Any) -> Path:
             raise TypeError(f"array {name!r} has dtype object; store numbers or strings")
     with atomic_write(path, "wb") as f:
         np.savez(f, **converted)
-    return Path(path)
-
-
-def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 150) -> Path:
-    """Saves a matplotlib figure atomically; the format comes from the suffix (.png/.pdf/.svg).
-
-    Example:
-        >>> import tempfile
-        >>> from tfstiffness import plots
-        >>> save_figure(plots.class_matrix(np.eye(2)), tempfile.mkdtemp() + "/c.png").name
-        'c.png'
-    """
-    fmt = _FIGURE_FORMATS.get(Path(path).suffix.lower())
-    if fmt is None:
-        raise ValueError(f"unsupported figure format {Path(path).suffix!r}; "
-                         f"use {sorted(_FIGURE_FORMATS)}")
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format=fmt, dpi=dpi)
     return Path(path)
 
 
@@ -301,7 +242,7 @@ class OutputDir:
         # Left by a run killed while writing; never a result (they are renamed when complete).
         for folder in (self.path, self.stages_dir, self.figures_dir):
             if folder.is_dir():
-                for tmp in folder.glob(f".*{_TMP_SUFFIX}"):
+                for tmp in folder.glob(f".*{TMP_SUFFIX}"):
                     tmp.unlink(missing_ok=True)
 
     # -- stage checkpoints -----------------------------------------------------------------

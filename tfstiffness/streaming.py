@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ import tensorflow as tf
 
 from tfstiffness import gram as _gram
 from tfstiffness import measures
+from tfstiffness._io import atomic_write
 from tfstiffness.measures import StiffnessCurve
 from tfstiffness.neighbourhood import DIRECT_DISTANCE_MAX_FEATURES
 
@@ -314,18 +314,9 @@ class _Accumulator:
         return summary
 
     def save(self, path, fingerprint: str) -> None:
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp.npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, fingerprint=np.array(fingerprint), **self.state)
-            os.replace(tmp, path)  # atomic: a kill leaves the old checkpoint or the new one
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        # Atomic: a kill leaves the old checkpoint or the new one, never half of one.
+        with atomic_write(path, "wb") as f:
+            np.savez(f, fingerprint=np.array(fingerprint), **self.state)
 
     def load(self, path, fingerprint: str) -> int:
         if not os.path.exists(path):
