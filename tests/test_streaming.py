@@ -80,7 +80,8 @@ def test_checkpoint_for_other_settings_is_refused(tmp_path):
     again = tfs.stiffness_summary(model, x, y, loss=LOSS, block_size=4, checkpoint=path)
     assert again.blocks_resumed == again.blocks_total == 3
     np.testing.assert_array_equal(again.class_matrix["cosine"], first.class_matrix["cosine"])
-    with pytest.raises(ValueError, match="checkpoint: .* was written for other model weights"):
+    with pytest.raises(ValueError, match="checkpoint: .* was written for a different run: "
+                                         "setting pairs differ"):
         tfs.stiffness_summary(model, x, y, loss=LOSS, block_size=4, checkpoint=path,
                               pairs="all")
     assert [p.name for p in tmp_path.iterdir()] == ["state.npz"]  # no temp files left

@@ -107,6 +107,11 @@ def test_bad_method_and_batch_size():
         tfs.gradient_gram(_model(), X, Y, loss=LOSS, batch_size=0)
 
 
-def test_multi_input_is_refused():
-    with pytest.raises(TypeError, match="x: expected one array of inputs"):
+def test_structure_that_does_not_fit_a_single_input_model():
+    with pytest.raises(ValueError, match=r"x: the model has one input, named .*; got a dict "
+                                         r"with key\(s\) \['a'\]"):
         tfs.gradient_gram(_model(), {"a": X}, Y, loss=LOSS)
+    with pytest.raises(ValueError, match="x: the model has one input, but got a list of 2 arrays"):
+        tfs.gradient_gram(_model(), [X, X[:, :2]], Y, loss=LOSS)
+    gram = tfs.gradient_gram(_model(), [X], Y, loss=LOSS)  # as model.fit accepts it
+    assert gram.total.shape == (6, 6)

@@ -11,13 +11,15 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from tfstiffness import _factors
-from tfstiffness._losses import PerExampleLoss
+from tfstiffness import _factors, _structure
 
 # oneDNN's kernels abort the process (silently) when pfor vectorises per-example gradients
 # through attention einsums; they read this variable once, when TensorFlow is imported.
 _ONEDNN_ON = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
-_VMAP_UNSAFE_LAYERS = ("MultiHeadAttention", "EinsumDense", "GroupedQueryAttention")
+_ONEDNN_UNSAFE_LAYERS = ("MultiHeadAttention", "EinsumDense", "GroupedQueryAttention")
+# tape.jacobian vectorises the block's backward pass once per example, so its cost grows with
+# the square of the block: it runs on chunks of this many examples.
+JACOBIAN_CHUNK = 16
 
 
 def layer_key(variable) -> str:
@@ -33,15 +35,19 @@ def group_by_layer(variables: Sequence) -> dict[str, list[int]]:
     return groups
 
 
-def vmap_unsafe_layers(model: keras.Model) -> list[str]:
-    """Layers through which `tf.vectorized_map` would crash the process here, if any."""
-    if not _ONEDNN_ON:
-        return []
-    return [
-        layer.name
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if type(layer).__name__ in _VMAP_UNSAFE_LAYERS
-    ]
+def vmap_unsafe_layers(model: keras.Model) -> dict[str, list[str]]:
+    """Layers through which `tf.vectorized_map` fails here, by reason (empty when none).
+
+    "onednn": attention einsums, which abort the process while oneDNN is on; "recurrent":
+    RNN layers, whose while loop pfor cannot vectorise (a `variant` dtype TypeError).
+    """
+    found: dict[str, list[str]] = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.RNN):
+            found.setdefault("recurrent", []).append(layer.name)
+        elif _ONEDNN_ON and type(layer).__name__ in _ONEDNN_UNSAFE_LAYERS:
+            found.setdefault("onednn", []).append(layer.name)
+    return found
 
 
 def _flat(gradient, variable) -> tf.Tensor:
@@ -50,23 +56,32 @@ def _flat(gradient, variable) -> tf.Tensor:
     return tf.reshape(tf.convert_to_tensor(gradient), [-1])
 
 
-class PerExampleGradients:
-    """Callable `(x_block, y_block) -> {layer key: Materialized}` for the given variables."""
+def _batch_of_one(tree):
+    return tf.nest.map_structure(lambda t: t[None], tree)
 
-    def __init__(self, model: keras.Model, loss_fn: PerExampleLoss, variables: Sequence,
-                 method: str):
+
+class PerExampleGradients:
+    """Callable `(x_block, y_block) -> {layer key: Materialized}` for the given variables.
+
+    x and y may be nested (lists or dicts of arrays). The jacobian method runs on chunks of
+    `JACOBIAN_CHUNK` examples, so that its cost stays linear in the block.
+    """
+
+    def __init__(self, model: keras.Model, loss_fn, variables: Sequence, method: str):
         if method not in ("vmap", "jacobian"):
             raise ValueError(f"method: expected 'vmap' or 'jacobian', got {method!r}.")
         self.model, self.loss_fn, self.variables = model, loss_fn, list(variables)
+        self.method = method
         self.groups = group_by_layer(self.variables)
-        body = self._vmap if method == "vmap" else self._jacobian
-        self._fn = tf.function(body, reduce_retracing=True)
+        # Blocks are padded to one size, so each function is traced once per input structure.
+        self._fn = tf.function(self._vmap if method == "vmap" else self._jacobian)
 
     def _vmap(self, x, y):
         def one_example(args):
             xi, yi = args
             with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(self.loss_fn(yi[None], self.model(xi[None], training=False)))
+                loss = tf.reduce_sum(self.loss_fn(_batch_of_one(yi),
+                                                  self.model(_batch_of_one(xi), training=False)))
             grads = tape.gradient(loss, self.variables)
             return [_flat(g, v) for g, v in zip(grads, self.variables)]
 
@@ -81,7 +96,17 @@ class PerExampleGradients:
         return [tf.reshape(tf.convert_to_tensor(j), [n, -1]) for j in jac]
 
     def __call__(self, x, y) -> dict[str, _factors.Materialized]:
-        per_variable = self._fn(x, y)
+        n = _structure.num_examples(x)
+        if self.method == "jacobian" and n > JACOBIAN_CHUNK:
+            chunks = []
+            for start in range(0, n, JACOBIAN_CHUNK):
+                rows = slice(start, min(n, start + JACOBIAN_CHUNK))
+                part = self._fn(*(_structure.pad_rows(_structure.take(t, rows), JACOBIAN_CHUNK)
+                                  for t in (x, y)))
+                chunks.append([g[:rows.stop - rows.start] for g in part])
+            per_variable = [tf.concat(parts, 0) for parts in zip(*chunks)]
+        else:
+            per_variable = self._fn(x, y)
         return {
             key: _factors.Materialized(tf.concat([per_variable[i] for i in idx], axis=1))
             for key, idx in self.groups.items()

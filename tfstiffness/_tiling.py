@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness import _factors
+from tfstiffness import _factors, _structure
 
 Factors = dict[str, list[_factors.Factor]]
-FactorSource = Callable[[np.ndarray, np.ndarray], Factors]
+FactorSource = Callable[[Any, Any], Factors]  # (inputs, labels), each possibly nested
 
 
 @dataclass
@@ -48,21 +49,17 @@ def block_slices(n: int, block: int) -> list[slice]:
 
 class _BlockFactors:
     """Computes one set's block factors, each block padded to `block` rows so that the
-    traced functions are reused, then cut back."""
+    traced functions are reused, then cut back. x and y may be nested (lists or dicts)."""
 
     def __init__(self, source: FactorSource, x, y, block: int):
         self.source, self.x, self.y, self.block = source, x, y, block
-        self.slices = block_slices(len(x), block)
+        self.slices = block_slices(_structure.num_examples(x), block)
 
-    def padded_inputs(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def padded_inputs(self, index: int) -> tuple[Any, Any, int]:
         rows = self.slices[index]
-        xb, yb = self.x[rows], self.y[rows]
-        n = len(xb)
-        if n < self.block:
-            pad = self.block - n
-            xb = np.concatenate([xb, np.repeat(xb[:1], pad, 0)])
-            yb = np.concatenate([yb, np.repeat(yb[:1], pad, 0)])
-        return xb, yb, n
+        xb, yb = (_structure.pad_rows(_structure.take(t, rows), self.block)
+                  for t in (self.x, self.y))
+        return xb, yb, rows.stop - rows.start
 
     def __call__(self, index: int) -> Factors:
         xb, yb, n = self.padded_inputs(index)
@@ -180,8 +177,8 @@ def _distributed(strategy, rows: _BlockFactors, cols: _BlockFactors, one_set: bo
         padded = group + [group[-1]] * (replicas - len(group))  # idle replicas redo the last
         inputs = [rows.padded_inputs(i)[:2] + cols.padded_inputs(j)[:2] for i, j in padded]
         values = strategy.experimental_distribute_values_from_function(
-            lambda ctx, inputs=inputs: tuple(
-                tf.constant(a) for a in inputs[ctx.replica_id_in_sync_group]))
+            lambda ctx, inputs=inputs: tf.nest.map_structure(
+                tf.constant, inputs[ctx.replica_id_in_sync_group]))
         grams, sq_i, sq_j = tf.nest.map_structure(np.asarray, step(values))
         for r, (i, j) in enumerate(group):
             ni = rows.slices[i].stop - rows.slices[i].start

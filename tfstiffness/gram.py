@@ -7,9 +7,9 @@ the result is bounded by a factor budget plus a few blocks, whatever N is.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +18,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness import _tiling, _validation
-from tfstiffness._generic import PerExampleGradients, vmap_unsafe_layers
+from tfstiffness import _losses, _precision, _structure, _tiling, _validation
+from tfstiffness._generic import PerExampleGradients, layer_key, vmap_unsafe_layers
 from tfstiffness._ghost import GhostFactors
-from tfstiffness._losses import prepare_labels, resolve_loss
+from tfstiffness._losses import PerExampleLoss
 
 METHODS = ("auto", "ghost", "vmap", "jacobian")
 # Row blocks' factors held at once (a band): when all fit, each block is computed once;
@@ -29,9 +29,6 @@ METHODS = ("auto", "ghost", "vmap", "jacobian")
 _CACHE_BYTES = 1 << 30
 _GENERIC_BLOCK_BYTES = 256 << 20
 _GHOST_BLOCK = 512
-# tape.jacobian vectorises the block's backward pass once per example: its time per example
-# and its memory grow with the block (500 CNN examples at once needed > 23 GB).
-_JACOBIAN_BLOCK = 16
 
 FactorSource = _tiling.FactorSource
 
@@ -83,16 +80,25 @@ def gradient_gram(
     batch_size: int | None = None,
     verbose: bool | None = None,
     strategy: tf.distribute.Strategy | None = None,
+    loss_weights: Any = None,
 ) -> GradientGram:
     """Exact Gram matrix of per-example loss gradients w.r.t. the trainable parameters.
 
     Forward passes run in inference mode (`training=False`), so examples never interact.
+    Inputs, labels and losses take every structure `model.fit` takes: see the README's
+    "Models" section. Layers under a mixed-precision policy compute in float32 here.
 
     Args:
-        model: a built or unbuilt Keras model (Sequential, functional, subclassed, nested).
-        x: inputs [N, ...]; y: labels (integers, one-hot, or what `loss` expects).
+        model: a built or unbuilt Keras model (Sequential, functional, subclassed, nested;
+            one or several inputs and outputs).
+        x: inputs: one array [N, ...], a list of arrays, or a dict of arrays keyed by the
+            model's input names. y: labels (integers, one-hot, or what `loss` expects): one
+            array, or a list / dict with one entry per output.
         loss: a `keras.losses.Loss`, a loss name, a callable `(y_true, y_pred) -> [batch]`
-            per-example loss, or None for the compiled model's loss.
+            per-example (or per-token) loss, a list or dict of those (one per output), or
+            None for the compiled model's loss and loss weights. An example's loss is the
+            weighted sum over outputs; per-token losses are averaged over the unmasked
+            tokens (the model's output mask, a loss's `ignore_class`).
         x2, y2: an optional second set; the result is then the [N, M] cross Gram.
         by_layer: also return each layer's block (they sum to `total`).
         method: "auto" (the fastest exact path), "ghost" (structured per-layer rules),
@@ -103,9 +109,16 @@ def gradient_gram(
         strategy: a `tf.distribute.Strategy` whose replicas share the independent pairs of
             blocks (each replica computes both blocks' factors and their Gram block); None
             computes on the default device.
+        loss_weights: one weight per output (list or dict), for a `loss` given per output;
+            None: 1 each, or the compiled loss weights when `loss` is None.
 
     Returns:
         A `GradientGram`.
+
+    Raises:
+        ValueError: bad input (named), NaN/inf in the model's variables, or a result that
+            does not fit in memory (use `stiffness_summary`). `NonFiniteGradientError` when
+            some examples' gradients are not finite (the model overflows on them).
 
     Example:
         >>> import keras, numpy as np, tfstiffness as tfs
@@ -116,12 +129,13 @@ def gradient_gram(
         >>> gram.total.shape
         (8, 8)
     """
-    run = _setup(model, x, y, loss, x2, y2, method, batch_size, strategy)
+    run = _setup(model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights)
+    _check_result_fits(run.n, run.m, 1 + (len(run.prepared.layer_keys) if by_layer else 0))
     total, layers, sq1, sq2 = _assemble(run, by_layer, verbose)
     return GradientGram(
         total=total, by_layer=layers, sq_norms=sum(sq1.values()),
         sq_norms2=sum(sq2.values()), cross=run.x2 is not None, method=run.prepared.method,
-        fallback_layers=getattr(run.prepared.source, "fallback_layers", ()),
+        fallback_layers=run.prepared.fallback_layers,
         layer_sq_norms=sq1 if by_layer else {},
         layer_sq_norms2=sq2 if by_layer else {})
 
@@ -130,13 +144,21 @@ def gradient_gram(
 class _Run:
     """Checked inputs (labels as the loss expects them) and what computes their factors."""
 
-    x: np.ndarray
-    y: np.ndarray
-    x2: np.ndarray | None
-    y2: np.ndarray | None
+    x: Any
+    y: Any
+    x2: Any | None
+    y2: Any | None
     prepared: _Prepared
     block: int
     strategy: tf.distribute.Strategy | None
+
+    @property
+    def n(self) -> int:
+        return _structure.num_examples(self.x)
+
+    @property
+    def m(self) -> int:
+        return self.n if self.x2 is None else _structure.num_examples(self.x2)
 
     def blocks(self, done: frozenset = frozenset()):
         return _tiling.gram_blocks(self.prepared.source, self.x, self.y, self.x2, self.y2,
@@ -144,74 +166,101 @@ class _Run:
                                    strategy=self.strategy)
 
 
-def _setup(model, x, y, loss, x2, y2, method, batch_size, strategy) -> _Run:
+def _setup(model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights=None,
+           batch_size_name: str = "batch_size") -> _Run:
     """Validates everything before any heavy work; shared by every entry point."""
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}.")
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError(f"strategy: expected a tf.distribute.Strategy or None, got "
                         f"{type(strategy).__name__}.")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size: expected a positive integer or None, got {batch_size!r}.")
-    x = _validation.as_inputs(x, "x")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+            batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"{batch_size_name}: expected a positive integer or None, got "
+                         f"{batch_size!r}.")
+    x = _validation.as_inputs(x, "x", model)
     _validation.check_lengths(x, y, "x", "y")
     if (x2 is None) != (y2 is None):
         raise ValueError("x2, y2: give both (a second set) or neither.")
     if x2 is not None:
-        x2 = _validation.as_inputs(x2, "x2")
+        x2 = _validation.as_inputs(x2, "x2", model)
         _validation.check_lengths(x2, y2, "x2", "y2")
-    prepared = _prepare(model, loss, method, x)
-    y = prepare_labels(y, prepared.label_kind, prepared.num_outputs, "y")
+    _validation.check_finite_variables(model)
+    prepared = _prepare(model, loss, loss_weights, method, x, y)
+    y = prepared.loss_fn.prepare_labels(y, "y")
     if x2 is not None:
         _validation.check_input_shape(model, x2, "x2")
-        y2 = prepare_labels(y2, prepared.label_kind, prepared.num_outputs, "y2")
+        y2 = prepared.loss_fn.prepare_labels(y2, "y2")
     if not prepared.connected_checked:
-        _validation.check_connected(model, prepared.loss_fn, x, y)
+        with _precision.float32_compute(_precision.low_precision_layers(model)):
+            _validation.check_connected(model, prepared.loss_fn, x, y)
         prepared.connected_checked = True
-    block = batch_size or _default_block(model, prepared.method, len(x))
+    n = _structure.num_examples(x)
+    m = n if x2 is None else _structure.num_examples(x2)
+    # A block never exceeds the larger set: a huge batch_size must not allocate for nothing.
+    block = min(int(batch_size or _default_block(model, prepared.method, n)), max(n, m))
     return _Run(x, y, x2, y2, prepared, block, strategy)
 
 
 @dataclass
 class _Prepared:
-    """What one (model, loss, method, variables, input shape) needs: checked and traced once."""
+    """What one (model, loss, method, variables, input structure) needs: checked and traced
+    once."""
 
-    loss_fn: Callable
-    label_kind: str
-    num_outputs: int | None
+    loss_fn: PerExampleLoss
     source: FactorSource
     method: str
+    raw_source: Any  # the source before any float32 wrapping: a GhostFactors knows more
+    layer_keys: tuple[str, ...]
     connected_checked: bool = False
 
+    @property
+    def fallback_layers(self) -> tuple[str, ...]:
+        return getattr(self.raw_source, "fallback_layers", ())
 
-# model -> {key: _Prepared}, so traced functions and model checks are reused across calls.
-_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-
-def _prepare(model: keras.Model, loss: Any, method: str, x: np.ndarray) -> _Prepared:
-    loss_fn, label_kind = resolve_loss(loss, model)
+def _prepare(model: keras.Model, loss: Any, loss_weights: Any, method: str, x: Any,
+             y: Any) -> _Prepared:
     _validation.check_input_shape(model, x, "x")
-
-    def key():  # a changed loss, input shape or set of trainable variables needs a new trace
-        return (id(model.loss if loss is None else loss), method, x.shape[1:], x.dtype.str,
-                tuple(id(v) for v in model.trainable_variables))
-
-    per_model = _PREPARED.setdefault(model, {})
-    prepared = per_model.get(key())
+    # Everything that changes a trace is in the key: the loss (by value, not id), the input
+    # and label structures with their shapes, the method, the trainable variables and the
+    # compute policy.
+    key = (_losses.cache_key(loss if loss is not None else _losses.compiled_loss(model),
+                             loss_weights),
+           method, _structure.shapes_key(x), _label_key(y),
+           tuple(id(v) for v in model.trainable_variables),
+           tuple(getattr(layer, "compute_dtype", None)
+                 for layer in _precision.low_precision_layers(model)))
+    cache = model.__dict__.setdefault("_tfstiffness_prepared", {})
+    prepared = cache.get(key)
     if prepared is None:
-        num_outputs = _validation.probe_model(model, x, "x")  # builds an unbuilt model
+        _precision.warn_low_precision_variables(model)
+        with _precision.float32_compute(_precision.low_precision_layers(model)):
+            predictions = _validation.probe_model(model, x, "x")  # builds an unbuilt model
+        loss_fn = _losses.resolve_loss(loss, model, predictions, loss_weights)
         source, method_used = _factor_source(model, loss_fn, method)
-        prepared = per_model[key()] = _Prepared(loss_fn, label_kind, num_outputs, source,
-                                                method_used)
+        prepared = cache[key] = _Prepared(
+            loss_fn, _precision.in_float32(model, source), method_used, source,
+            tuple(dict.fromkeys(layer_key(v) for v in model.trainable_variables)))
     return prepared
+
+
+def _label_key(y: Any) -> tuple:
+    return tuple((np.shape(leaf)[1:], np.asarray(leaf).dtype.str)
+                 for leaf in _structure.leaves(y))
 
 
 def _factor_source(model, loss_fn, method) -> tuple[FactorSource, str]:
     unsafe = vmap_unsafe_layers(model)
+    if method == "vmap" and "recurrent" in unsafe:
+        raise ValueError(
+            f"method: 'vmap' cannot give per-example gradients through the recurrent "
+            f"layer(s) {unsafe['recurrent']}: TensorFlow's vectorized_map fails on their loop. "
+            "Use method='auto' (it sends them through 'jacobian') or 'jacobian'.")
     if method == "vmap" and unsafe:
         raise ValueError(
-            f"method: 'vmap' would crash the process through layer(s) {unsafe} with oneDNN "
-            "enabled (see BUILD_NOTES.md); use method='ghost' or 'jacobian', or set "
+            f"method: 'vmap' would crash the process through layer(s) {unsafe['onednn']} with "
+            "oneDNN enabled (see BUILD_NOTES.md); use method='auto' or 'jacobian', or set "
             "TF_ENABLE_ONEDNN_OPTS=0 before importing TensorFlow."
         )
     if method in ("vmap", "jacobian"):
@@ -225,12 +274,65 @@ def _default_block(model: keras.Model, method: str, n: int) -> int:
     if method == "ghost":
         return min(n, _GHOST_BLOCK)
     per_example = 4 * sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-    block = _GENERIC_BLOCK_BYTES // per_example
-    return max(1, min(n, block, _JACOBIAN_BLOCK if method == "jacobian" else block))
+    return max(1, min(n, _GENERIC_BLOCK_BYTES // per_example))
+
+
+class NonFiniteGradientError(ValueError):
+    """Some examples' loss gradients are NaN or inf (the model or loss overflows on them)."""
+
+
+def check_finite_block(b: _tiling.GramBlock, one_set: bool) -> None:
+    """Raises `NonFiniteGradientError` naming the examples of a block with non-finite
+    gradients: a silent NaN would turn into plausible-looking stiffness downstream."""
+    bad_rows, bad_cols = set(), set()
+    for key, g in b.by_layer.items():
+        finite = np.isfinite(g)
+        if not finite.all():
+            bad_rows.update(np.flatnonzero(~finite.all(1)) + b.rows.start)
+            bad_cols.update(np.flatnonzero(~finite.all(0)) + b.cols.start)
+        bad_rows.update(np.flatnonzero(~np.isfinite(b.row_sq_norms[key])) + b.rows.start)
+        bad_cols.update(np.flatnonzero(~np.isfinite(b.col_sq_norms[key])) + b.cols.start)
+    if not bad_rows and not bad_cols:
+        return
+    if one_set:
+        bad_rows |= bad_cols
+        bad_cols = set()
+    parts = [f"{len(s)} example(s) of {name} (first at index {min(s)})"
+             for name, s in (("x", bad_rows), ("x2", bad_cols)) if s]
+    raise NonFiniteGradientError(
+        f"gradient_gram: the loss gradients of {' and '.join(parts)} are NaN or inf: the "
+        "model's outputs or the loss overflow there. Check those inputs' scale, the "
+        "weights and the loss (e.g. from_logits).")
+
+
+def _available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_result_fits(n: int, m: int, matrices: int) -> None:
+    """Refuses, before any allocation, a result larger than the memory available."""
+    needed = 4 * n * m * matrices
+    available = _available_bytes()
+    if available is not None and needed > 0.8 * available:
+        raise MemoryError(
+            f"gradient_gram: the result ({matrices} x [{n}, {m}] float32) needs "
+            f"{needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB of memory "
+            "available. Use tfs.stiffness_summary, which streams the stiffness measures "
+            "block by block without forming the matrix (or fewer examples / by_layer=False).")
 
 
 def _assemble(run: _Run, by_layer: bool, verbose: bool | None):
-    n, m = len(run.x), len(run.x) if run.x2 is None else len(run.x2)
+    n, m = run.n, run.m
     block = run.block
     total = np.zeros((n, m), np.float32)
     layers: dict[str, np.ndarray] = {}
@@ -238,6 +340,7 @@ def _assemble(run: _Run, by_layer: bool, verbose: bool | None):
     sq2: dict[str, np.ndarray] = {}
     progress = Progress("gradient_gram", _num_pairs(n, m, block, run.x2 is None), verbose)
     for b in run.blocks():
+        check_finite_block(b, run.x2 is None)
         for key, g in b.by_layer.items():
             total[b.rows, b.cols] += g
             sq1.setdefault(key, np.zeros(n, np.float32))[b.rows] = b.row_sq_norms[key]

@@ -22,8 +22,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfstiffness import _structure, measures
 from tfstiffness import gram as _gram
-from tfstiffness import measures
+from tfstiffness._distances import InputSpace
+from tfstiffness._distances import features as _features
 from tfstiffness._io import atomic_write
 from tfstiffness.measures import StiffnessCurve
 from tfstiffness.neighbourhood import DIRECT_DISTANCE_MAX_FEATURES
@@ -85,6 +87,7 @@ def stiffness_summary(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: float = 60.0,
     verbose: bool | None = None,
+    loss_weights: Any = None,
 ) -> StiffnessSummary:
     """Class, distance and neighbourhood stiffness of all pairs, without the N x N matrix.
 
@@ -93,21 +96,24 @@ def stiffness_summary(
     order.
 
     Args:
-        model, x, y, loss, x2, y2, method: as for `gradient_gram`; `y` (and `y2`) must be
-            class labels (integers or one-hot).
+        model, x, y, loss, x2, y2, method, loss_weights: as for `gradient_gram`; `y` (and
+            `y2`) must be class labels (integers or one-hot) of a single-output model.
         num_classes: K (default: from the labels).
         fine_to_coarse: class -> super-class, for the super-class contrast.
         kinds: stiffness kinds to aggregate.
         distance_edges: bin edges of input distance; None gives 20 equal bins on [0, 2], the
             whole range of the distance; `()` skips the distance curve.
         pairs: pairs binned by distance: "within" class, "between" classes or "all".
-        radius: neighbourhood radius in input space (Euclidean) for neighbourhood
-            stiffness, one set only; None skips it.
+        radius: neighbourhood radius in input space (Euclidean, on the flattened input or
+            the concatenated float inputs) for neighbourhood stiffness, one set only; None
+            skips it.
         weighting, bandwidth: as for `neighbourhood_stiffness` ("uniform" or "gaussian").
         block_size: examples per block (default as `gradient_gram`).
         strategy: a `tf.distribute.Strategy` to spread the blocks over its replicas.
         checkpoint: a file path: state is saved there every `checkpoint_every` seconds and
-            at the end; a later call with the same model weights, data and settings resumes.
+            at the end; a later call with the same model (architecture and every variable,
+            moving statistics included), loss, data and settings resumes; any difference is
+            refused, naming what differs.
         verbose: progress on stderr (default: after 5 seconds).
 
     Returns:
@@ -134,15 +140,18 @@ def stiffness_summary(
         raise ValueError(f"weighting: expected 'uniform' or 'gaussian', got {weighting!r}.")
     labels = _class_labels(y, "y")
     labels2 = labels if y2 is None else _class_labels(y2, "y2")
-    k = num_classes or int(max(labels.max(), labels2.max())) + 1
+    k = _num_classes(num_classes, labels, labels2)
     edges = np.linspace(0.0, 2.0, 21) if distance_edges is None else np.asarray(
         distance_edges, np.float64)
-    run = _gram._setup(model, x, y, loss, x2, y2, method, block_size, strategy)
+    run = _gram._setup(model, x, y, loss, x2, y2, method, block_size, strategy, loss_weights,
+                       batch_size_name="block_size")
     acc = _Accumulator(run, tuple(kinds), labels, labels2, k, edges, pairs, radius,
                        weighting, bandwidth)
-    fingerprint = _fingerprint(model, run, kinds, k, edges, pairs, radius, weighting, bandwidth)
+    fingerprint = _fingerprint(model, run, kinds=list(kinds), num_classes=k,
+                               distance_edges=edges.tolist(), pairs=pairs, radius=radius,
+                               weighting=weighting, bandwidth=bandwidth)
     resumed = acc.load(checkpoint, fingerprint) if checkpoint else 0
-    total = _gram._num_pairs(len(run.x), acc.m, run.block, run.x2 is None)
+    total = _gram._num_pairs(run.n, acc.m, run.block, run.x2 is None)
     progress = _gram.Progress("stiffness_summary", total, verbose, done=resumed)
     last_save = time.monotonic()
     for b in run.blocks(done=frozenset(acc.done)):
@@ -158,25 +167,64 @@ def stiffness_summary(
 
 
 def _class_labels(y: Any, argument: str) -> np.ndarray:
+    if _structure.is_nested(y):
+        raise ValueError(f"{argument}: stiffness_summary needs one array of class labels (a "
+                         "single-output classifier); use gradient_gram for other models.")
     y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{argument}: expected integer class labels, got {y.dtype} values; "
+                        "map class names to integer ids first.")
     if y.ndim == 2 and y.shape[1] > 1:
         y = y.argmax(1)
     y = y.reshape(-1)
     if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
         raise ValueError(f"{argument}: expected class labels (integers or one-hot).")
+    if y.size and y.min() < 0:
+        raise ValueError(f"{argument}: class labels must be >= 0, got {y.min()}.")
     return y.astype(np.int64)
 
 
-def _fingerprint(model, run, *settings) -> str:
-    """Identifies weights, data and settings, so a checkpoint is never resumed wrongly."""
+def _num_classes(num_classes: Any, labels: np.ndarray, labels2: np.ndarray) -> int:
+    largest = int(max(labels.max(), labels2.max()))
+    if num_classes is None:
+        return largest + 1
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or \
+            num_classes < 1:
+        raise ValueError(f"num_classes: expected a positive integer, got {num_classes!r}.")
+    if largest >= num_classes:
+        raise ValueError(f"num_classes: {num_classes} is too small for labels up to {largest}; "
+                         f"pass num_classes >= {largest + 1} or None.")
+    return int(num_classes)
+
+
+def _digest(*chunks: bytes) -> str:
     h = hashlib.blake2b(digest_size=16)
-    for v in model.trainable_variables:
-        h.update(np.asarray(v).tobytes())
-    for a in (run.x, run.y, run.x2, run.y2):
-        if a is not None:
-            h.update(np.ascontiguousarray(a).tobytes())
-    h.update(json.dumps([run.block, run.prepared.method, repr(settings)]).encode())
+    for chunk in chunks:
+        h.update(chunk)
     return h.hexdigest()
+
+
+def _fingerprint(model, run, **settings) -> dict[str, str]:
+    """What the numbers depend on, part by part, so a resume is refused naming what differs."""
+    def variables(vs):
+        return _digest(*(f"{v.path}{tuple(v.shape)}{v.dtype}".encode() + np.asarray(
+            v.value if hasattr(v, "value") else v).tobytes() for v in vs))
+
+    architecture = [(layer.__class__.__qualname__, layer.name, [
+        (v.path, tuple(v.shape), v.trainable) for v in layer.weights])
+        for layer in model._flatten_layers(include_self=True, recursive=True)]
+    data = [run.x, run.y] + ([] if run.x2 is None else [run.x2, run.y2])
+    return {
+        "model architecture": _digest(json.dumps(architecture, default=str).encode()),
+        "trainable variables": variables(model.trainable_variables),
+        "non-trainable variables (e.g. BatchNorm moving statistics)": variables(
+            model.non_trainable_variables),
+        "loss": _digest(run.prepared.loss_fn.description.encode()),
+        "data": _digest(*(b for part in data for b in _structure.contiguous_bytes(part))),
+        "method and block size": _digest(json.dumps([run.prepared.method, run.block]).encode()),
+        **{f"setting {name}": _digest(json.dumps(value, default=str).encode())
+           for name, value in settings.items()},
+    }
 
 
 class _Accumulator:
@@ -185,14 +233,17 @@ class _Accumulator:
     def __init__(self, run, kinds, labels, labels2, num_classes, edges, pairs, radius,
                  weighting, bandwidth):
         self.one_set = run.x2 is None
-        self.n, self.m = len(run.x), len(run.x) if self.one_set else len(run.x2)
+        self.n, self.m = run.n, run.m
         self.kinds, self.labels, self.labels2, self.k = kinds, labels, labels2, num_classes
         self.edges, self.pairs, self.radius = edges, pairs, radius
         self.weighting = weighting
         self.width = None if radius is None else (radius / 2 if bandwidth is None else bandwidth)
         self.x, self.x2 = run.x, run.x2
         # Only per-feature statistics are kept; rows are standardised block by block.
-        self.mean, self.scale = _pooled_statistics(run.x, run.x2)
+        self.space = InputSpace.fit(run.x, run.x2)
+        if radius is not None and self.space.kind != "features":
+            raise ValueError("radius: neighbourhoods are measured in the space of float inputs, "
+                             "and these inputs are all integer ids; drop radius.")
         self.state: dict[str, np.ndarray] = {
             "sq_norms": np.zeros(self.n), "sq_norms2": np.zeros(self.m),
             "done": np.zeros((0, 2), np.int64),
@@ -207,22 +258,23 @@ class _Accumulator:
             self.state["nbr_weights"] = np.zeros(self.n)
             self.state["nbr_counts"] = np.zeros(self.n, np.int64)
 
-    def _unit(self, x: np.ndarray, rows: slice) -> np.ndarray:
-        """As `measures.input_distances`: standardised with pooled statistics, unit rows."""
-        values = (_flat64(x[rows]) - self.mean) / self.scale
-        norms = np.linalg.norm(values, axis=1, keepdims=True)
-        return values / np.where(norms > 0, norms, 1.0)
+    def _unit(self, x: Any, rows: slice) -> np.ndarray:
+        """As `measures.input_distances`: the set's input space, block by block."""
+        return self.space.unit(_structure.take(x, rows))
 
     def _points(self, rows: slice) -> np.ndarray:
         """As `neighbourhood_stiffness`: raw inputs, centred when distances use the expansion."""
-        points = _flat64(self.x[rows])
-        return points - self.mean if points.shape[1] > DIRECT_DISTANCE_MAX_FEATURES else points
+        points = _features(_structure.take(self.x, rows))
+        # One set (radius refuses two), so the space's mean is this set's mean.
+        return points - self.space.mean if points.shape[1] > DIRECT_DISTANCE_MAX_FEATURES \
+            else points
 
     @property
     def done(self) -> set[tuple[int, int]]:
         return {tuple(p) for p in self.state["done"]}
 
     def add(self, b) -> None:
+        _gram.check_finite_block(b, self.one_set)
         st = self.state
         G = b.total
         sq_r = sum(b.row_sq_norms.values())
@@ -313,38 +365,39 @@ class _Accumulator:
                           "gradient; their cosine stiffness is 0.", UserWarning, stacklevel=3)
         return summary
 
-    def save(self, path, fingerprint: str) -> None:
+    def save(self, path, fingerprint: dict[str, str]) -> None:
         # Atomic: a kill leaves the old checkpoint or the new one, never half of one.
         with atomic_write(path, "wb") as f:
-            np.savez(f, fingerprint=np.array(fingerprint), **self.state)
+            np.savez(f, fingerprint=np.array(json.dumps(fingerprint, sort_keys=True)),
+                     **self.state)
 
-    def load(self, path, fingerprint: str) -> int:
+    def load(self, path, fingerprint: dict[str, str]) -> int:
+        path = os.fspath(path)
         if not os.path.exists(path):
             return 0
-        with np.load(path) as saved:
-            if str(saved["fingerprint"]) != fingerprint:
-                raise ValueError(
-                    f"checkpoint: {os.fspath(path)} was written for other model weights, data "
-                    "or settings; delete it or pass another path.")
-            for key in self.state:
-                self.state[key] = saved[key].copy()
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                stored = json.loads(str(saved["fingerprint"]))
+                arrays = {key: saved[key].copy() for key in self.state}
+        except Exception as err:  # BadZipFile, EOFError, KeyError, ValueError, OSError, ...
+            raise ValueError(
+                f"checkpoint: {path} is not a readable stiffness_summary checkpoint "
+                f"({type(err).__name__}: {err}); it may be truncated or another file. Delete "
+                "it (the run then starts over) or pass another checkpoint path.") from None
+        differs = [part for part in sorted(set(stored) | set(fingerprint))
+                   if stored.get(part) != fingerprint.get(part)]
+        if differs:
+            raise ValueError(
+                f"checkpoint: {path} was written for a different run: {', '.join(differs)} "
+                "differ. Resuming would mix two runs' numbers; delete it or pass another "
+                "checkpoint path.")
+        for key, value in arrays.items():
+            if value.shape != self.state[key].shape and key != "done":
+                raise ValueError(f"checkpoint: {path} holds {key} of shape {value.shape}, "
+                                 f"expected {self.state[key].shape}; delete it or pass another "
+                                 "path.")
+            self.state[key] = value
         return len(self.state["done"])
-
-
-def _flat64(x: np.ndarray) -> np.ndarray:
-    return x.reshape(len(x), -1).astype(np.float64)
-
-
-def _pooled_statistics(x, x2, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std (0 -> 1) of both sets, accumulated in float64 by blocks."""
-    sets = [x] if x2 is None else [x, x2]
-    count = sum(len(a) for a in sets)
-    total = sum(_flat64(a[s:s + block]).sum(0) for a in sets for s in range(0, len(a), block))
-    mean = total / count
-    sq = sum(((_flat64(a[s:s + block]) - mean) ** 2).sum(0) for a in sets
-             for s in range(0, len(a), block))
-    std = np.sqrt(sq / count)
-    return mean, np.where(std > 0, std, 1.0)
 
 
 def _pair_sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
