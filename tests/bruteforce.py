@@ -14,15 +14,21 @@ def _layer_key(variable) -> str:
     return variable.path.rsplit("/", 1)[0]
 
 
+def _one(tree, i):
+    return tf.nest.map_structure(lambda a: a[i : i + 1], tree)
+
+
 def per_example_gradients(model, loss_fn, x, y) -> dict[str, np.ndarray]:
-    """Layer key -> [N, P_layer] float64 per-example gradients (training=False)."""
+    """Layer key -> [N, P_layer] float64 per-example gradients (training=False).
+
+    x and y may be nested (lists or dicts of arrays), as the model and `loss_fn` take them.
+    """
     variables = model.trainable_variables
     rows: dict[str, list[np.ndarray]] = {}
-    for i in range(len(x)):
-        xi = x[i : i + 1]
+    for i in range(len(tf.nest.flatten(x)[0])):
         with tf.GradientTape() as tape:
-            pred = model(xi, training=False)
-            loss = tf.reduce_sum(loss_fn(y[i : i + 1], pred))
+            pred = model(_one(x, i), training=False)
+            loss = tf.reduce_sum(loss_fn(_one(y, i), pred))
         grads = tape.gradient(loss, variables)
         flat: dict[str, list[np.ndarray]] = {}
         for v, g in zip(variables, grads):

@@ -48,8 +48,9 @@ def block_slices(n: int, block: int) -> list[slice]:
 
 
 class _BlockFactors:
-    """Computes one set's block factors, each block padded to `block` rows so that the
-    traced functions are reused, then cut back. x and y may be nested (lists or dicts)."""
+    """Computes one set's block factors. Each block is padded to `block` rows (repeating its
+    first example), so that every traced function sees one shape and is traced once; Gram
+    blocks are cut back to the real rows. x and y may be nested (lists or dicts)."""
 
     def __init__(self, source: FactorSource, x, y, block: int):
         self.source, self.x, self.y, self.block = source, x, y, block
@@ -62,18 +63,8 @@ class _BlockFactors:
         return xb, yb, rows.stop - rows.start
 
     def __call__(self, index: int) -> Factors:
-        xb, yb, n = self.padded_inputs(index)
-        return cut(self.source(xb, yb), n)
-
-
-def cut(factors: Factors, n: int) -> Factors:
-    return {key: [_take(f, n) for f in fs] for key, fs in factors.items()}
-
-
-def _take(f: _factors.Factor, n: int) -> _factors.Factor:
-    if f.size == n:
-        return f
-    return type(f)(*(t[:n] for t in vars(f).values()))
+        xb, yb, _ = self.padded_inputs(index)
+        return self.source(xb, yb)
 
 
 def _factors_bytes(factors: Factors) -> int:
@@ -113,9 +104,11 @@ def _gram_and_norms(encoded_i, encoded_j, same: bool):
 
 def _block(index, rows, cols, fi: Factors, fj: Factors, mirrored: bool) -> GramBlock:
     same = fi is fj  # a diagonal block of one set: its Gram is symmetric
-    grams, sq_i, sq_j = tf.nest.map_structure(
-        np.asarray, _gram_and_norms(_encode(fi), _encode(fj), same))
-    return GramBlock(index, rows, cols, grams, sq_i, sq_j, mirrored)
+    grams, sq_i, sq_j = _gram_and_norms(_encode(fi), _encode(fj), same)
+    ni, nj = rows.stop - rows.start, cols.stop - cols.start  # cut the padding off
+    return GramBlock(index, rows, cols, {k: np.asarray(g)[:ni, :nj] for k, g in grams.items()},
+                     {k: np.asarray(v)[:ni] for k, v in sq_i.items()},
+                     {k: np.asarray(v)[:nj] for k, v in sq_j.items()}, mirrored)
 
 
 def gram_blocks(source: FactorSource, x, y, x2=None, y2=None, *, block: int,

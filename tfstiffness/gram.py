@@ -198,7 +198,7 @@ def _setup(model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights
     n = _structure.num_examples(x)
     m = n if x2 is None else _structure.num_examples(x2)
     # A block never exceeds the larger set: a huge batch_size must not allocate for nothing.
-    block = min(int(batch_size or _default_block(model, prepared.method, n)), max(n, m))
+    block = min(int(batch_size or _default_block(model, prepared.method, max(n, m))), max(n, m))
     return _Run(x, y, x2, y2, prepared, block, strategy)
 
 
