@@ -708,8 +708,9 @@ def test_linear_fit_needs_two_non_empty_bins():
 def test_critical_length_refuses_an_unknown_method_and_nan_in_a_filled_bin():
     with pytest.raises(ValueError, match="method must be one of"):
         measures.critical_length(make_curve([0.1, 0.2], [1, 1]), method="fit")
-    with pytest.raises(ValueError, match=r"curve.means .* 1 non-finite value.*index 1"):
-        measures.critical_length(make_curve([0.1, np.nan], [1, 1]), method="linear_fit")
+    with pytest.raises(ValueError, match=r"^curve.means is NaN or inf in 1 non-empty bin\(s\), "
+                                         r"the first is bin 2"):
+        measures.critical_length(make_curve([np.nan, 0.1, np.nan], [0, 1, 1]), "linear_fit")
 
 
 def test_every_status_is_listed():

@@ -13,7 +13,7 @@ ValueError naming the argument, how many entries are bad and the index of the fi
 diverging fit or overflowing inputs give NaN gradients: fix those, or leave the examples out).
 The one NaN that means something is the documented "no pair" NaN of an empty class pair in a
 class matrix or of an empty bin, which the summaries skip. The same rule holds in
-`tfstiffness.alignment`, `tfstiffness.bootstrap` and `tfstiffness.neighbourhood`.
+`tfstiffness.alignment`, `tfstiffness.uncertainty` and `tfstiffness.neighbourhood`.
 """
 
 from __future__ import annotations
@@ -786,7 +786,12 @@ def critical_length(curve: StiffnessCurve, method: str = "crossing") -> Critical
     means = np.asarray(curve.means, dtype=np.float64)
     counts = np.asarray(curve.counts)
     filled = np.flatnonzero(counts > 0)
-    _check_finite(means[filled], "curve.means (of its non-empty bins)")
+    bad = filled[~np.isfinite(means[filled])]
+    if bad.size:
+        raise ValueError(
+            f"curve.means is NaN or inf in {bad.size} non-empty bin(s), the first is bin "
+            f"{bad[0]}: a bin with pairs has a finite mean unless the stiffness was not finite"
+        )
     if filled.size == 0:
         return CriticalLength(None, "no_pairs", method=method)
     if method == "linear_fit":
