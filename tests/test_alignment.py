@@ -163,8 +163,8 @@ def test_upper_triangle_tiles_mirrored_equal_the_whole_matrix(size):
             if c < r:
                 continue  # the lower triangle is the mirror of the upper one
             tile = alignment.block_alignment_statistics(
-                G[np.ix_(rows, cols)], rows, cols, labels, 3, sq_norms=sq_norms,
-                mirrored=c > r)
+                G[np.ix_(rows, cols)], rows, cols, labels[rows], labels[cols], 3,
+                row_sq_norms=sq_norms[rows], col_sq_norms=sq_norms[cols], mirrored=c > r)
             streamed = tile if streamed is None else streamed.combine(tile)
     whole = alignment.alignment_statistics(G, labels, 3)
     assert_same_statistics(streamed, whole)
@@ -184,8 +184,8 @@ def test_cross_tiles_give_the_train_val_alignment():
     for rows in tiles(9, 4):
         for cols in tiles(6, 4):
             tile = alignment.block_alignment_statistics(
-                (g @ h.T)[np.ix_(rows, cols)], rows, cols, labels, 2, sq_norms=sq_g,
-                labels2=labels2, sq_norms2=sq_h)
+                (g @ h.T)[np.ix_(rows, cols)], rows, cols, labels[rows], labels2[cols], 2,
+                row_sq_norms=sq_g[rows], col_sq_norms=sq_h[cols], one_set=False)
             cross = tile if cross is None else cross.combine(tile)
     assert_same_statistics(cross, alignment.alignment_statistics(cross_gram(g, h), labels, 2,
                                                                  labels2))
@@ -225,20 +225,25 @@ def test_nan_is_refused_naming_the_argument():
             measure(G)
     with pytest.raises(ValueError, match=r"^first_gram holds 1 non-finite"):
         alignment.train_val_alignment(np.ones((3, 2)), G, np.eye(2))
-    with pytest.raises(ValueError, match=r"^sq_norms holds 1 non-finite value.*index 0"):
-        alignment.block_alignment_statistics(np.eye(2), [0, 1], [0, 1],
-                                             sq_norms=[np.nan, 1.0])
+    with pytest.raises(ValueError, match=r"^col_sq_norms holds 1 non-finite value.*index 0"):
+        alignment.block_alignment_statistics(np.eye(2), [0, 1], [0, 1], row_sq_norms=[1, 1],
+                                             col_sq_norms=[np.nan, 1.0])
     with pytest.raises(ValueError, match=r"^block holds 1 non-finite"):
-        alignment.block_alignment_statistics(np.array([[np.inf]]), [0], [0], sq_norms=[1.0])
+        alignment.block_alignment_statistics(np.array([[np.inf]]), [0], [0],
+                                             row_sq_norms=[1.0], col_sq_norms=[1.0])
+    gram = cross_gram(np.eye(2), np.eye(2))
+    gram.sq_norms2 = np.array([1.0, np.nan])
+    with pytest.raises(ValueError, match=r"^col_sq_norms holds 1 non-finite value.*index 1"):
+        alignment.gradient_confusion(gram, "cosine")
 
 
 def test_bad_arguments_are_refused():
     G = np.eye(3)
     with pytest.raises(ValueError, match="kind must be one of"):
         alignment.gradient_confusion(G, kind="sign")
+    ones = {"row_sq_norms": np.ones(3), "col_sq_norms": np.ones(3)}
     with pytest.raises(ValueError, match="mirrored: a tile standing for its transpose"):
-        alignment.block_alignment_statistics(G, [0, 1, 2], [0, 1, 2], sq_norms=np.ones(3),
-                                             mirrored=True)
+        alignment.block_alignment_statistics(G, [0, 1, 2], [0, 1, 2], mirrored=True, **ones)
     cross = alignment.alignment_statistics(cross_gram(np.eye(2), np.eye(2)))
     with pytest.raises(ValueError, match="m-coherence is a property of one set"):
         cross.m_coherence()
@@ -246,12 +251,20 @@ def test_bad_arguments_are_refused():
         alignment.alignment_statistics(G).combine(alignment.alignment_statistics(G, [0, 1, 1]))
     with pytest.raises(ValueError, match="pass a GradientGram with sq_norms and sq_norms2"):
         alignment.m_coherence(np.ones((2, 3)))
-    with pytest.raises(ValueError, match="labels2 describes a second set"):
-        alignment.block_alignment_statistics(G, [0, 1, 2], [0, 1, 2], sq_norms=np.ones(3),
-                                             labels2=[0, 0, 0])
+    with pytest.raises(ValueError, match="row_labels, col_labels: give both"):
+        alignment.block_alignment_statistics(G, [0, 1, 2], [0, 1, 2], [0, 0, 1], **ones)
+    with pytest.raises(ValueError, match="num_classes is needed with labels"):
+        alignment.block_alignment_statistics(G, [0, 1, 2], [0, 1, 2], [0, 0, 1], [0, 0, 1],
+                                             **ones)
+    with pytest.raises(ValueError, match=r"row_sq_norms must have shape \(3,\)"):
+        alignment.block_alignment_statistics(G, [0, 1, 2], [0, 1, 2], row_sq_norms=np.ones(2),
+                                             col_sq_norms=np.ones(3))
+    with pytest.raises(ValueError, match="labels2 is for a Gram matrix of two sets"):
+        alignment.alignment_statistics(G, [0, 0, 1], labels2=[0, 0, 1])
     with pytest.raises(ValueError, match="first_gram must be 3 x 3"):
         alignment.train_val_alignment(np.ones((3, 2)), np.eye(2), np.eye(2))
-    with pytest.raises(ValueError, match=r"rows index up to 5"):
-        alignment.block_alignment_statistics(np.eye(1), [5], [0], sq_norms=np.ones(3))
+    with pytest.raises(ValueError, match=r"rows must be 2 integer indices"):
+        alignment.block_alignment_statistics(np.eye(2), [0], [0, 1], **{
+            k: v[:2] for k, v in ones.items()})
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
         alignment.alignment_statistics(G, [0, 1, 2], num_classes=2)

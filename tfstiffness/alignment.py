@@ -187,10 +187,14 @@ class AlignmentStatistics:
 
         Example:
             >>> G = np.array([[2.0, -1.0], [-1.0, 3.0]])
-            >>> top = block_alignment_statistics(G[:1], [0], [0, 1], [0, 0], sq_norms=[2, 3])
-            >>> bottom = block_alignment_statistics(G[1:], [1], [0, 1], [0, 0], sq_norms=[2, 3])
-            >>> top.combine(bottom).m_coherence() == m_coherence(G)
-            True
+            >>> diagonal = [block_alignment_statistics(G[i:i + 1, i:i + 1], [i], [i],
+            ...                                        row_sq_norms=[G[i, i]],
+            ...                                        col_sq_norms=[G[i, i]]) for i in (0, 1)]
+            >>> upper = block_alignment_statistics(G[:1, 1:], [0], [1], row_sq_norms=[2.0],
+            ...                                    col_sq_norms=[3.0], mirrored=True)
+            >>> stats = diagonal[0].combine(diagonal[1]).combine(upper)
+            >>> stats.m_coherence() == m_coherence(G), stats.gradient_confusion()
+            (True, 1.0)
         """
         if self.one_set != other.one_set or self.block_sums.shape != other.block_sums.shape:
             raise ValueError(
@@ -251,87 +255,94 @@ def block_alignment_statistics(
     block: Any,
     rows: Any,
     cols: Any,
-    labels: Any | None = None,
+    row_labels: Any | None = None,
+    col_labels: Any | None = None,
     num_classes: int | None = None,
     *,
-    sq_norms: Any,
-    labels2: Any | None = None,
-    sq_norms2: Any | None = None,
+    row_sq_norms: Any,
+    col_sq_norms: Any,
+    one_set: bool = True,
     mirrored: bool = False,
 ) -> AlignmentStatistics:
     """`AlignmentStatistics` of one tile ``G[rows][:, cols]`` of a Gram matrix.
 
-    One set (``labels2`` and ``sq_norms2`` not given): ``labels`` and ``sq_norms`` describe
-    all N examples and ``rows``, ``cols`` index them; an entry with ``rows[i] == cols[j]`` is
-    a self-pair: it enters the trace and the block sums, never the minima. Two sets:
-    ``labels2`` and ``sq_norms2`` describe the M column examples, and every entry is a pair.
+    Everything is given for the tile alone, as a block-by-block computation has it: the
+    tile's row and column examples' labels and squared gradient norms. ``rows`` and ``cols``
+    are their indices in the whole set; for one set (``one_set=True``) an entry with
+    ``rows[i] == cols[j]`` is a self-pair: it enters the trace and the block sums, never the
+    minima. For a Gram matrix of two sets (``one_set=False``) every entry is a pair.
     ``mirrored=True`` says the tile also stands for its transpose ``G[cols][:, rows]`` (a
-    symmetric Gram computed on the upper triangle of tiles); such a tile must hold no
-    self-pair.
+    symmetric Gram computed on the upper triangle of tiles); such a tile holds no self-pair.
 
     Args:
         block: [n, m] the tile.
-        rows: [n] indices of the tile's row examples among the N examples.
-        cols: [m] indices of its column examples (among the N, or the M of a second set).
-        labels: [N] integer classes, or None for one class.
-        num_classes: K; defaults to the largest label + 1.
-        sq_norms: [N] squared gradient norms G_ii of all row examples (for the cosines).
-        labels2: [M] classes of a second set's examples.
-        sq_norms2: [M] squared gradient norms of a second set's examples.
+        rows: [n] indices of its row examples in the whole set.
+        cols: [m] indices of its column examples (in the same set, or in the second set).
+        row_labels: [n] integer classes of the row examples (None: one class).
+        col_labels: [m] integer classes of the column examples (None: one class).
+        num_classes: K, the same for every tile; needed with labels.
+        row_sq_norms: [n] squared gradient norms G_ii of the row examples (for the cosines).
+        col_sq_norms: [m] squared gradient norms of the column examples.
+        one_set: whether rows and columns index the same examples.
         mirrored: whether the tile also stands for its transpose.
 
     Returns:
         The tile's statistics; `AlignmentStatistics.combine` merges tiles.
 
     Raises:
-        ValueError: a NaN or inf in the tile or the norms; shapes or indices that do not fit.
+        ValueError: a NaN or inf in the tile or the norms; shapes that do not fit the tile;
+            labels without ``num_classes`` or outside [0, K); a mirrored tile holding a
+            self-pair.
 
     Example:
         >>> G = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 2.0]])
-        >>> stats = block_alignment_statistics(G, [0, 1, 2], [0, 1, 2], sq_norms=np.diag(G))
+        >>> top = block_alignment_statistics(G[:1], [0], [0, 1, 2], row_sq_norms=[1.0],
+        ...                                  col_sq_norms=np.diag(G))
+        >>> rest = block_alignment_statistics(G[1:], [1, 2], [0, 1, 2],
+        ...                                   row_sq_norms=[1.0, 2.0], col_sq_norms=np.diag(G))
+        >>> stats = top.combine(rest)
         >>> float(stats.block_sums.sum()), float(stats.traces.sum()), stats.m_coherence()
         (8.0, 4.0, 2.0)
     """
     block = _as_matrix(block, "block")
     _check_finite(block, "block")
-    one_set = sq_norms2 is None
-    if one_set and labels2 is not None:
-        raise ValueError("labels2 describes a second set of examples: pass sq_norms2 as well")
-    if not one_set and (labels is None) != (labels2 is None):
-        raise ValueError("labels, labels2: for a Gram matrix of two sets give both or neither")
-    rows, cols = _checked_index(rows, block.shape[0], "rows"), _checked_index(
-        cols, block.shape[1], "cols")
-    norms = _checked_vector(sq_norms, "sq_norms")
-    norms2 = norms if one_set else _checked_vector(sq_norms2, "sq_norms2")
-    if rows.size and rows.max() >= norms.size:
-        raise ValueError(f"rows index up to {rows.max()} but sq_norms has {norms.size} entries")
-    if cols.size and cols.max() >= norms2.size:
-        raise ValueError(f"cols index up to {cols.max()} but there are {norms2.size} columns")
-    labels = _labels_or_one_class(labels, norms.size, "labels")
-    labels2 = labels if one_set else _labels_or_one_class(labels2, norms2.size, "labels2")
-    num_classes = _num_classes(num_classes, labels, labels2)
-    _check_label_range(labels, num_classes, "labels")
-    _check_label_range(labels2, num_classes, "labels2")
-    row_labels, col_labels = labels[rows], labels2[cols]
+    num_rows, num_cols = block.shape
+    rows = _checked_index(rows, num_rows, "rows")
+    cols = _checked_index(cols, num_cols, "cols")
+    row_norms = _checked_norms(row_sq_norms, num_rows, "row_sq_norms")
+    col_norms = _checked_norms(col_sq_norms, num_cols, "col_sq_norms")
+    if (row_labels is None) != (col_labels is None):
+        raise ValueError("row_labels, col_labels: give both (classes) or neither (one class)")
+    if row_labels is None:
+        num_classes = 1
+        row_labels, col_labels = np.zeros(num_rows, np.int64), np.zeros(num_cols, np.int64)
+    else:
+        if num_classes is None:
+            raise ValueError("num_classes is needed with labels: every tile must count the "
+                             "same classes to be combined")
+        row_labels = _checked_labels(row_labels, num_rows, "row_labels", "rows")
+        col_labels = _checked_labels(col_labels, num_cols, "col_labels", "columns")
+    num_classes = _num_classes(num_classes, row_labels, col_labels)
+    _check_label_range(row_labels, num_classes, "row_labels")
+    _check_label_range(col_labels, num_classes, "col_labels")
 
     self_pair = (rows[:, None] == cols[None, :]) if one_set else np.zeros(block.shape, bool)
     if mirrored and self_pair.any():
         raise ValueError("mirrored: a tile standing for its transpose must hold no self-pair")
-    row_one_hot, col_one_hot = _one_hot(row_labels, num_classes), _one_hot(col_labels,
-                                                                           num_classes)
+    row_one_hot = _one_hot(row_labels, num_classes)
+    col_one_hot = _one_hot(col_labels, num_classes)
     block_sums = row_one_hot.T @ block @ col_one_hot
     traces = row_one_hot.T @ np.where(self_pair, block, 0.0).sum(axis=1)
-    cosine = (block * _inverse_sqrt_or_zero(norms[rows])[:, None]
-              * _inverse_sqrt_or_zero(norms2[cols])[None, :])
+    cosine = np.clip(block * _inverse_sqrt_or_zero(row_norms)[:, None]
+                     * _inverse_sqrt_or_zero(col_norms)[None, :], -1.0, 1.0)
     minima = _class_block_minima(np.where(self_pair, np.inf, block), row_labels, col_labels,
                                  num_classes)
-    minima_cosine = _class_block_minima(np.where(self_pair, np.inf, np.clip(cosine, -1, 1)),
-                                        row_labels, col_labels, num_classes)
-    if mirrored:
+    minima_cosine = _class_block_minima(np.where(self_pair, np.inf, cosine), row_labels,
+                                        col_labels, num_classes)
+    if mirrored:  # A mirrored tile holds no self-pair, so its traces are zero.
         block_sums = block_sums + block_sums.T
-        traces = 2 * traces  # Zero: a mirrored tile holds no self-pair.
-        minima, minima_cosine = np.minimum(minima, minima.T), np.minimum(minima_cosine,
-                                                                          minima_cosine.T)
+        minima = np.minimum(minima, minima.T)
+        minima_cosine = np.minimum(minima_cosine, minima_cosine.T)
     return AlignmentStatistics(block_sums, traces, minima, minima_cosine, one_set)
 
 
@@ -364,23 +375,33 @@ def alignment_statistics(
         [1.5 1. ]
     """
     G = _as_matrix(_total_of(gram), "gram")
+    _check_finite(G, "gram")
     cross = bool(getattr(gram, "cross", G.shape[0] != G.shape[1]))
-    if not cross:
+    if cross:
+        if getattr(gram, "sq_norms", None) is None or getattr(gram, "sq_norms2", None) is None:
+            raise ValueError(
+                f"gram is a {G.shape[0]} x {G.shape[1]} matrix of two sets: pass a GradientGram "
+                "with sq_norms and sq_norms2 (or use block_alignment_statistics)"
+            )
+        row_norms, col_norms = gram.sq_norms, gram.sq_norms2
+        if (labels is None) != (labels2 is None):
+            raise ValueError("labels, labels2: for a Gram matrix of two sets give both or "
+                             "neither")
+    else:
         if G.shape[0] != G.shape[1]:
             raise ValueError(f"gram of one set must be square, got shape {G.shape}")
-        _check_finite(G, "gram")
-        sq_norms = getattr(gram, "sq_norms", None)
-        sq_norms = np.diagonal(G) if sq_norms is None else sq_norms
-        return block_alignment_statistics(G, np.arange(G.shape[0]), np.arange(G.shape[1]),
-                                          labels, num_classes, sq_norms=sq_norms)
-    if getattr(gram, "sq_norms", None) is None or getattr(gram, "sq_norms2", None) is None:
-        raise ValueError(
-            f"gram is a {G.shape[0]} x {G.shape[1]} matrix of two sets: pass a GradientGram "
-            "with sq_norms and sq_norms2 (or use block_alignment_statistics)"
-        )
+        if labels2 is not None:
+            raise ValueError("labels2 is for a Gram matrix of two sets; this one is of one set")
+        row_norms = getattr(gram, "sq_norms", None)
+        row_norms = col_norms = np.diagonal(G) if row_norms is None else row_norms
+        labels2 = labels
+    if labels is not None:
+        labels = _checked_labels(labels, G.shape[0], "labels", "rows")
+        labels2 = _checked_labels(labels2, G.shape[1], "labels2", "columns")
+        num_classes = _num_classes(num_classes, labels, labels2)
     return block_alignment_statistics(
-        G, np.arange(G.shape[0]), np.arange(G.shape[1]), labels, num_classes,
-        sq_norms=gram.sq_norms, labels2=labels2, sq_norms2=gram.sq_norms2)
+        G, np.arange(G.shape[0]), np.arange(G.shape[1]), labels, labels2, num_classes,
+        row_sq_norms=row_norms, col_sq_norms=col_norms, one_set=not cross)
 
 
 def _checked_index(index: Any, length: int, name: str) -> np.ndarray:
@@ -394,23 +415,15 @@ def _checked_index(index: Any, length: int, name: str) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def _checked_vector(values: Any, name: str) -> np.ndarray:
-    vector = np.asarray(values, dtype=np.float64)
-    if vector.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array, got shape {vector.shape}")
-    _check_finite(vector, name)
-    if np.any(vector < 0):
+def _checked_norms(values: Any, length: int, name: str) -> np.ndarray:
+    norms = np.asarray(values, dtype=np.float64)
+    if norms.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},), one per tile example, got "
+                         f"{norms.shape}")
+    _check_finite(norms, name)
+    if np.any(norms < 0):
         raise ValueError(f"{name} holds squared norms, which cannot be negative")
-    return vector
-
-
-def _labels_or_one_class(labels: Any, length: int, name: str) -> np.ndarray:
-    if labels is None:
-        return np.zeros(length, np.int64)
-    values = _checked_labels(labels, length, name, "examples")
-    if values.size and values.min() < 0:
-        raise ValueError(f"{name} must be non-negative classes")
-    return values
+    return norms
 
 
 def _class_block_minima(values: np.ndarray, row_labels: np.ndarray, col_labels: np.ndarray,
