@@ -266,3 +266,115 @@ def test_other_synthetic_sets_through_load():
     assert not np.array_equal(test.x, text.x)
     ds = data.load("gaussian_blobs", as_numpy=False, batch_size=10, num_per_class=5)
     assert [len(b[1]) for b in ds] == [10, 5]
+
+
+# ------------------------------------------------------------------ standardised synthetic sets
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("hierarchical_images", {"num_per_class": 6, "num_superclasses": 3,
+                             "classes_per_superclass": 2, "image_shape": (8, 8, 3),
+                             "noise": 16.0}),
+    ("gaussian_blobs", {"num_classes": 4, "num_per_class": 30, "dim": 5, "spread": 3.0}),
+])
+def test_synthetic_sets_are_standardised_with_their_training_split(name, kwargs):
+    train = data.load(name, "train", seed=3, **kwargs)
+    axes = tuple(range(train.x.ndim - 1))
+    np.testing.assert_allclose(train.x.mean(axis=axes), 0.0, atol=1e-5)
+    np.testing.assert_allclose(train.x.std(axis=axes), 1.0, rtol=1e-5)
+    # Every split shares the transform: the raw values map by one affine map per channel.
+    raw = {s: data.load(name, s, seed=3, normalize=False, **kwargs).x
+           for s in ("train", "test")}
+    mean = raw["train"].mean(axis=axes, dtype=np.float64)
+    std = raw["train"].std(axis=axes, dtype=np.float64)
+    test = data.load(name, "test", seed=3, **kwargs)
+    np.testing.assert_allclose(test.x, (raw["test"] - mean) / std, rtol=1e-5, atol=1e-5)
+    assert raw["train"].std() > 2.5  # the generator's own scale, kept with normalize=False
+
+
+def test_raw_synthetic_values_are_the_generators():
+    from tfstiffness import synthetic
+
+    x, y = synthetic.gaussian_blobs(num_classes=2, num_per_class=9, dim=3, seed=1)
+    raw = data.load("gaussian_blobs", num_classes=2, num_per_class=3, dim=3, seed=1,
+                    normalize=False)
+    keep = np.concatenate([np.flatnonzero(y == c)[0::3] for c in range(2)])
+    np.testing.assert_array_equal(np.sort(raw.x, axis=0), np.sort(x[np.sort(keep)], axis=0))
+    arcs = data.load("two_arcs", n=6)  # Walker's grid keeps its coordinates
+    np.testing.assert_array_equal(arcs.x, synthetic.two_arcs_grid(6)[0])
+
+
+def test_untrained_paper_models_start_near_a_uniform_guess_on_the_cifar100_stand_in():
+    # The super-class study's data (noise 16): before standardising, the untrained networks
+    # started at loss 25 (fully connected) and 25 (CNN) against ln 100 = 4.6.
+    import keras
+
+    from tfstiffness import models
+
+    loaded = data.load("hierarchical_images", num_per_class=5, noise=16.0)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for build in (models.fully_connected, models.paper_cnn):
+        keras.utils.set_random_seed(0)
+        model = build(loaded.x.shape[1:], loaded.num_classes)
+        initial = float(loss(loaded.y, model(loaded.x, training=False)))
+        assert abs(initial - np.log(100)) < 1.0, (build.__name__, initial)
+
+
+# ------------------------------------------------------------------ MNIST-1D
+
+
+def test_mnist1d_standard_split_shapes_and_labels():
+    assert "mnist1d" in data.DATASETS
+    train, test = data.load("mnist1d", "train"), data.load("mnist1d", "test")
+    assert train.x.shape == (4000, 40) and test.x.shape == (1000, 40)
+    assert train.x.dtype == np.float32 and train.y.dtype == np.int64
+    assert train.num_classes == 10 and train.class_names == tuple("0123456789")
+    assert set(train.y.tolist()) == set(range(10)) and set(test.y.tolist()) == set(range(10))
+    assert np.bincount(train.y).min() > 350 and np.bincount(test.y).min() > 80
+    assert abs(train.x.mean()) < 0.01 and abs(train.x.std() - 1) < 0.01  # standardised
+    assert not np.any(np.all(test.x[:50, None] == train.x[None], axis=-1))  # disjoint
+    assert train.y_coarse is None and train.split == "train" and train.name == "mnist1d"
+    assert len(data.load("mnist1d", "test", max_examples=7)) == 7
+    batches = list(data.load("mnist1d", "test", as_numpy=False, batch_size=400))
+    assert [len(b[1]) for b in batches] == [400, 400, 200]
+
+
+def test_mnist1d_is_deterministic_offline_and_leaves_global_seeds_alone(monkeypatch):
+    import random
+    import socket
+
+    first = data.load("mnist1d", "train")
+    first.x[0, 0] = 123.0  # A caller's change must not reach the cache.
+
+    def no_network(*args, **kwargs):
+        raise OSError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    data._mnist1d_arrays.cache_clear()  # Generate again, offline.
+    np.random.seed(7)
+    random.seed(7)
+    numpy_state, random_state = np.random.get_state(), random.getstate()
+    started = time.perf_counter()
+    again = data.load("mnist1d", "train")
+    seconds = time.perf_counter() - started
+    assert again.x[0, 0] != 123.0
+    first.x[0, 0] = again.x[0, 0]
+    np.testing.assert_array_equal(first.x, again.x)
+    np.testing.assert_array_equal(first.y, again.y)
+    assert np.random.get_state()[1].tolist() == numpy_state[1].tolist()
+    assert random.getstate() == random_state
+    assert seconds < 60, seconds  # a few seconds on 2 cores
+    started = time.perf_counter()
+    data.load("mnist1d", "test")
+    assert time.perf_counter() - started < 1.0  # cached in-process
+
+
+def test_mnist1d_refuses_what_it_does_not_have():
+    with pytest.raises(ValueError, match=r"split: mnist1d has the standard splits \('train', "
+                                         r"'test'\), got 'validation'"):
+        data.load("mnist1d", "validation")
+    with pytest.raises(ValueError, match="normalize: mnist1d is generated standardised"):
+        data.load("mnist1d", normalize=False)
+    with pytest.raises(ValueError, match="unexpected arguments for 'mnist1d'"):
+        data.load("mnist1d", noise=1.0)

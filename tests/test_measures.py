@@ -579,9 +579,12 @@ def test_critical_length_nonpositive_from_start_gives_an_upper_bound():
     assert zero_first.status == "nonpositive_from_start" and zero_first.bound == 0.0
 
 
-def test_critical_length_of_an_empty_curve_is_an_error():
-    with pytest.raises(ValueError, match="no non-empty bin"):
-        measures.critical_length(make_curve([np.nan, np.nan], [0, 0]))
+@pytest.mark.parametrize("method", ["crossing", "linear_fit"])
+def test_critical_length_of_an_empty_curve_is_a_status_not_an_error(method):
+    # Changed deliberately (issue 13): an undefined xi is a status, so callers never abort.
+    result = measures.critical_length(make_curve([np.nan, np.nan], [0, 0]), method=method)
+    assert result.status == "no_pairs" and result.xi is None and result.method == method
+    assert str(result) == "no xi (the curve has no non-empty bin)"
 
 
 def test_critical_length_end_to_end_on_a_known_crossing():
@@ -596,3 +599,186 @@ def test_critical_length_end_to_end_on_a_known_crossing():
     result = measures.critical_length(curve)
     assert result.status == "crossed"
     assert result.xi == pytest.approx(0.45, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# critical_length, linear fit
+# ---------------------------------------------------------------------------------------------
+
+
+def normal_equations_fit(x, y, w):
+    """Weighted least squares by the normal equations: minimise sum w (y - a x - b)^2."""
+    X = np.stack([x, np.ones_like(x)], axis=1)
+    a, b = np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * y))
+    fitted = a * x + b
+    y_bar = np.sum(w * y) / np.sum(w)
+    r_squared = 1 - np.sum(w * (y - fitted) ** 2) / np.sum(w * (y - y_bar) ** 2)
+    return a, b, r_squared
+
+
+def test_linear_fit_against_weighted_least_squares_skipping_empty_bins():
+    rng = np.random.default_rng(3)
+    means = np.array([0.55, 0.5, np.nan, 0.31, 0.2, 0.22, np.nan, 0.02])
+    counts = np.array([3, 10, 0, 7, 25, 4, 0, 9])
+    curve = make_curve(means, counts)
+    result = measures.critical_length(curve, method="linear_fit")
+    keep = counts > 0
+    a, b, r_squared = normal_equations_fit(curve.centres[keep], means[keep],
+                                           counts[keep].astype(float))
+    # np.polyfit weighs the residuals, so its weights are the square roots of the counts.
+    a_poly, b_poly = np.polyfit(curve.centres[keep], means[keep], 1, w=np.sqrt(counts[keep]))
+    assert result.method == "linear_fit" and result.status == "fitted"
+    assert result.slope == pytest.approx(a, rel=1e-12) == pytest.approx(a_poly, rel=1e-9)
+    assert result.intercept == pytest.approx(b, rel=1e-12) == pytest.approx(b_poly, rel=1e-9)
+    assert result.r_squared == pytest.approx(r_squared, rel=1e-12)
+    assert result.xi == pytest.approx(-b / a, rel=1e-12)
+    assert result.distance_range == (0.0, 1.0)
+    assert result.extrapolated is (not 0.0 <= -b / a <= 1.0)
+    for _ in range(5):  # random curves, random weights
+        means = rng.normal(size=6)
+        counts = rng.integers(1, 50, size=6)
+        result = measures.critical_length(make_curve(means, counts), method="linear_fit")
+        a, b, r_squared = normal_equations_fit(np.linspace(1, 11, 6) / 12, means,
+                                               counts.astype(float))
+        assert result.slope == pytest.approx(a, rel=1e-10)
+        assert result.intercept == pytest.approx(b, rel=1e-10, abs=1e-12)
+        assert result.r_squared == pytest.approx(r_squared, rel=1e-10)
+
+
+def test_linear_fit_equals_an_unweighted_fit_to_every_pair_at_its_bin_centre():
+    curve = make_curve([0.4, 0.1, -0.3], [2, 1, 3])
+    result = measures.critical_length(curve, method="linear_fit")
+    x = np.repeat(curve.centres, curve.counts)
+    y = np.repeat(curve.means, curve.counts)
+    a, b = np.polyfit(x, y, 1)
+    assert (result.slope, result.intercept) == (pytest.approx(a), pytest.approx(b))
+
+
+def test_linear_fit_extrapolated_beyond_the_largest_distance():
+    # Stiffness positive everywhere: no crossing, but the fitted line reaches zero at 1.1.
+    curve = make_curve([0.5, 0.3, np.nan], [4, 4, 0], edges=[0.1, 0.3, 0.5, 0.7])
+    crossing = measures.critical_length(curve)
+    fit = measures.critical_length(curve, method="linear_fit")
+    assert crossing.status == "never_crossed" and crossing.bound == pytest.approx(0.5)
+    assert fit.status == "fitted" and fit.extrapolated is True
+    assert fit.slope == pytest.approx(-1.0) and fit.intercept == pytest.approx(0.7)
+    assert fit.xi == pytest.approx(0.7) and fit.r_squared == pytest.approx(1.0)
+    assert fit.distance_range == pytest.approx((0.1, 0.5))  # the last NON-EMPTY bin's edge
+    assert str(fit) == "xi = 0.7 (linear fit, extrapolated beyond 0.5; slope -1, R^2 1.00)"
+
+
+def test_linear_fit_inside_the_measured_range_is_not_extrapolated():
+    curve = make_curve([0.6, 0.2, -0.2], [5, 5, 5], edges=[0.0, 0.2, 0.4, 0.6])
+    fit = measures.critical_length(curve, method="linear_fit")
+    assert fit.xi == pytest.approx(0.4) and fit.extrapolated is False
+    assert str(fit) == "xi = 0.4 (linear fit; slope -2, R^2 1.00)"
+
+
+def test_linear_fit_below_the_smallest_distance_is_extrapolated_below():
+    curve = make_curve([-0.1, -0.2], [1, 1], edges=[0.5, 0.6, 0.7])
+    fit = measures.critical_length(curve, method="linear_fit")
+    assert fit.xi == pytest.approx(0.45)
+    assert fit.extrapolated is True and "extrapolated below 0.5" in str(fit)
+
+
+def test_linear_fit_without_decay_gives_no_number():
+    for means in ([0.1, 0.2, 0.4], [0.3, 0.3, 0.3]):
+        fit = measures.critical_length(make_curve(means, [3, 3, 3]), method="linear_fit")
+        assert fit.status == "no_decay" and fit.xi is None and fit.slope >= 0
+        assert str(fit).startswith("no xi (linear fit: stiffness does not decay with distance")
+    rising = measures.critical_length(make_curve([0.1, 0.2, 0.4], [3, 3, 3]), "linear_fit")
+    assert rising.r_squared == pytest.approx(normal_equations_fit(
+        np.array([1, 3, 5]) / 6, np.array([0.1, 0.2, 0.4]), np.full(3, 3.0))[2])
+    flat = measures.critical_length(make_curve([0.3, 0.3, 0.3], [3, 3, 3]), "linear_fit")
+    assert np.isnan(flat.r_squared)
+
+
+def test_linear_fit_nonpositive_at_zero_gives_no_number():
+    fit = measures.critical_length(make_curve([-0.1, -0.2], [2, 2]), method="linear_fit")
+    assert fit.status == "nonpositive_at_zero" and fit.xi is None and fit.slope < 0
+    assert "already <= 0 at distance 0" in str(fit)
+
+
+def test_linear_fit_needs_two_non_empty_bins():
+    fit = measures.critical_length(make_curve([np.nan, 0.4, np.nan], [0, 6, 0]), "linear_fit")
+    assert fit.status == "too_few_bins" and fit.xi is None
+    assert str(fit) == "no xi (linear fit needs at least 2 non-empty bins)"
+
+
+def test_critical_length_refuses_an_unknown_method_and_nan_in_a_filled_bin():
+    with pytest.raises(ValueError, match="method must be one of"):
+        measures.critical_length(make_curve([0.1, 0.2], [1, 1]), method="fit")
+    with pytest.raises(ValueError, match=r"^curve.means is NaN or inf in 1 non-empty bin\(s\), "
+                                         r"the first is bin 2"):
+        measures.critical_length(make_curve([np.nan, 0.1, np.nan], [0, 1, 1]), "linear_fit")
+
+
+def test_every_status_is_listed():
+    seen = set()
+    for means, counts in (([0.5, -0.5], [1, 1]), ([0.5, 0.4], [1, 1]), ([-0.5, 0.4], [1, 1]),
+                          ([0.1, 0.4], [1, 1]), ([-0.1, -0.2], [1, 1]), ([0.1, 0.4], [1, 0]),
+                          ([np.nan, np.nan], [0, 0])):
+        for method in measures.CRITICAL_LENGTH_METHODS:
+            seen.add(measures.critical_length(make_curve(means, counts), method).status)
+    assert seen == set(measures.CRITICAL_LENGTH_STATUSES)
+
+
+def test_linear_fit_end_to_end_recovers_a_linear_decay():
+    # Stiffness falling linearly with distance, s = 0.9 - 2 d: the fit finds it exactly.
+    d = np.linspace(0.0, 1.0, 9)
+    D = np.abs(d[:, None] - d[None, :])
+    edges = (np.arange(10) - 0.5) / 8  # bin centres on the distances k / 8
+    curve = measures.stiffness_vs_distance(0.9 - 2.0 * D, pairs="all", bins=edges, distances=D)
+    fit = measures.critical_length(curve, method="linear_fit")
+    assert fit.slope == pytest.approx(-2.0) and fit.intercept == pytest.approx(0.9)
+    assert fit.xi == pytest.approx(0.45) and fit.r_squared == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-finite values are refused, naming the argument, the count and the first index
+# ---------------------------------------------------------------------------------------------
+
+
+def nan_at(matrix, *index):
+    matrix = np.array(matrix, dtype=float)
+    matrix[index] = np.nan
+    return matrix
+
+
+def test_stiffness_matrix_refuses_nan_in_the_gram_and_in_the_norms():
+    G = np.eye(3) + 0.1
+    for kind in ("sign", "cosine"):
+        with pytest.raises(ValueError, match=r"^gram holds 1 non-finite value.*index \(1, 2\)"):
+            measures.stiffness_matrix(nan_at(G, 1, 2), kind=kind)
+    norms = np.diag(G).copy()
+    norms[2] = np.nan  # a NaN squared norm used to give cosine 0 silently
+    with pytest.raises(ValueError, match=r"^sq_norms holds 1 non-finite value.*index 2"):
+        measures.stiffness_matrix(G, sq_norms=norms)
+    with pytest.raises(ValueError, match=r"^gram holds 1 non-finite"):  # from the diagonal
+        measures.stiffness_matrix(nan_at(G, 0, 0))
+    with pytest.raises(ValueError, match=r"^sq_norms2 holds 2 non-finite value.*index 0"):
+        measures.stiffness_matrix(np.ones((2, 2)), sq_norms=np.ones(2),
+                                  sq_norms2=np.array([np.inf, np.nan]))
+    with pytest.raises(ValueError, match=r"^gram_or_sq_norms holds 1 non-finite"):
+        measures.count_zero_gradients(np.array([0.0, np.nan]))
+
+
+def test_class_stiffness_refuses_nan_instead_of_a_nan_matrix():
+    S = nan_at(np.eye(4), 0, 3)
+    with pytest.raises(ValueError, match=r"^S holds 1 non-finite value.*index \(0, 3\)"):
+        measures.class_stiffness(S, np.array([0, 0, 1, 1]))
+
+
+def test_stiffness_vs_distance_refuses_nan_in_s_inputs_and_distances():
+    S, D = np.eye(3), np.zeros((3, 3))
+    labels = np.array([0, 0, 0])
+    with pytest.raises(ValueError, match=r"^S holds 2 non-finite value.*index \(1, 1\)"):
+        measures.stiffness_vs_distance(nan_at(nan_at(S, 1, 1), 2, 2), labels=labels,
+                                       distances=D)
+    with pytest.raises(ValueError, match=r"^distances holds 1 non-finite.*index \(2, 0\)"):
+        measures.stiffness_vs_distance(S, labels=labels, distances=nan_at(D, 2, 0))
+    x = np.arange(6.0).reshape(3, 2)
+    with pytest.raises(ValueError, match=r"^x holds 1 non-finite value.*index \(1, 0\)"):
+        measures.stiffness_vs_distance(S, nan_at(x, 1, 0), labels=labels)
+    with pytest.raises(ValueError, match=r"^x2 holds 1 non-finite"):
+        measures.input_distances(x, nan_at(x, 0, 1))

@@ -44,6 +44,18 @@ def test_paper_cnn_parameter_count_and_shapes():
     )
 
 
+def test_mnist1d_cnn_parameter_count_and_lengths():
+    model = models.mnist1d_cnn()
+    # Conv1D kernels k x cin x cout + cout; lengths (L + 2 - k) // 2 + 1: 40 -> 19 -> 10 -> 5.
+    expected = (5 * 1 * 25 + 25) + 2 * (3 * 25 * 25 + 25) + dense(5 * 25, 10)
+    assert model.count_params() == expected == 5_210
+    assert [model.get_layer(f"conv_{i}").output.shape[1] for i in (1, 2, 3)] == [19, 10, 5]
+    assert model.input_shape == (None, 40) and model.output_shape == (None, 10)
+    assert models.mnist1d_cnn(64, 3, channels=8).get_layer("flatten").output.shape == (None, 64)
+    with pytest.raises(ValueError, match="input_length must be at least 7"):
+        models.mnist1d_cnn(6)
+
+
 def _resnet20_count(channels: int, classes: int, batch_norm: bool) -> tuple[int, int]:
     """(total, trainable) parameters of ResNet20 v1 from its definition."""
     bias = not batch_norm
@@ -165,12 +177,22 @@ def _arcs():
     return x, y, 2
 
 
+def _signals():
+    # Class-dependent bumps in noise, like MNIST-1D's shape (generating it takes seconds).
+    rng = np.random.default_rng(0)
+    y = np.arange(64) % 4
+    t = np.arange(40)
+    bumps = np.exp(-0.5 * ((t[None] - 8 - 8 * y[:, None]) / 2.0) ** 2)
+    return (bumps + 0.3 * rng.standard_normal((64, 40))).astype(np.float32), y, 4
+
+
 TRAINING_CASES = {
     "fully_connected": (lambda s, k: models.fully_connected(s, k), _images, 1e-3),
     "paper_cnn": (lambda s, k: models.paper_cnn(s, k), _images, 3e-3),
     "resnet20v1": (lambda s, k: models.resnet20v1(s, k), _images, 1e-3),
     "transformer": (lambda s, k: models.transformer_classifier(
         30, s[0], k, embed_dim=16, num_heads=2, ff_dim=32), _text, 3e-3),
+    "mnist1d_cnn": (lambda s, k: models.mnist1d_cnn(s[0], k), _signals, 1e-2),
     "toy_mlp_relu": (lambda s, k: models.toy_mlp(s[0], k), _arcs, 1e-2),
     "toy_mlp_tanh": (lambda s, k: models.toy_mlp(s[0], k, activation="tanh"), _arcs, 1e-2),
     "toy_mlp_leaky_relu": (
@@ -213,6 +235,7 @@ def test_resnet20v1_with_batch_norm_trains():
 TINY_MODELS = {
     "fully_connected": lambda: models.fully_connected((6, 6, 1), 3, widths=(7, 5)),
     "paper_cnn": lambda: models.paper_cnn((8, 8, 2), 3),
+    "mnist1d_cnn": lambda: models.mnist1d_cnn(40, 3, channels=4),
     "resnet20v1": lambda: models.resnet20v1((8, 8, 3), 3),
     "resnet20v1_bn": lambda: models.resnet20v1((8, 8, 3), 3, batch_norm=True),
     # One block: a second adds tracing time but no new kind of layer.

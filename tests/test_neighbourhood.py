@@ -187,3 +187,17 @@ def test_errors_name_the_argument():
 
     with pytest.raises(ValueError, match="call measures.stiffness_matrix"):
         neighbourhood_stiffness(FakeGram(), x, k=1)
+
+
+def test_nan_in_s_or_x_is_refused_naming_the_argument_and_index():
+    x = np.array([[0.0, 0.0], [0.1, 0.0], [0.2, 0.0]])
+    S = np.eye(3)
+    S_nan = S.copy()
+    S_nan[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^S holds 1 non-finite value.*index \(2, 1\)"):
+        neighbourhood_stiffness(S_nan, x, k=1)
+    x_bad = x.copy()
+    x_bad[1, 1] = np.inf
+    with pytest.raises(ValueError, match=r"^x \(flattened per example\) holds 1 non-finite.*"
+                                         r"index \(1, 1\)"):
+        neighbourhood_stiffness(S, x_bad, radius=0.15)

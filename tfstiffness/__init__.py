@@ -2,11 +2,22 @@
 
 The core: `gradient_gram` computes exact Gram matrices of per-example loss gradients; the
 measures turn them into sign and cosine stiffness, class matrices, distance curves and the
-critical length. Submodules: `models`, `data`, `synthetic`, `plots`, `summary`.
+critical length; `alignment` reads the gradient-alignment family (m-coherence, gradient
+diversity and confusion) from the same matrices and `uncertainty` gives bootstrap intervals.
+Submodules: `models`, `data`, `synthetic`, `plots`, `summary`.
 """
 
 import importlib
 
+from tfstiffness.alignment import (
+    AlignmentStatistics,
+    alignment_statistics,
+    class_m_coherence,
+    gradient_confusion,
+    gradient_diversity,
+    m_coherence,
+    train_val_alignment,
+)
 from tfstiffness.callback import StiffnessCallback, load_history
 from tfstiffness.gram import GradientGram, gradient_gram
 from tfstiffness.layerwise import LayerStiffness, layerwise_stiffness
@@ -26,6 +37,7 @@ from tfstiffness.measures import (
 )
 from tfstiffness.neighbourhood import NeighbourhoodStiffness, neighbourhood_stiffness
 from tfstiffness.streaming import StiffnessSummary, stiffness_summary
+from tfstiffness.uncertainty import BootstrapInterval, bootstrap
 
 __version__ = "0.1.0"
 
@@ -41,6 +53,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "AlignmentStatistics",
+    "BootstrapInterval",
     "CriticalLength",
     "GradientGram",
     "LayerStiffness",
@@ -48,16 +62,22 @@ __all__ = [
     "StiffnessCallback",
     "StiffnessCurve",
     "StiffnessSummary",
+    "alignment_statistics",
+    "bootstrap",
     "cifar100_labels",
+    "class_m_coherence",
     "class_stiffness",
     "count_zero_gradients",
     "critical_length",
     "data",
     "experiment",
+    "gradient_confusion",
+    "gradient_diversity",
     "gradient_gram",
     "input_distances",
     "layerwise_stiffness",
     "load_history",
+    "m_coherence",
     "models",
     "neighbourhood_stiffness",
     "plots",
@@ -69,6 +89,7 @@ __all__ = [
     "superclass_matrix",
     "superclass_order",
     "synthetic",
+    "train_val_alignment",
     "walker",
     "within_between",
 ]

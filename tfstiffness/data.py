@@ -3,7 +3,9 @@
 Real data sets come from TensorFlow Datasets (tfds): ``"mnist"``, ``"fashion_mnist"``,
 ``"cifar10"``, ``"cifar100"``, ``"glue/sst2"``, ``"imdb_reviews"``. The synthetic ones of
 `tfstiffness.synthetic` load through the same function: ``"hierarchical_images"``,
-``"two_arcs"``, ``"gaussian_blobs"``, ``"synthetic_text"``.
+``"two_arcs"``, ``"gaussian_blobs"``, ``"synthetic_text"``. ``"mnist1d"`` is MNIST-1D
+(Greydanus 2020), a real published benchmark generated offline from its templates by the
+``mnist1d`` package: the standard 4,000 / 1,000 train / test split (`MNIST1D_SPLITS`).
 
 Images are float32, scaled to [0, 1], then (``normalize=True``, the default) standardised per
 channel with the published training-set statistics in `NORMALIZATION`:
@@ -16,6 +18,14 @@ fashion_mnist 0.2860                     0.3530
 cifar10       (0.4914, 0.4822, 0.4465)   (0.2470, 0.2435, 0.2616)
 cifar100      (0.5071, 0.4865, 0.4409)   (0.2673, 0.2564, 0.2762)
 ============= ========================== ==========================
+
+The synthetic images (``hierarchical_images``) and points (``gaussian_blobs``) are standardised
+the same way (``normalize=True``): per channel (per feature) with the mean and std of their
+training split, so that every split shares one transform and an untrained network starts near
+the loss of a uniform guess, ln(num_classes). ``two_arcs`` keeps its coordinates on [-1, 1]^2
+(Walker's neighbourhood radii are in those units) and ``synthetic_text`` its token ids.
+MNIST-1D comes standardised by its generator (mean 0, std 1 over all 5,000 signals: the form
+its published accuracies were measured on) and is returned as it is: float32 [N, 40].
 
 Texts are lower-cased, stripped of HTML line breaks and punctuation, split on whitespace and
 mapped to int32 ids by a `keras.layers.TextVectorization` adapted on the TRAINING split (also
@@ -40,6 +50,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -57,6 +68,7 @@ from tfstiffness.cifar100_labels import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
 
 __all__ = [
     "DATASETS",
+    "MNIST1D_SPLITS",
     "NORMALIZATION",
     "DatasetUnavailableError",
     "LoadedData",
@@ -98,9 +110,11 @@ _TEXT_DEFAULTS = {"vocab_size": 20000, "sequence_length": 128}
 
 _SYNTHETIC = ("hierarchical_images", "two_arcs", "gaussian_blobs", "synthetic_text")
 _SYNTHETIC_SPLITS = ("train", "validation", "test")
+#: Splits of ``"mnist1d"`` and their sizes (the package's standard 80 / 20 split of 5,000).
+MNIST1D_SPLITS = {"train": 4000, "test": 1000}
 
 #: Every name `load` accepts.
-DATASETS: tuple[str, ...] = (*NORMALIZATION, *_TEXT, *_SYNTHETIC)
+DATASETS: tuple[str, ...] = (*NORMALIZATION, "mnist1d", *_TEXT, *_SYNTHETIC)
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -169,6 +183,7 @@ def load(
             slices like ``"train[:10%]"``). Synthetic sets have three disjoint splits
             ``"train"``, ``"validation"``, ``"test"`` drawn from one structure (same class
             prototypes); ``"two_arcs"`` returns its full grid for every split.
+            ``"mnist1d"`` has ``"train"`` (4,000) and ``"test"`` (1,000).
         data_dir: tfds data directory (default: ``$TFDS_DATA_DIR`` or
             ``~/tensorflow_datasets``); text vocabularies are stored under it too.
         as_numpy: Return a `LoadedData` of numpy arrays; otherwise a `tf.data.Dataset` of
@@ -177,13 +192,17 @@ def load(
             number of examples converted at a time (default 1024); it does not change the
             result.
         max_examples: Keep only the first ``max_examples`` examples of the split.
-        normalize: Images: standardise with `NORMALIZATION` (True) or keep [0, 1] (False).
+        normalize: Images: standardise with `NORMALIZATION` (True) or keep [0, 1] (False);
+            synthetic images and points: standardise with their training split's statistics
+            (True) or keep the generator's values (False). ``"mnist1d"`` exists only
+            standardised: False is refused.
         download: Let tfds download and prepare a missing data set. False fails at once
             when the data is not in ``data_dir``.
         vocab_size: Text: vocabulary size, padding and out-of-vocabulary ids included
             (default 20000; ``synthetic_text``: 100).
         sequence_length: Text: padded length (default 128; ``synthetic_text``: 32).
-        seed: Seed of the synthetic generators (ignored for tfds data sets).
+        seed: Seed of the synthetic generators (ignored for tfds data sets and for
+            ``"mnist1d"``, whose standard split has its own fixed seed).
         **generator_kwargs: Further arguments of the synthetic generator, e.g.
             ``num_per_class``, ``image_shape``, ``noise`` (hierarchical_images),
             ``num_classes``, ``num_per_class``, ``dim``, ``spread`` (gaussian_blobs),
@@ -216,9 +235,12 @@ def load(
     if generator_kwargs and name not in _SYNTHETIC:
         raise ValueError(f"unexpected arguments for {name!r}: {sorted(generator_kwargs)}")
 
-    if name in _SYNTHETIC:
-        loaded = _load_synthetic(name, split, seed, vocab_size, sequence_length,
-                                 generator_kwargs)
+    if name in (*_SYNTHETIC, "mnist1d"):
+        if name == "mnist1d":
+            loaded = _load_mnist1d(split, normalize)
+        else:
+            loaded = _load_synthetic(name, split, seed, vocab_size, sequence_length,
+                                     generator_kwargs, normalize)
         if max_examples is not None:
             loaded = _take(loaded, max_examples)
         if as_numpy:
@@ -445,7 +467,8 @@ def _generic(names: str, count: int) -> tuple[str, ...]:
     return tuple(f"{names}_{i}" for i in range(count))
 
 
-def _load_synthetic(name, split, seed, vocab_size, sequence_length, kwargs) -> LoadedData:
+def _load_synthetic(name, split, seed, vocab_size, sequence_length, kwargs,
+                    normalize=True) -> LoadedData:
     position = _split_position(split)
     common = {"name": name, "split": split, "y_coarse": None, "coarse_names": None,
               "fine_to_coarse": None}
@@ -466,6 +489,7 @@ def _load_synthetic(name, split, seed, vocab_size, sequence_length, kwargs) -> L
         kwargs = {"num_classes": 3, "num_per_class": 100, "dim": 2, "spread": 0.5, **kwargs}
         kwargs["num_per_class"] *= 3
         x, y = synthetic.gaussian_blobs(seed=seed, **kwargs)
+        x = _standardized_by_train_split(x, y) if normalize else x
         keep = _every_third_per_class(y, position)
         return LoadedData(x=x[keep], y=y[keep], class_names=_generic("blob", kwargs["num_classes"]),
                           num_classes=kwargs["num_classes"], **common)
@@ -475,12 +499,70 @@ def _load_synthetic(name, split, seed, vocab_size, sequence_length, kwargs) -> L
         kwargs["num_superclasses"], kwargs["classes_per_superclass"])
     kwargs["num_per_class"] *= 3
     x, y, y_coarse = synthetic.hierarchical_images(seed=seed, **kwargs)
+    x = _standardized_by_train_split(x, y) if normalize else x
     keep = _every_third_per_class(y, position)
     return LoadedData(
         x=x[keep], y=y[keep], y_coarse=y_coarse[keep],
         class_names=_generic("class", len(fine_to_coarse)),
         coarse_names=_generic("superclass", kwargs["num_superclasses"]),
         fine_to_coarse=fine_to_coarse, num_classes=len(fine_to_coarse), name=name, split=split)
+
+
+def _standardized_by_train_split(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x standardised per channel (last axis) with the mean and std of the train split."""
+    train = x[_every_third_per_class(y, _SYNTHETIC_SPLITS.index("train"))]
+    axes = tuple(range(train.ndim - 1))
+    mean = train.mean(axis=axes, dtype=np.float64)
+    std = train.std(axis=axes, dtype=np.float64)
+    std = np.where(std > 0, std, 1.0)  # A constant channel is only centred.
+    return ((x - mean) / std).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# MNIST-1D
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist1d_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The standard MNIST-1D split, generated once per process (a few seconds), offline."""
+    import random
+
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as err:
+        raise ImportError("mnist1d: the package is missing; `pip install mnist1d` (a "
+                          "dependency of tfstiffness) generates MNIST-1D offline") from err
+    # make_dataset seeds the global numpy and random generators: leave the caller's intact.
+    numpy_state, random_state = np.random.get_state(), random.getstate()
+    try:
+        generated = make_dataset(get_dataset_args())  # Not get_dataset: that downloads.
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(random_state)
+    arrays = {"train": (generated["x"], generated["y"]),
+              "test": (generated["x_test"], generated["y_test"])}
+    arrays = {split: (x.astype(np.float32), y.astype(np.int64))
+              for split, (x, y) in arrays.items()}
+    for split, (x, _) in arrays.items():
+        x.setflags(write=False)  # Shared by every call: nobody may change the cache.
+        if len(x) != MNIST1D_SPLITS[split]:
+            raise RuntimeError(f"mnist1d generated {len(x)} {split} examples, expected "
+                               f"{MNIST1D_SPLITS[split]}: an incompatible mnist1d version")
+    return arrays
+
+
+def _load_mnist1d(split: str, normalize: bool) -> LoadedData:
+    if split not in MNIST1D_SPLITS:
+        raise ValueError(f"split: mnist1d has the standard splits {tuple(MNIST1D_SPLITS)}, "
+                         f"got {split!r}")
+    if not normalize:
+        raise ValueError("normalize: mnist1d is generated standardised (mean 0, std 1); it "
+                         "has no unnormalised form, so normalize=False is not available")
+    x, y = _mnist1d_arrays()[split]
+    return LoadedData(x=x.copy(), y=y.copy(), y_coarse=None,
+                      class_names=tuple(str(d) for d in range(10)), coarse_names=None,
+                      fine_to_coarse=None, num_classes=10, name="mnist1d", split=split)
 
 
 def _take(loaded: LoadedData, count: int) -> LoadedData:

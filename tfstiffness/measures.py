@@ -6,6 +6,14 @@ stiffness binned by distance and the dynamical critical length xi.
 
 Everything here is float64 numpy; nothing imports TensorFlow, so these functions are cheap to
 import and to test.
+
+Non-finite values are refused, never propagated: a NaN or inf in a Gram or stiffness matrix, in
+the squared norms, in the inputs or distances, or in a non-empty bin of a curve raises a
+ValueError naming the argument, how many entries are bad and the index of the first one (a
+diverging fit or overflowing inputs give NaN gradients: fix those, or leave the examples out).
+The one NaN that means something is the documented "no pair" NaN of an empty class pair in a
+class matrix or of an empty bin, which the summaries skip. The same rule holds in
+`tfstiffness.alignment`, `tfstiffness.uncertainty` and `tfstiffness.neighbourhood`.
 """
 
 from __future__ import annotations
@@ -19,7 +27,11 @@ import numpy as np
 
 STIFFNESS_KINDS = ("sign", "cosine")
 PAIR_KINDS = ("within", "between", "all")
-CRITICAL_LENGTH_STATUSES = ("crossed", "never_crossed", "nonpositive_from_start")
+CRITICAL_LENGTH_METHODS = ("crossing", "linear_fit")
+#: Every `CriticalLength.status`: those of the crossing estimator, of the linear fit, and the
+#: one of a curve with no non-empty bin.
+CRITICAL_LENGTH_STATUSES = ("crossed", "never_crossed", "nonpositive_from_start", "fitted",
+                            "no_decay", "nonpositive_at_zero", "too_few_bins", "no_pairs")
 
 
 # --------------------------------------------------------------------------------------------
@@ -57,8 +69,8 @@ def stiffness_matrix(
         [N, M] float64 stiffness matrix.
 
     Raises:
-        ValueError: unknown ``kind``; squared norms missing for a non-square array, of the
-            wrong length, or negative.
+        ValueError: unknown ``kind``; a NaN or inf in the Gram matrix or the squared norms;
+            squared norms missing for a non-square array, of the wrong length, or negative.
 
     Example:
         >>> G = np.array([[4.0, -2.0, 0.0], [-2.0, 1.0, 0.0], [0.0, 0.0, 9.0]])
@@ -74,6 +86,7 @@ def stiffness_matrix(
     if kind not in STIFFNESS_KINDS:
         raise ValueError(f"kind must be one of {STIFFNESS_KINDS}, got {kind!r}")
     G = _as_matrix(_total_of(gram), "gram")
+    _check_finite(G, "gram")
     if kind == "sign":
         return np.sign(G) + 0.0  # + 0.0 turns -0.0 into 0.0
     row_norms, col_norms, one_set = _squared_norms(gram, G, sq_norms, sq_norms2)
@@ -109,6 +122,7 @@ def count_zero_gradients(gram_or_sq_norms: Any) -> int:
     values = np.asarray(gram_or_sq_norms, dtype=np.float64)
     if values.ndim == 2 and values.shape[0] == values.shape[1]:
         values = np.diagonal(values)
+    _check_finite(values, "gram_or_sq_norms")
     if values.ndim != 1:
         raise ValueError(
             "gram_or_sq_norms must be a Gram object, a 1-D array of squared norms or a square "
@@ -126,6 +140,20 @@ def _as_matrix(values: Any, name: str) -> np.ndarray:
     if matrix.ndim != 2:
         raise ValueError(f"{name} must be a 2-D matrix, got shape {matrix.shape}")
     return matrix
+
+
+def _check_finite(values: np.ndarray, name: str) -> None:
+    """Refuses NaN and inf, naming the argument, the count and the first bad index."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    first = np.unravel_index(int(np.argmax(bad)), bad.shape)
+    where = int(first[0]) if len(first) == 1 else tuple(int(i) for i in first)
+    raise ValueError(
+        f"{name} holds {int(bad.sum())} non-finite value(s) (NaN or inf), the first at index "
+        f"{where}: measures of non-finite values are undefined. Find where they arise (a "
+        "diverging fit or overflowing inputs give NaN gradients) or leave those examples out."
+    )
 
 
 def _squared_norms(
@@ -161,6 +189,7 @@ def _checked_norms(values: Any, length: int, name: str) -> np.ndarray:
     norms = np.asarray(values, dtype=np.float64)
     if norms.shape != (length,):
         raise ValueError(f"{name} must have shape ({length},), got {norms.shape}")
+    _check_finite(norms, name)
     if np.any(norms < 0):
         raise ValueError(f"{name} holds squared norms, which cannot be negative")
     return norms
@@ -218,8 +247,8 @@ def class_stiffness(
         [K, K] float64 matrix, rows indexed by the row examples' class.
 
     Raises:
-        ValueError: labels not 1-D integers in [0, K), lengths not matching S, or a
-            non-square S without ``labels2``.
+        ValueError: a NaN or inf in S; labels not 1-D integers in [0, K), lengths not
+            matching S, or a non-square S without ``labels2``.
 
     Example:
         >>> S = np.array([[1.0, 0.5, -0.2], [0.5, 1.0, 0.1], [-0.2, 0.1, 1.0]])
@@ -228,6 +257,7 @@ def class_stiffness(
          [-0.05   nan]]
     """
     S = _as_matrix(S, "S")
+    _check_finite(S, "S")
     one_set = labels2 is None
     if one_set and S.shape[0] != S.shape[1]:
         raise ValueError(
@@ -451,7 +481,8 @@ def input_distances(x: Any, x2: Any | None = None) -> np.ndarray:
         [N, M] float64 distances (M = N when ``x2`` is None).
 
     Raises:
-        ValueError: ``x2`` has a different per-example size than ``x``.
+        ValueError: a NaN or inf in ``x`` or ``x2`` (the index is (example, flattened
+            feature)); ``x2`` has a different per-example size than ``x``.
 
     Example:
         >>> x = np.array([[0.0, 1.0], [0.0, 2.0], [1.0, 0.0]])
@@ -479,7 +510,9 @@ def _flattened(x: Any, name: str) -> np.ndarray:
     values = np.asarray(x, dtype=np.float64)
     if values.ndim == 0:
         raise ValueError(f"{name} must have a leading example axis, got a scalar")
-    return values.reshape(values.shape[0], -1)
+    values = values.reshape(values.shape[0], -1)
+    _check_finite(values, name)
+    return values
 
 
 def _unit_rows(values: np.ndarray) -> np.ndarray:
@@ -538,8 +571,9 @@ def stiffness_vs_distance(
         A ``StiffnessCurve``.
 
     Raises:
-        ValueError: unknown ``pairs``; labels missing or malformed; neither ``x`` nor
-            ``distances``; shapes not matching S; bad ``bins``; no pair selected.
+        ValueError: unknown ``pairs``; a NaN or inf in S, the inputs or the distances;
+            labels missing or malformed; neither ``x`` nor ``distances``; shapes not
+            matching S; bad ``bins``; no pair selected.
 
     Example:
         >>> S = np.array([[1.0, 0.8, -0.5], [0.8, 1.0, 0.2], [-0.5, 0.2, 1.0]])
@@ -551,6 +585,7 @@ def stiffness_vs_distance(
     if pairs not in PAIR_KINDS:
         raise ValueError(f"pairs must be one of {PAIR_KINDS}, got {pairs!r}")
     S = _as_matrix(S, "S")
+    _check_finite(S, "S")
     one_set = x2 is None and labels2 is None and S.shape[0] == S.shape[1]
     pair_distances = _pair_distances(S, x, x2, distances, one_set)
     selected = _selected_pairs(S.shape, labels, labels2, pairs, one_set)
@@ -571,6 +606,7 @@ def _pair_distances(S: np.ndarray, x: Any, x2: Any, distances: Any, one_set: boo
             raise ValueError(
                 f"distances has shape {pair_distances.shape} but S has shape {S.shape}"
             )
+        _check_finite(pair_distances, "distances")
         return pair_distances
     if x is None:
         raise ValueError("pass x (inputs or representations) or precomputed distances")
@@ -621,57 +657,114 @@ def _binned_means(
     d_selected: np.ndarray, s_selected: np.ndarray, edges: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     num_bins = edges.size - 1
-    # Half-open bins [e_k, e_k+1) like np.histogram, the last bin closed on the right.
-    index = np.searchsorted(edges, d_selected, side="right") - 1
-    index[d_selected == edges[-1]] = num_bins - 1
+    index = _bin_index(d_selected, edges)
     inside = (index >= 0) & (index < num_bins)
     counts = np.bincount(index[inside], minlength=num_bins)
     sums = np.bincount(index[inside], weights=s_selected[inside], minlength=num_bins)
     return counts, _ratio_or_nan(sums, counts)
 
 
+def _bin_index(distances: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin of each distance; -1 or len(edges) - 1 when outside the edges."""
+    # Half-open bins [e_k, e_k+1) like np.histogram, the last bin closed on the right.
+    index = np.searchsorted(edges, distances, side="right") - 1
+    index[distances == edges[-1]] = edges.size - 2
+    return index
+
+
 @dataclasses.dataclass(frozen=True)
 class CriticalLength:
-    """The dynamical critical length xi read off a ``StiffnessCurve``.
+    """The dynamical critical length xi read off a ``StiffnessCurve``, by one estimator.
+
+    ``xi`` is a number only when the estimator defines one; otherwise ``status`` says why and,
+    where it can, ``bound`` says where xi lies. ``str()`` gives a one-line reading that names
+    the estimator's caveats.
 
     Attributes:
-        xi: the distance where the binned mean stiffness first goes from > 0 to <= 0
-            (linear interpolation between the centres of the two bins around it), or None.
-        status: "crossed" (xi is set); "never_crossed" (every bin is > 0: xi lies beyond
-            ``bound``, the largest distance binned); "nonpositive_from_start" (the first bin
-            is already <= 0: xi, if there is one, lies below ``bound``, the first bin's lower
-            edge).
-        bound: the bound described above, None when crossed.
+        xi: the critical length, or None when the estimator gives no number.
+        status: crossing estimator: "crossed" (xi is set); "never_crossed" (every non-empty
+            bin is > 0: xi lies beyond ``bound``, the largest distance binned);
+            "nonpositive_from_start" (the first non-empty bin is already <= 0: xi, if there
+            is one, lies below ``bound``, that bin's lower edge).
+            Linear fit: "fitted" (xi is set; see ``extrapolated``); "no_decay" (the slope is
+            >= 0: stiffness does not fall with distance, no xi); "nonpositive_at_zero" (the
+            slope is < 0 but the line is already <= 0 at distance 0: no positive xi);
+            "too_few_bins" (fewer than 2 non-empty bins: no line to fit).
+            Both: "no_pairs" (every bin is empty).
+        bound: the bound described above, else None.
+        method: "crossing" or "linear_fit".
+        slope: linear fit: slope of the fitted line (stiffness per unit distance).
+        intercept: linear fit: the line's value at distance 0.
+        r_squared: linear fit: the count-weighted coefficient of determination (NaN when all
+            bin means are equal).
+        extrapolated: linear fit with xi set: whether xi lies outside ``distance_range``,
+            i.e. where no pair was measured.
+        distance_range: linear fit: (lower edge of the first non-empty bin, upper edge of the
+            last non-empty bin), the distances the fit saw.
     """
 
     xi: float | None
     status: str
     bound: float | None = None
+    method: str = "crossing"
+    slope: float | None = None
+    intercept: float | None = None
+    r_squared: float | None = None
+    extrapolated: bool | None = None
+    distance_range: tuple[float, float] | None = None
 
     def __str__(self) -> str:
-        if self.status == "crossed":
-            return f"xi = {self.xi:.3g}"
-        if self.status == "never_crossed":
-            return f"xi > {self.bound:.3g} (stiffness never crosses zero)"
-        return f"xi < {self.bound:.3g} (stiffness is already <= 0 in the first bin)"
+        if self.status == "no_pairs":
+            return "no xi (the curve has no non-empty bin)"
+        if self.method == "crossing":
+            if self.status == "crossed":
+                return f"xi = {self.xi:.3g}"
+            if self.status == "never_crossed":
+                return f"xi > {self.bound:.3g} (stiffness never crosses zero)"
+            return f"xi < {self.bound:.3g} (stiffness is already <= 0 in the first bin)"
+        if self.status == "too_few_bins":
+            return "no xi (linear fit needs at least 2 non-empty bins)"
+        fit = f"slope {self.slope:.3g}, R^2 {self.r_squared:.2f}"
+        if self.status == "no_decay":
+            return f"no xi (linear fit: stiffness does not decay with distance; {fit})"
+        if self.status == "nonpositive_at_zero":
+            return f"no xi (linear fit: the line is already <= 0 at distance 0; {fit})"
+        low, high = self.distance_range
+        if not self.extrapolated:
+            return f"xi = {self.xi:.3g} (linear fit; {fit})"
+        side = f"beyond {high:.3g}" if self.xi > high else f"below {low:.3g}"
+        return f"xi = {self.xi:.3g} (linear fit, extrapolated {side}; {fit})"
 
 
-def critical_length(curve: StiffnessCurve) -> CriticalLength:
-    """Distance at which the binned mean stiffness first crosses zero.
+def critical_length(curve: StiffnessCurve, method: str = "crossing") -> CriticalLength:
+    """The dynamical critical length xi of a stiffness-vs-distance curve.
 
-    Empty bins (count 0 or NaN mean) are skipped. The crossing is the first non-empty bin
-    whose mean is <= 0 after a non-empty bin whose mean is > 0; xi interpolates linearly
-    between their centres. Without a crossing the result says where xi lies instead of
-    inventing a number.
+    Empty bins (count 0) are skipped by both estimators; a non-empty bin with a NaN or inf
+    mean is refused (ValueError).
+
+    ``method="crossing"``: the first non-empty bin whose mean is <= 0 after a non-empty bin
+    whose mean is > 0; xi interpolates linearly between their centres. Without a crossing the
+    result says where xi lies instead of inventing a number.
+
+    ``method="linear_fit"``: the straight line ``s(d) = slope * d + intercept`` fitted by
+    least squares to the non-empty bins' means at their centres, each bin weighted by its
+    pair count (the same line as an unweighted fit to every pair placed at its bin's
+    centre); ``xi = -intercept / slope``, where the line reaches zero. It needs at least 2
+    non-empty bins and a negative slope; xi beyond the distances measured is reported with
+    ``extrapolated=True``. R^2 is the count-weighted
+    ``1 - sum_k n_k (m_k - s(c_k))^2 / sum_k n_k (m_k - mean_n(m))^2``.
+
+    Neither estimator raises on a curve with no non-empty bin: the status is "no_pairs".
 
     Args:
         curve: a ``StiffnessCurve`` from ``stiffness_vs_distance``.
+        method: "crossing" (the default) or "linear_fit".
 
     Returns:
         A ``CriticalLength``.
 
     Raises:
-        ValueError: every bin of the curve is empty.
+        ValueError: unknown ``method``; a non-empty bin whose mean is NaN or inf.
 
     Example:
         >>> curve = StiffnessCurve(edges=np.array([0.0, 0.2, 0.4, 0.6]),
@@ -680,11 +773,29 @@ def critical_length(curve: StiffnessCurve) -> CriticalLength:
         ...                        counts=np.array([5, 5, 5]), pairs="within")
         >>> print(critical_length(curve))
         xi = 0.4
+        >>> print(critical_length(curve, method="linear_fit"))
+        xi = 0.4 (linear fit; slope -2, R^2 1.00)
+        >>> positive = dataclasses.replace(curve, means=np.array([0.6, 0.4, 0.35]))
+        >>> print(critical_length(positive))
+        xi > 0.6 (stiffness never crosses zero)
+        >>> print(critical_length(positive, method="linear_fit"))
+        xi = 1.02 (linear fit, extrapolated beyond 0.6; slope -0.625, R^2 0.89)
     """
+    if method not in CRITICAL_LENGTH_METHODS:
+        raise ValueError(f"method must be one of {CRITICAL_LENGTH_METHODS}, got {method!r}")
     means = np.asarray(curve.means, dtype=np.float64)
-    filled = np.flatnonzero((np.asarray(curve.counts) > 0) & np.isfinite(means))
+    counts = np.asarray(curve.counts)
+    filled = np.flatnonzero(counts > 0)
+    bad = filled[~np.isfinite(means[filled])]
+    if bad.size:
+        raise ValueError(
+            f"curve.means is NaN or inf in {bad.size} non-empty bin(s), the first is bin "
+            f"{bad[0]}: a bin with pairs has a finite mean unless the stiffness was not finite"
+        )
     if filled.size == 0:
-        raise ValueError("the curve has no non-empty bin: no critical length to read")
+        return CriticalLength(None, "no_pairs", method=method)
+    if method == "linear_fit":
+        return _linear_fit_length(curve, filled)
     first = filled[0]
     if means[first] <= 0:
         return CriticalLength(None, "nonpositive_from_start", float(curve.edges[first]))
@@ -700,3 +811,28 @@ def critical_length(curve: StiffnessCurve) -> CriticalLength:
 def _zero_crossing(x0: float, y0: float, x1: float, y1: float) -> float:
     """Zero of the line through (x0, y0 > 0) and (x1, y1 <= 0)."""
     return float(x0 + (x1 - x0) * y0 / (y0 - y1))
+
+
+def _linear_fit_length(curve: StiffnessCurve, filled: np.ndarray) -> CriticalLength:
+    if filled.size < 2:
+        return CriticalLength(None, "too_few_bins", method="linear_fit")
+    x = np.asarray(curve.centres, dtype=np.float64)[filled]
+    y = np.asarray(curve.means, dtype=np.float64)[filled]
+    w = np.asarray(curve.counts, dtype=np.float64)[filled]
+    x_mean = np.sum(w * x) / np.sum(w)
+    y_mean = np.sum(w * y) / np.sum(w)
+    slope = float(np.sum(w * (x - x_mean) * (y - y_mean)) / np.sum(w * (x - x_mean) ** 2))
+    intercept = float(y_mean - slope * x_mean)
+    residual = np.sum(w * (y - (slope * x + intercept)) ** 2)
+    spread = np.sum(w * (y - y_mean) ** 2)
+    r_squared = float(1.0 - residual / spread) if spread > 0 else float("nan")
+    distance_range = (float(curve.edges[filled[0]]), float(curve.edges[filled[-1] + 1]))
+    fit = {"method": "linear_fit", "slope": slope, "intercept": intercept,
+           "r_squared": r_squared, "distance_range": distance_range}
+    if slope >= 0:
+        return CriticalLength(None, "no_decay", **fit)
+    if intercept <= 0:
+        return CriticalLength(None, "nonpositive_at_zero", **fit)
+    xi = -intercept / slope
+    extrapolated = not distance_range[0] <= xi <= distance_range[1]
+    return CriticalLength(xi, "fitted", extrapolated=extrapolated, **fit)

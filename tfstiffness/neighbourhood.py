@@ -2,7 +2,8 @@
 
 Low values mark where the model has learned a class boundary: neighbours across it pull in
 opposite directions. Pure numpy; rows are processed in blocks so that no N x N distance matrix
-is ever held.
+is ever held. A NaN or inf in S or in the inputs is refused with a ValueError naming the argument
+and the first bad index, as everywhere in `tfstiffness.measures`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import warnings
 from typing import Any
 
 import numpy as np
+
+from tfstiffness.measures import _check_finite
 
 WEIGHTINGS = ("uniform", "gaussian")
 # Low-dimensional inputs (Walker's 2-D toy data) get exact differences, one feature at a time;
@@ -72,7 +75,8 @@ def neighbourhood_stiffness(
 
     Raises:
         ValueError: not exactly one of ``radius`` and ``k``; a bad ``radius``, ``k``,
-            ``weighting``, ``bandwidth`` or ``block_size``; shapes of S and x not matching.
+            ``weighting``, ``bandwidth`` or ``block_size``; shapes of S and x not matching;
+            a NaN or inf in S or x.
 
     Example:
         >>> x = np.array([[0.0], [0.1], [0.2], [5.0]])
@@ -126,7 +130,10 @@ def _checked_inputs(S: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(
             f"x must hold one input per row of S ({S.shape[0]}), got shape {points.shape}"
         )
-    return S, points.reshape(points.shape[0], -1)
+    points = points.reshape(points.shape[0], -1)
+    _check_finite(S, "S")
+    _check_finite(points, "x (flattened per example)")
+    return S, points
 
 
 def _check_options(

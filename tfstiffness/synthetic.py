@@ -123,6 +123,10 @@ def hierarchical_images(
 
     Label convention: see `hierarchical_fine_to_coarse` (CIFAR-100's table for 20 x 5).
 
+    These are the raw values, with a pixel std of about ``sqrt(1.25 + noise^2)`` for the
+    default ``class_scale``; ``data.load("hierarchical_images")`` standardises them per
+    channel with its training split's statistics, as the real image sets are.
+
     Args:
         num_per_class: Examples of each fine class.
         num_superclasses: Number of super-classes (coarse labels).
@@ -312,6 +316,9 @@ def gaussian_blobs(
     spread: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Isotropic Gaussian clusters: class ``k`` is ``N(mu_k, spread^2 I)``, ``mu_k ~ N(0, I)``.
+
+    Raw values; ``data.load("gaussian_blobs")`` standardises each feature with its training
+    split's statistics.
 
     Args:
         num_classes: Number of clusters (classes).
