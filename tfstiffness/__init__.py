@@ -9,6 +9,7 @@ import importlib
 
 from tfstiffness.callback import StiffnessCallback, load_history
 from tfstiffness.gram import GradientGram, gradient_gram
+from tfstiffness.influence import TracInAccumulator, TracInResult, tracin
 from tfstiffness.layerwise import LayerStiffness, layerwise_stiffness
 from tfstiffness.measures import (
     CriticalLength,
@@ -48,6 +49,8 @@ __all__ = [
     "StiffnessCallback",
     "StiffnessCurve",
     "StiffnessSummary",
+    "TracInAccumulator",
+    "TracInResult",
     "cifar100_labels",
     "class_stiffness",
     "count_zero_gradients",
@@ -69,6 +72,7 @@ __all__ = [
     "superclass_matrix",
     "superclass_order",
     "synthetic",
+    "tracin",
     "walker",
     "within_between",
 ]
