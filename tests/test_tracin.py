@@ -94,6 +94,9 @@ def test_streamed_top_k_equals_argsort_of_full_matrix(checkpoints, kind):
     np.testing.assert_array_equal(np.take_along_axis(dense.scores.T, top.proponents, 1),
                                   top.proponent_scores)
     assert relative_error(top.self_influence, dense.self_influence) <= 1e-6
+    for a, b in zip(dense.top(k), top.top(k)):  # the same ranking from the full matrix
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(top.top(2)[0], top.proponents[:, :2])
 
 
 def test_top_k_of_all_examples_and_of_one():
@@ -304,6 +307,17 @@ def test_refuses_bad_kind_top_k_block_size_and_test_set():
     _refused(r"y_test: labels must lie in \[0, 3\)", y_test=yt + 3)
     _refused(r"x: contains NaN", x=np.where(x > 1, np.nan, x))
     _refused(r"x_test: each example has shape \(4,\)", x_test=xt[:, :4])
+
+
+def test_top_refuses_k_beyond_what_was_computed(checkpoints):
+    x, y, xt, yt = _data()
+    streamed = tfs.tracin(checkpoints[:1], x, y, xt, yt, loss=LOSS, top_k=3)
+    with pytest.raises(ValueError, match=r"k: expected an integer in \[1, 3\]"):
+        streamed.top(4)
+    with pytest.raises(ValueError, match=rf"k: expected an integer in \[1, {N}\]"):
+        tfs.tracin(checkpoints[:1], x, y, xt, yt, loss=LOSS).top(0)
+    with pytest.raises(ValueError, match="k: this result has no test set"):
+        tfs.tracin(checkpoints[:1], x, y, loss=LOSS).top(1)
 
 
 def test_accumulator_refuses_misuse():

@@ -87,6 +87,23 @@ class TracInResult:
     def num_checkpoints(self) -> int:
         return len(self.learning_rates)
 
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(proponents, their scores, opponents, their scores), each [M, k], from `scores` or
+        from the streamed top-k (then k <= top_k); the same order and ties as `top_k`."""
+        if self.proponents is not None:
+            if not _is_int(k) or not 1 <= k <= self.proponents.shape[1]:
+                raise ValueError(f"k: expected an integer in [1, {self.proponents.shape[1]}] "
+                                 f"(the top_k computed), got {k!r}.")
+            return (self.proponents[:, :k], self.proponent_scores[:, :k],
+                    self.opponents[:, :k], self.opponent_scores[:, :k])
+        if self.scores is None:
+            raise ValueError("k: this result has no test set, so no proponents.")
+        if not _is_int(k) or not 1 <= k <= len(self.scores):
+            raise ValueError(f"k: expected an integer in [1, {len(self.scores)}], got {k!r}.")
+        top = _TopK(self.scores.shape[1], k)
+        top.merge(slice(0, len(self.scores)), self.scores)
+        return top.best_index, top.best, top.worst_index, top.worst
+
     def self_influence_ranking(self) -> np.ndarray:
         """Training indices by self-influence, largest first (ties: lower index first)."""
         return np.argsort(-self.self_influence, kind="stable")
