@@ -140,3 +140,16 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_no_strategy():
     assert job.returncode == 0, err[-3000:]
     gram_err, class_err = map(float, out.split("ERRORS")[1].split())
     assert gram_err <= 1e-5 and class_err <= 1e-6
+
+
+def test_alignment_family_streamed_equals_in_memory():
+    model = ZOO["dense_net"]()
+    x, y = data_for("dense_net", 17)
+    summary = tfs.stiffness_summary(model, x, y, loss=LOSS, block_size=5)
+    memory = tfs.alignment_statistics(tfs.gradient_gram(model, x, y, loss=LOSS), y)
+    assert summary.alignment.m_coherence() == pytest.approx(memory.m_coherence(), rel=1e-5)
+    np.testing.assert_allclose(summary.alignment.class_m_coherence(),
+                               memory.class_m_coherence(), rtol=1e-5)
+    for kind in ("gram", "cosine"):
+        assert summary.alignment.gradient_confusion(kind) == pytest.approx(
+            memory.gradient_confusion(kind), rel=1e-5, abs=1e-7)

@@ -20,6 +20,7 @@ from tfstiffness.alignment import (
 )
 from tfstiffness.callback import StiffnessCallback, load_history
 from tfstiffness.gram import GradientGram, gradient_gram
+from tfstiffness.influence import TracInAccumulator, TracInResult, tracin
 from tfstiffness.layerwise import LayerStiffness, layerwise_stiffness
 from tfstiffness.measures import (
     CriticalLength,
@@ -62,6 +63,8 @@ __all__ = [
     "StiffnessCallback",
     "StiffnessCurve",
     "StiffnessSummary",
+    "TracInAccumulator",
+    "TracInResult",
     "alignment_statistics",
     "bootstrap",
     "cifar100_labels",
@@ -89,6 +92,7 @@ __all__ = [
     "superclass_matrix",
     "superclass_order",
     "synthetic",
+    "tracin",
     "train_val_alignment",
     "walker",
     "within_between",

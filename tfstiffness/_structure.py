@@ -3,6 +3,8 @@
 Every helper here treats numpy arrays and tensors as leaves and keeps the container types, so
 a block of a dict of inputs is a dict of blocks. Leaves are named the way a user wrote them
 (`x`, `x[1]`, `x['token_ids']`), so that error messages point at the offending input.
+Leaves come in `tf.nest`'s order (dict keys sorted). Pure Python and numpy: the measures use
+it without importing TensorFlow.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 
 def is_nested(x: Any) -> bool:
@@ -37,7 +38,16 @@ def map_named(fn: Callable[[str, Any], Any], x: Any, name: str) -> Any:
 
 
 def leaves(x: Any) -> list[Any]:
-    return tf.nest.flatten(x)
+    return [leaf for _, leaf in named_leaves(x, "")]
+
+
+def map_structure(fn: Callable, x: Any, *others: Any) -> Any:
+    """`fn(leaf, *other_leaves)` on every leaf of structures with x's layout."""
+    if isinstance(x, dict):
+        return {key: map_structure(fn, x[key], *(o[key] for o in others)) for key in x}
+    if isinstance(x, (list, tuple)):
+        return type(x)(map_structure(fn, *items) for items in zip(x, *others))
+    return fn(x, *others)
 
 
 def num_examples(x: Any) -> int:
@@ -46,7 +56,7 @@ def num_examples(x: Any) -> int:
 
 def take(x: Any, index: slice | np.ndarray) -> Any:
     """Rows `index` of every leaf."""
-    return tf.nest.map_structure(lambda leaf: leaf[index], x)
+    return map_structure(lambda leaf: leaf[index], x)
 
 
 def pad_rows(x: Any, n: int) -> Any:
@@ -55,21 +65,23 @@ def pad_rows(x: Any, n: int) -> Any:
         missing = n - len(leaf)
         if missing <= 0:
             return leaf
-        if isinstance(leaf, tf.Tensor):  # inside a traced function (a distributed block)
+        if not isinstance(leaf, np.ndarray):  # a tensor inside a traced (distributed) block
+            import tensorflow as tf
+
             return tf.concat([leaf, tf.repeat(leaf[:1], missing, 0)], 0)
         return np.concatenate([leaf, np.repeat(leaf[:1], missing, 0)])
-    return tf.nest.map_structure(pad, x)
+    return map_structure(pad, x)
 
 
 def concat(parts: list[Any]) -> Any:
     """Leaf-wise concatenation of structures along the example axis."""
-    return tf.nest.map_structure(lambda *leaf: np.concatenate(leaf), *parts)
+    return map_structure(lambda *leaf: np.concatenate(leaf), *parts)
 
 
 def shapes_key(x: Any) -> tuple:
     """Hashable description of a structure: container layout and each leaf's shape[1:]/dtype."""
     flat = [(tuple(leaf.shape[1:]), np.dtype(leaf.dtype).str) for leaf in leaves(x)]
-    layout = tf.nest.map_structure(lambda _: None, x)
+    layout = map_structure(lambda _: None, x)
     return repr(layout), tuple(flat)
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from tfstiffness import _distances, _structure
+
 STIFFNESS_KINDS = ("sign", "cosine")
 PAIR_KINDS = ("within", "between", "all")
 CRITICAL_LENGTH_METHODS = ("crossing", "linear_fit")
@@ -473,9 +475,14 @@ def input_distances(x: Any, x2: Any | None = None) -> np.ndarray:
     to unit L2 norm (an example that is all zero after standardising stays zero, so it is at
     distance 1 from everything, itself included). Works as well on hidden representations.
 
+    Several inputs (a list or dict of arrays, as a multi-input model takes them): the same
+    on the concatenation of the float inputs; inputs that are all integer (token ids, masks)
+    give token overlap instead, ``1 - cos`` of the examples' bags of tokens (see
+    ``tfstiffness._distances``).
+
     Args:
-        x: [N, ...] inputs or representations.
-        x2: [M, ...] second set, with the same per-example shape.
+        x: [N, ...] inputs or representations, or a list / dict of such arrays.
+        x2: [M, ...] second set, with the same per-example shape (and structure).
 
     Returns:
         [N, M] float64 distances (M = N when ``x2`` is None).
@@ -491,6 +498,11 @@ def input_distances(x: Any, x2: Any | None = None) -> np.ndarray:
          [0.5   0.    1.945]
          [1.756 1.945 0.   ]]
     """
+    if _structure.is_nested(x):
+        for name, leaf in _structure.named_leaves(x, "x") + (
+                [] if x2 is None else _structure.named_leaves(x2, "x2")):
+            _flattened(leaf, name)  # refuses NaN and inf, naming the input
+        return _distances.input_distances(x, x2)
     first = _flattened(x, "x")
     second = None if x2 is None else _flattened(x2, "x2")
     if second is not None and second.shape[1] != first.shape[1]:

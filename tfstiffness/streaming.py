@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness import _structure, measures
+from tfstiffness import _structure, alignment, measures
 from tfstiffness import gram as _gram
 from tfstiffness._distances import InputSpace
 from tfstiffness._distances import features as _features
@@ -48,6 +48,9 @@ class StiffnessSummary:
         sq_norms, sq_norms2: squared per-example gradient norms of each set.
         num_zero_gradient: examples whose gradient is exactly zero (their cosine is 0).
         blocks_total: number of Gram blocks; blocks_resumed: how many came from a checkpoint.
+        alignment: the gradient-alignment family's sufficient statistics by class
+            (`alignment.AlignmentStatistics`: m-coherence, gradient diversity and confusion,
+            overall and per class); for two sets, their cross sums.
     """
 
     kinds: tuple[str, ...]
@@ -63,6 +66,7 @@ class StiffnessSummary:
     distance_curve: dict[str, StiffnessCurve] = field(default_factory=dict)
     neighbourhood: dict[str, np.ndarray] = field(default_factory=dict)
     neighbour_counts: np.ndarray | None = None
+    alignment: alignment.AlignmentStatistics | None = None
 
 
 def stiffness_summary(
@@ -254,6 +258,11 @@ class _Accumulator:
             if radius is not None:
                 self.state[f"nbr_sums/{kind}"] = np.zeros(self.n)
         self.state["hist_counts"] = np.zeros(max(len(edges) - 1, 0), np.int64)
+        k = num_classes
+        self.state.update({"alignment/block_sums": np.zeros((k, k)),
+                           "alignment/traces": np.zeros(k),
+                           "alignment/min_off_diagonal": np.full((k, k), np.inf),
+                           "alignment/min_off_diagonal_cosine": np.full((k, k), np.inf)})
         if radius is not None:
             self.state["nbr_weights"] = np.zeros(self.n)
             self.state["nbr_counts"] = np.zeros(self.n, np.int64)
@@ -302,6 +311,13 @@ class _Accumulator:
             if b.mirrored:
                 st["nbr_weights"][b.cols] += w.sum(0)
                 st["nbr_counts"][b.cols] += near.sum(0)
+        tile = alignment.block_alignment_statistics(
+            G, np.arange(b.rows.start, b.rows.stop), np.arange(b.cols.start, b.cols.stop),
+            lr, lc, self.k, row_sq_norms=sq_r, col_sq_norms=sq_c, one_set=self.one_set,
+            mirrored=b.mirrored)
+        merged = self._alignment().combine(tile)
+        for name in ("block_sums", "traces", "min_off_diagonal", "min_off_diagonal_cosine"):
+            st[f"alignment/{name}"] = getattr(merged, name)
         with warnings.catch_warnings():  # zero gradients are counted once, at the end
             warnings.simplefilter("ignore")
             for kind in self.kinds:
@@ -319,6 +335,12 @@ class _Accumulator:
                     if b.mirrored:
                         st[f"nbr_sums/{kind}"][b.cols] += (w * S).sum(0)
         st["done"] = np.concatenate([st["done"], np.array([b.index], np.int64)])
+
+    def _alignment(self) -> alignment.AlignmentStatistics:
+        return alignment.AlignmentStatistics(
+            **{name: self.state[f"alignment/{name}"] for name in (
+                "block_sums", "traces", "min_off_diagonal", "min_off_diagonal_cosine")},
+            one_set=self.one_set)
 
     def _distance_pairs(self, lr, lc, diagonal) -> np.ndarray:
         same = lr[:, None] == lc[None, :]
@@ -338,7 +360,7 @@ class _Accumulator:
             sq_norms2=(st["sq_norms"] if self.one_set else st["sq_norms2"]).astype(np.float32),
             num_zero_gradient=int((st["sq_norms"] == 0).sum()) + (
                 0 if self.one_set else int((st["sq_norms2"] == 0).sum())),
-            blocks_total=total_blocks, blocks_resumed=resumed)
+            blocks_total=total_blocks, blocks_resumed=resumed, alignment=self._alignment())
         centres = (self.edges[:-1] + self.edges[1:]) / 2
         with np.errstate(invalid="ignore", divide="ignore"):
             for kind in self.kinds:
