@@ -15,7 +15,9 @@ the mean over its own tokens is the natural unit, so that long and short example
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -274,8 +276,25 @@ def _describe(loss: Any, loss_weights: Any) -> str:
 
 def _callable_name(fn: Any) -> str:
     code = getattr(fn, "__code__", None)
-    body = "" if code is None else f"#{hash((code.co_code, repr(code.co_consts))) & 0xFFFFFFFF:x}"
+    body = "" if code is None else f"#{_code_digest(code)}"
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}{body}"
+
+
+def _code_digest(code: types.CodeType) -> str:
+    """The same in every process (Python's `hash` of bytes and text is not, and a nested code
+    object's repr holds its address): checkpoints are compared across processes."""
+    digest = hashlib.blake2b(digest_size=4)
+
+    def feed(c: types.CodeType) -> None:
+        digest.update(c.co_code)
+        for const in c.co_consts:
+            if isinstance(const, types.CodeType):
+                feed(const)
+            else:
+                digest.update(repr(const).encode())
+
+    feed(code)
+    return digest.hexdigest()
 
 
 def cache_key(loss: Any, loss_weights: Any) -> Any:
