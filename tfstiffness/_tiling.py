@@ -114,12 +114,17 @@ def _block(index, rows, cols, fi: Factors, fj: Factors, mirrored: bool) -> GramB
 def gram_blocks(source: FactorSource, x, y, x2=None, y2=None, *, block: int,
                 cache_bytes: int, done: frozenset = frozenset(),
                 strategy: tf.distribute.Strategy | None = None) -> Iterator[GramBlock]:
-    """Yields every Gram block not in `done` (pairs of block indices), in a fixed order."""
+    """Yields every Gram block not in `done` (pairs of block indices), in a fixed order.
+
+    Under a strategy, every worker of the cluster yields every block (the replicas' blocks
+    are gathered); `local_steps` instead keeps each worker's blocks where they were computed.
+    """
     rows = _BlockFactors(source, x, y, block)
     cols = rows if x2 is None else _BlockFactors(source, x2, y2, block)
     one_set = x2 is None
     if strategy is not None:
-        yield from _distributed(strategy, rows, cols, one_set, done)
+        for step in _distributed(strategy, rows, cols, one_set, done, gather=True):
+            yield from step
         return
     first = rows(0)
     band = max(1, cache_bytes // max(_factors_bytes(first), 1))
@@ -141,45 +146,98 @@ def gram_blocks(source: FactorSource, x, y, x2=None, y2=None, *, block: int,
     del first
 
 
+def block_pairs(n: int, m: int, block: int, one_set: bool) -> list[tuple[int, int]]:
+    """Every pair of blocks (i, j) a Gram of [n, m] examples needs (i <= j for one set), in
+    the order the distributed path visits them."""
+    num_rows, num_cols = -(-n // block), -(-m // block)
+    return [(i, j) for i in range(num_rows) for j in range(num_cols)
+            if not (one_set and j < i)]
+
+
+def local_steps(source: FactorSource, x, y, x2=None, y2=None, *, block: int,
+                strategy: tf.distribute.Strategy,
+                done: frozenset = frozenset()) -> Iterator[list[GramBlock]]:
+    """One list per step of the cluster: the Gram blocks this worker's replicas computed.
+
+    A step gives one pair of blocks to every replica of every worker (round-robin, in
+    `block_pairs` order, `done` skipped). Nothing crosses workers: each worker gets the blocks
+    of its own replicas (all of them under a one-worker strategy such as MirroredStrategy), so
+    aggregates are reduced afterwards instead of every block being sent everywhere. A step
+    with no pair for this worker's replicas is an empty list, computed nowhere.
+    """
+    rows = _BlockFactors(source, x, y, block)
+    cols = rows if x2 is None else _BlockFactors(source, x2, y2, block)
+    yield from _distributed(strategy, rows, cols, x2 is None, done, gather=False)
+
+
 def _distributed(strategy, rows: _BlockFactors, cols: _BlockFactors, one_set: bool,
-                 done: frozenset) -> Iterator[GramBlock]:
+                 done: frozenset, gather: bool) -> Iterator[list[GramBlock]]:
     """Each replica computes both blocks' factors and their Gram for one pair at a time.
 
     Factors are not shared between replicas (each pair recomputes its two blocks), which
-    trades compute for no communication beyond the gathered [block, block] results.
+    trades compute for no communication beyond the results: with `gather`, every replica's
+    [block, block] results are gathered on every worker; without, each worker keeps its own.
     """
-    num_rows, num_cols = len(rows.slices), len(cols.slices)
-    pairs = [(i, j) for i in range(num_rows) for j in range(num_cols)
-             if not (one_set and j < i) and (i, j) not in done]
+    n, m = _structure.num_examples(rows.x), _structure.num_examples(cols.x)
+    pairs = [p for p in block_pairs(n, m, rows.block, one_set) if p not in done]
     replicas = strategy.num_replicas_in_sync
     block = rows.block
     rows(0)  # one eager call first: a source may check itself there (the ghost path does)
-
-    def on_replica(xi, yi, xj, yj):
+    local_ids = _local_replica_ids(strategy)
+    def on_replica(xi, yi, xj, yj, pair):
         fi, fj = rows.source(xi, yi), cols.source(xj, yj)
-        return pair_gram(fi, fj), sq_norms(fi), sq_norms(fj)
+        return pair_gram(fi, fj), sq_norms(fi), sq_norms(fj), pair
 
-    @tf.function  # one graph for all replicas and the gather, traced once
+    @tf.function  # one graph for all replicas (and the gather), traced once
     def step(values):
-        # gather concatenates the replicas' results along axis 0: replica r at [r*block, ...).
-        return tf.nest.map_structure(lambda t: strategy.gather(t, axis=0),
-                                     strategy.run(on_replica, args=values))
+        out = strategy.run(on_replica, args=values)
+        if gather:  # concatenated along axis 0: replica r at [r*block, (r+1)*block)
+            return tf.nest.map_structure(lambda t: strategy.gather(t, axis=0), out)
+        # This worker's replicas only, stacked: [local replicas, ...] per result.
+        return tf.nest.map_structure(
+            lambda t: tf.stack(strategy.experimental_local_results(t)), out)
+
+    def gram_block(pair_id: int, grams, sq_i, sq_j, mine: slice) -> GramBlock:
+        i, j = pairs[pair_id]
+        ni = rows.slices[i].stop - rows.slices[i].start
+        nj = cols.slices[j].stop - cols.slices[j].start
+        return GramBlock((i, j), rows.slices[i], cols.slices[j],
+                         {k: np.asarray(v)[mine][:ni, :nj] for k, v in grams.items()},
+                         {k: np.asarray(v)[mine][:ni] for k, v in sq_i.items()},
+                         {k: np.asarray(v)[mine][:nj] for k, v in sq_j.items()},
+                         mirrored=one_set and i != j)
 
     for start in range(0, len(pairs), replicas):
-        group = pairs[start:start + replicas]
-        padded = group + [group[-1]] * (replicas - len(group))  # idle replicas redo the last
-        inputs = [rows.padded_inputs(i)[:2] + cols.padded_inputs(j)[:2] for i, j in padded]
-        values = strategy.experimental_distribute_values_from_function(
-            lambda ctx, inputs=inputs: tf.nest.map_structure(
-                tf.constant, inputs[ctx.replica_id_in_sync_group]))
-        grams, sq_i, sq_j = tf.nest.map_structure(np.asarray, step(values))
-        for r, (i, j) in enumerate(group):
-            ni = rows.slices[i].stop - rows.slices[i].start
-            nj = cols.slices[j].stop - cols.slices[j].start
-            mine = slice(r * block, (r + 1) * block)
-            yield GramBlock(
-                (i, j), rows.slices[i], cols.slices[j],
-                {k: v[mine][:ni, :nj] for k, v in grams.items()},
-                {k: v[mine][:ni] for k, v in sq_i.items()},
-                {k: v[mine][:nj] for k, v in sq_j.items()},
-                mirrored=one_set and i != j)
+        group = list(range(start, min(start + replicas, len(pairs))))
+        # Idle replicas redo the last pair, marked -1 so that nobody counts it twice.
+        ids = group + [-1] * (replicas - len(group))
+        if not gather and all(ids[r] < 0 for r in local_ids):
+            yield []
+            continue
+
+        def replica_inputs(ctx, ids=ids, last=group[-1]):
+            pair_id = ids[ctx.replica_id_in_sync_group]
+            i, j = pairs[last if pair_id < 0 else pair_id]
+            return tf.nest.map_structure(tf.constant, rows.padded_inputs(i)[:2]
+                                         + cols.padded_inputs(j)[:2] + (np.array([pair_id]),))
+
+        values = strategy.experimental_distribute_values_from_function(replica_inputs)
+        grams, sq_i, sq_j, computed = tf.nest.map_structure(np.asarray, step(values))
+        if gather:
+            yield [gram_block(pair_id, grams, sq_i, sq_j, slice(r * block, (r + 1) * block))
+                   for r, pair_id in enumerate(group)]
+        else:
+            yield [gram_block(int(pair_id), grams, sq_i, sq_j, r)
+                   for r, pair_id in enumerate(computed.reshape(-1)) if pair_id >= 0]
+
+
+def _local_replica_ids(strategy: tf.distribute.Strategy) -> list[int]:
+    """Ids (among all the cluster's replicas) of the replicas on this worker."""
+    ids: list[int] = []
+
+    def record(ctx):
+        ids.append(ctx.replica_id_in_sync_group)
+        return tf.constant(0)
+
+    strategy.experimental_distribute_values_from_function(record)
+    return ids

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness import _structure, alignment, measures
+from tfstiffness import _structure, _tiling, alignment, cluster, measures
 from tfstiffness import gram as _gram
 from tfstiffness._distances import InputSpace
 from tfstiffness._distances import features as _features
@@ -48,6 +48,9 @@ class StiffnessSummary:
         sq_norms, sq_norms2: squared per-example gradient norms of each set.
         num_zero_gradient: examples whose gradient is exactly zero (their cosine is 0).
         blocks_total: number of Gram blocks; blocks_resumed: how many came from a checkpoint.
+        blocks_by_worker: the blocks each worker computed in this call, in the cluster's
+            order (chief first); one entry without a multi-worker strategy. With
+            `blocks_resumed` they add up to `blocks_total`.
         alignment: the gradient-alignment family's sufficient statistics by class
             (`alignment.AlignmentStatistics`: m-coherence, gradient diversity and confusion,
             overall and per class); for two sets, their cross sums.
@@ -62,6 +65,7 @@ class StiffnessSummary:
     num_zero_gradient: int
     blocks_total: int
     blocks_resumed: int = 0
+    blocks_by_worker: tuple[int, ...] = ()
     superclass_contrast: dict[str, float] = field(default_factory=dict)
     distance_curve: dict[str, StiffnessCurve] = field(default_factory=dict)
     neighbourhood: dict[str, np.ndarray] = field(default_factory=dict)
@@ -113,12 +117,22 @@ def stiffness_summary(
             skips it.
         weighting, bandwidth: as for `neighbourhood_stiffness` ("uniform" or "gaussian").
         block_size: examples per block (default as `gradient_gram`).
-        strategy: a `tf.distribute.Strategy` to spread the blocks over its replicas.
+        strategy: a `tf.distribute.Strategy` to spread the blocks over its replicas. Under
+            a multi-worker strategy (MultiWorkerMirroredStrategy from `TF_CONFIG`) every
+            worker makes the same call: the blocks are divided among all workers' replicas,
+            each worker folds in its own blocks, and the aggregates are reduced so that every
+            worker returns the same summary. Workers whose model, data or settings differ
+            are refused (on every worker), naming what differs.
         checkpoint: a file path: state is saved there every `checkpoint_every` seconds and
             at the end; a later call with the same model (architecture and every variable,
             moving statistics included), loss, data and settings resumes; any difference is
-            refused, naming what differs.
-        verbose: progress on stderr (default: after 5 seconds).
+            refused, naming what differs. On a cluster only the chief reads and writes it
+            (other workers ignore the path, so it may be shared): each save reduces every
+            worker's state, and a restarted cluster resumes from the chief's file.
+        verbose: progress on stderr (default: after 5 seconds; on a cluster, chief only).
+
+    Raises:
+        cluster.WorkerLostError: on a cluster, another worker stopped (see `cluster`).
 
     Returns:
         A `StiffnessSummary`.
@@ -154,12 +168,17 @@ def stiffness_summary(
     fingerprint = _fingerprint(model, run, kinds=list(kinds), num_classes=k,
                                distance_edges=edges.tolist(), pairs=pairs, radius=radius,
                                weighting=weighting, bandwidth=bandwidth)
-    resumed = acc.load(checkpoint, fingerprint) if checkpoint else 0
     total = _gram._num_pairs(run.n, acc.m, run.block, run.x2 is None)
+    if strategy is not None:
+        return _on_workers(run, acc, fingerprint, checkpoint, checkpoint_every, verbose,
+                           strategy).result(fine_to_coarse, total)
+    resumed = acc.load(checkpoint, fingerprint) if checkpoint else 0
     progress = _gram.Progress("stiffness_summary", total, verbose, done=resumed)
     last_save = time.monotonic()
+    computed = 0
     for b in run.blocks(done=frozenset(acc.done)):
         acc.add(b)
+        computed += 1
         progress.step()
         if checkpoint and time.monotonic() - last_save >= checkpoint_every:
             acc.save(checkpoint, fingerprint)
@@ -167,7 +186,145 @@ def stiffness_summary(
     progress.close()
     if checkpoint:
         acc.save(checkpoint, fingerprint)
-    return acc.result(fine_to_coarse, total, resumed)
+    return acc.result(fine_to_coarse, total, resumed, (computed,))
+
+
+def _on_workers(run, acc: _Accumulator, fingerprint: dict[str, str], checkpoint,
+                checkpoint_every: float, verbose: bool | None,
+                strategy: tf.distribute.Strategy) -> _Reduced:
+    """The summary on one worker of a cluster; every worker calls it, in step.
+
+    Each worker folds only the blocks its own replicas computed into its accumulator. At a
+    sync (scheduled by the chief every `checkpoint_every` seconds of its steps, and at the
+    end) every worker's state goes to every worker (`cluster.gather_workers`) and is reduced;
+    the chief keeps the total (and saves it), the others start again from empty. The final
+    sync gives every worker the total. Exchanges, in order on every worker: fingerprints,
+    the chief's checkpoint, each scheduled sync, the end.
+    """
+    chief = cluster.is_chief(strategy)
+    _check_same_run(strategy, fingerprint)
+    if checkpoint and chief:
+        acc.load(checkpoint, fingerprint)  # a refusal raises here; the others then stop
+    sync = _Sync(strategy, acc, chief)
+    done = sync.exchange(next_after=1 if checkpoint else 0)["done"]  # the chief's, to all
+    total = len(sync.pairs)
+    progress = _gram.Progress("stiffness_summary", total,
+                              False if verbose is None and not chief else verbose,
+                              done=len(done))
+    replicas = strategy.num_replicas_in_sync
+    steps = _tiling.local_steps(run.prepared.source, run.x, run.y, run.x2, run.y2,
+                                block=run.block, strategy=strategy,
+                                done=frozenset(map(tuple, done)))
+    since, started = 0, time.monotonic()
+    for blocks in steps:
+        for b in blocks:
+            acc.add(b)
+            sync.computed += 1
+        for _ in range(min(replicas, total - progress.done)):
+            progress.step()
+        since += 1
+        if since == sync.next_after:
+            seconds_per_step = (time.monotonic() - started) / since
+            sync.exchange(next_after=max(1, round(checkpoint_every / max(seconds_per_step,
+                                                                         1e-9))))
+            if chief:
+                acc.save(checkpoint, fingerprint)
+            since, started = 0, time.monotonic()
+    progress.close()
+    acc.state = sync.exchange(next_after=0)
+    if checkpoint and chief:
+        acc.save(checkpoint, fingerprint)
+    return _Reduced(acc, len(done), sync.by_worker)
+
+
+@dataclass
+class _Reduced:
+    """A worker's accumulator holding the cluster's total, with who computed what."""
+
+    acc: _Accumulator
+    resumed: int
+    by_worker: tuple[int, ...]
+
+    def result(self, fine_to_coarse, total: int) -> StiffnessSummary:
+        return self.acc.result(fine_to_coarse, total, self.resumed, self.by_worker)
+
+
+def _check_same_run(strategy, fingerprint: dict[str, str]) -> None:
+    """Refuses, on every worker, a cluster whose workers measure different runs."""
+    parts = sorted(fingerprint)
+    mine = np.concatenate([[float(cluster.is_chief(strategy))]] + [np.frombuffer(
+        bytes.fromhex(_digest(part.encode(), fingerprint[part].encode())), np.uint8)
+        for part in parts])
+    rows = cluster.gather_workers(strategy, mine)
+    chief = int(np.flatnonzero(rows[:, 0] == 1.0)[0])
+    differ = []
+    for p, part in enumerate(parts):
+        digest = slice(1 + 16 * p, 1 + 16 * (p + 1))
+        workers = [w for w in range(len(rows))
+                   if not np.array_equal(rows[w, digest], rows[chief, digest])]
+        if workers:
+            differ.append(f"{part} differs on worker(s) {workers} from the chief ({chief})")
+    if differ:
+        raise ValueError("strategy: the cluster's workers are not measuring the same run: "
+                         f"{'; '.join(differ)}. Every worker must run the same command on the "
+                         "same model and data (workers numbered in the cluster's order).")
+
+
+# How each part of the state is reduced over workers (and over a resumed checkpoint): sums,
+# except the entries below; "done" is a union.
+_REDUCE = {"sq_norms": np.maximum, "sq_norms2": np.maximum,  # written, not added: 0 = unset
+           "alignment/min_off_diagonal": np.minimum,
+           "alignment/min_off_diagonal_cosine": np.minimum}
+
+
+class _Sync:
+    """Exchanges and reduces accumulator states between the workers of a cluster.
+
+    A state travels as one float64 vector: [is chief, blocks computed, steps to the next
+    sync (the chief's proposal; 0: only at the end), every array raveled, `done` as a 0/1 mask
+    over all pairs of blocks].
+    """
+
+    def __init__(self, strategy, acc: _Accumulator, chief: bool):
+        self.strategy, self.acc, self.chief = strategy, acc, chief
+        self.pairs = _tiling.block_pairs(acc.n, acc.m, acc.block, acc.one_set)
+        self.keys = sorted(k for k in acc.state if k != "done")
+        self.computed, self.next_after, self.by_worker = 0, 0, ()
+
+    def exchange(self, next_after: int) -> dict[str, np.ndarray]:
+        """Every worker's state reduced; the chief keeps it, the others start from empty."""
+        rows = cluster.gather_workers(self.strategy, self.pack(next_after))
+        chief_row = int(np.flatnonzero(rows[:, 0] == 1.0)[0])
+        self.next_after = int(rows[chief_row, 2])
+        self.by_worker = tuple(int(c) for c in rows[:, 1])
+        merged = self.reduce(rows)
+        self.acc.state = merged if self.chief else self.acc.empty_state()
+        return merged
+
+    def pack(self, next_after: int) -> np.ndarray:
+        st = self.acc.state
+        done = np.zeros(len(self.pairs))
+        index = {p: i for i, p in enumerate(self.pairs)}
+        done[[index[tuple(p)] for p in st["done"]]] = 1.0
+        return np.concatenate([[float(self.chief), self.computed, next_after]]
+                              + [st[k].ravel().astype(np.float64) for k in self.keys]
+                              + [done])
+
+    def reduce(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The state of all blocks of all rows (packed states of disjoint sets of blocks)."""
+        st = self.acc.state
+        merged, offset = {}, 3
+        for key in self.keys:
+            size, shape = st[key].size, st[key].shape
+            parts = rows[:, offset:offset + size]
+            reduce = _REDUCE.get(key)
+            value = reduce.reduce(parts, axis=0) if reduce is not None else parts.sum(0)
+            merged[key] = value.reshape(shape).astype(st[key].dtype)
+            offset += size
+        finished = rows[:, offset:].max(0) > 0
+        merged["done"] = np.array([self.pairs[i] for i in np.flatnonzero(finished)],
+                                  np.int64).reshape(-1, 2)
+        return merged
 
 
 def _class_labels(y: Any, argument: str) -> np.ndarray:
@@ -248,24 +405,26 @@ class _Accumulator:
         if radius is not None and self.space.kind != "features":
             raise ValueError("radius: neighbourhoods are measured in the space of float inputs, "
                              "and these inputs are all integer ids; drop radius.")
-        self.state: dict[str, np.ndarray] = {
-            "sq_norms": np.zeros(self.n), "sq_norms2": np.zeros(self.m),
-            "done": np.zeros((0, 2), np.int64),
-        }
-        for kind in kinds:
-            self.state[f"class_sums/{kind}"] = np.zeros((self.k, self.k))
-            self.state[f"hist_sums/{kind}"] = np.zeros(max(len(edges) - 1, 0))
-            if radius is not None:
-                self.state[f"nbr_sums/{kind}"] = np.zeros(self.n)
-        self.state["hist_counts"] = np.zeros(max(len(edges) - 1, 0), np.int64)
-        k = num_classes
-        self.state.update({"alignment/block_sums": np.zeros((k, k)),
-                           "alignment/traces": np.zeros(k),
-                           "alignment/min_off_diagonal": np.full((k, k), np.inf),
-                           "alignment/min_off_diagonal_cosine": np.full((k, k), np.inf)})
-        if radius is not None:
-            self.state["nbr_weights"] = np.zeros(self.n)
-            self.state["nbr_counts"] = np.zeros(self.n, np.int64)
+        self.block = run.block
+        self.state = self.empty_state()
+
+    def empty_state(self) -> dict[str, np.ndarray]:
+        """The sums of no block at all."""
+        bins, k = max(len(self.edges) - 1, 0), self.k
+        state = {"sq_norms": np.zeros(self.n), "sq_norms2": np.zeros(self.m),
+                 "done": np.zeros((0, 2), np.int64), "hist_counts": np.zeros(bins, np.int64),
+                 "alignment/block_sums": np.zeros((k, k)), "alignment/traces": np.zeros(k),
+                 "alignment/min_off_diagonal": np.full((k, k), np.inf),
+                 "alignment/min_off_diagonal_cosine": np.full((k, k), np.inf)}
+        for kind in self.kinds:
+            state[f"class_sums/{kind}"] = np.zeros((k, k))
+            state[f"hist_sums/{kind}"] = np.zeros(bins)
+            if self.radius is not None:
+                state[f"nbr_sums/{kind}"] = np.zeros(self.n)
+        if self.radius is not None:
+            state["nbr_weights"] = np.zeros(self.n)
+            state["nbr_counts"] = np.zeros(self.n, np.int64)
+        return state
 
     def _unit(self, x: Any, rows: slice) -> np.ndarray:
         """As `measures.input_distances`: the set's input space, block by block."""
@@ -349,7 +508,7 @@ class _Accumulator:
             keep = keep & np.triu(np.ones_like(keep), 1)
         return keep
 
-    def result(self, fine_to_coarse, total_blocks, resumed) -> StiffnessSummary:
+    def result(self, fine_to_coarse, total_blocks, resumed, by_worker) -> StiffnessSummary:
         st = self.state
         counts_r = np.bincount(self.labels, minlength=self.k).astype(np.float64)
         counts_c = np.bincount(self.labels2, minlength=self.k).astype(np.float64)
@@ -360,7 +519,8 @@ class _Accumulator:
             sq_norms2=(st["sq_norms"] if self.one_set else st["sq_norms2"]).astype(np.float32),
             num_zero_gradient=int((st["sq_norms"] == 0).sum()) + (
                 0 if self.one_set else int((st["sq_norms2"] == 0).sum())),
-            blocks_total=total_blocks, blocks_resumed=resumed, alignment=self._alignment())
+            blocks_total=total_blocks, blocks_resumed=resumed, blocks_by_worker=by_worker,
+            alignment=self._alignment())
         centres = (self.edges[:-1] + self.edges[1:]) / 2
         with np.errstate(invalid="ignore", divide="ignore"):
             for kind in self.kinds:
