@@ -21,9 +21,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
-from collections.abc import Mapping, Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +40,9 @@ from tensorboard.plugins.hparams import api as hp
 from tfstiffness import plots
 
 __all__ = [
+    "event_file_name",
     "figure_to_png",
+    "step_events",
     "write_class_matrix_image",
     "write_figure",
     "write_histogram",
@@ -308,3 +315,72 @@ def write_hparams_config(
     with writer.as_default(), tf.summary.record_if(True):
         hp.hparams_config(hparams=infos, metrics=[_metric(m) for m in metrics])
     writer.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# One event file per step
+# --------------------------------------------------------------------------------------------
+
+
+def event_file_name(step: int) -> str:
+    """The name of the event file holding `step` (`step_events`): names sort in step order.
+
+    Example:
+        >>> event_file_name(12)
+        'events.out.tfevents.000000000012.step.v2'
+    """
+    if int(step) < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    return f"events.out.tfevents.{int(step):012d}.step.v2"
+
+
+@contextlib.contextmanager
+def step_events(
+    run_dir: str | os.PathLike, step: int, staging_dir: str | os.PathLike | None = None
+) -> Iterator[tf.summary.SummaryWriter]:
+    """A writer whose events become ONE file of `run_dir`, named by `step`, atomically on exit.
+
+    This is how a resumable job writes TensorBoard data live without ever duplicating a
+    point: each step's events are written to a fresh file in a staging directory and, once
+    complete, renamed to `event_file_name(step)` in the run directory. Writing a step again
+    (a resumed run redoing an epoch) replaces its file instead of adding to it. TensorBoard
+    2.21 reads every event file of a run directory, both with its fast data server and with
+    `--load_fast=false`, picks up new files while it runs, and shows a replaced file's points
+    once (checked by serving such a directory and reading its scalars back over HTTP).
+    On an exception nothing is renamed into place.
+
+    Args:
+        run_dir: The run's directory (TensorBoard names the run by its path below the log
+            directory, e.g. ``stiffness`` or ``lr=0.001/train``).
+        step: The step; names sort in step order.
+        staging_dir: A directory on the same file system, outside the TensorBoard log
+            directory, for the file while it is written (a hidden temporary directory is
+            made in it and removed); default the parent of `run_dir`.
+
+    Yields:
+        A `tf.summary` writer.
+
+    Example:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp()) / "stiffness"
+        >>> with step_events(run, 3) as writer:
+        ...     _ = write_scalars(writer, {"within": 0.5}, step=3)
+        >>> sorted(p.name for p in run.iterdir())
+        ['events.out.tfevents.000000000003.step.v2']
+    """
+    run_dir = Path(run_dir)
+    target = run_dir / event_file_name(step)
+    staging_root = Path(staging_dir) if staging_dir is not None else run_dir.parent
+    staging_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".events.", suffix=".tmp", dir=staging_root))
+    try:
+        writer = tf.summary.create_file_writer(str(staging))
+        try:
+            yield writer
+        finally:
+            writer.close()
+        (written,) = [p for p in staging.iterdir() if "tfevents" in p.name]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(written, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
