@@ -459,7 +459,7 @@ def stiffness_vs_distance(
                     text, xy=(bound, 0.0), xytext=(-direction * 6, 22 + 14 * annotations),
                     textcoords="offset points", color=colour, fontsize=9,
                     ha="right" if direction > 0 else "left",
-                    arrowprops=dict(arrowstyle="-", color=colour, linewidth=0.8),
+                    arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.8},
                 )
                 ax.plot([bound], [0.0], marker=">" if direction > 0 else "<",
                         color=colour, markersize=7, linestyle="none")

@@ -48,6 +48,7 @@ __all__ = [
     "write_histogram",
     "write_hparams",
     "write_hparams_config",
+    "write_png",
     "write_scalars",
 ]
 
@@ -142,7 +143,18 @@ def write_figure(
         >>> w = tf.summary.create_file_writer(tempfile.mkdtemp())
         >>> write_figure(w, plots.superclass_matrix(np.eye(3)), "stiffness/super", step=1)
     """
-    image = tf.io.decode_png(figure_to_png(fig, dpi=dpi), channels=0)  # Keep RGBA or RGB.
+    write_png(writer, figure_to_png(fig, dpi=dpi), tag, step)
+
+
+def write_png(writer: tf.summary.SummaryWriter, png: bytes, tag: str, step: int) -> None:
+    """Writes PNG file contents (e.g. a saved figure, not rendered again) as an image summary.
+
+    Example:
+        >>> import tempfile, numpy as np, tensorflow as tf
+        >>> w = tf.summary.create_file_writer(tempfile.mkdtemp())
+        >>> write_png(w, figure_to_png(plots.class_matrix(np.eye(2))), "c", step=0)
+    """
+    image = tf.io.decode_png(png, channels=0)  # Keep RGBA or RGB.
     with writer.as_default(), tf.summary.record_if(True):
         tf.summary.image(tag, image[tf.newaxis], step=step, max_outputs=1)
     writer.flush()

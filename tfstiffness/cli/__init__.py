@@ -172,6 +172,7 @@ def run_binary(main: Callable[[list[str]], Any], flag_values: flags.FlagValues,
         if any(a in HELP_FLAGS for a in args[1:]):
             print(help_text(flag_values, doc, prog))
             sys.exit(0)
+        flag_values.unparse_flags()  # Another run in this process starts from the defaults.
         try:
             rest = flag_values(args)
         except flags.Error as err:
@@ -202,7 +203,7 @@ def run_binary(main: Callable[[list[str]], Any], flag_values: flags.FlagValues,
             return 128 + signal.SIGTERM
         except Exception as err:
             if isinstance(err, _refusals()):
-                sys.stderr.write(f"{prog}: error: {err}\n")
+                sys.stderr.write(f"{prog}: error: {_refusal_message(err)}\n")
                 return EXIT_REFUSED
             raise
         finally:
@@ -210,6 +211,17 @@ def run_binary(main: Callable[[list[str]], Any], flag_values: flags.FlagValues,
         return 0
 
     app.run(wrapped, argv=argv, flags_parser=parse)
+
+
+def _refusal_message(err: BaseException) -> str:
+    """The one line for a refusal; a missing data set in terms of the flags."""
+    if type(err).__name__ == "DatasetUnavailableError" and getattr(err, "name", ""):
+        name, root = err.name, err.data_dir
+        return (f"data set {name!r} is not in --data_dir {root} and cannot be downloaded "
+                f"({err.reason}). On a machine with network access run `tfds build {name}` "
+                f"(it prepares ~/tensorflow_datasets/{name}), copy that folder to "
+                f"{root}/{name}, then run this command again with --data_dir {root}.")
+    return str(err)
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:

@@ -168,7 +168,8 @@ def class_study(
         out, prepared, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
         seed=seed, eval_epochs=evals, eval_sets={"train": (train.x, train.y),
                                                  "val": (val.x, val.y)},
-        eta=runner.EtaModel({"": (epochs, evals)}))
+        eta=runner.EtaModel({"": (epochs, evals)},
+                            final_figures=4 if train.fine_to_coarse is not None else 3))
     results, arrays = _results(run, prepared, distance_space)
     figures = _figures(study, run, arrays, prepared, distance_space)
     final = results["final"]

@@ -123,7 +123,7 @@ def run_learning_rate_study(
                  f"{learning_rates}, batch {batch_size}; {epochs} epochs each, stiffness "
                  f"measured at epochs {evals}")
     labels = [f"lr{i}_" for i in range(len(learning_rates))]
-    eta = runner.EtaModel({label: (epochs, evals) for label in labels})
+    eta = runner.EtaModel({label: (epochs, evals) for label in labels}, final_figures=3)
     runs = []
     for label, lr in zip(labels, learning_rates):
         _write_hparams(out, lr, learning_rates)

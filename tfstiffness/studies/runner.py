@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import shlex
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -322,10 +323,12 @@ class EtaModel:
     measurement of each run also pay for tracing TensorFlow functions. So the estimate is
     ``epochs left x mean training time + measurements left x mean measurement time``, each
     mean over this process's observations after a run's first, plus the first-time overhead
-    (first minus mean) once for each run not started yet.
+    (first minus mean) once for each run not started yet, plus the final figures, each
+    costed like a figure drawn for TensorBoard during a measurement.
 
     Args:
         schedule: run label -> (epochs, measured epochs) of every run of the study.
+        final_figures: Figures drawn at the end.
 
     Example:
         >>> eta = EtaModel({"": (4, [0, 2, 4])})
@@ -337,15 +340,30 @@ class EtaModel:
         4.0
     """
 
-    def __init__(self, schedule: Mapping[str, tuple[int, Sequence[int]]]):
+    def __init__(self, schedule: Mapping[str, tuple[int, Sequence[int]]],
+                 final_figures: int = 0):
+        self._final_figures = final_figures
+        self._image_seconds: list[float] = []
         self._todo = {label: (set(range(1, epochs + 1)), {int(e) for e in measured})
                       for label, (epochs, measured) in schedule.items()}
         self._train: dict[str, list[float]] = {}
         self._measure: dict[str, list[float]] = {}
 
-    def record(self, label: str, epoch: int, train_seconds: float,
-               measure_seconds: float) -> None:
-        """Marks `epoch` of run `label` done (and any earlier one, finished before a resume)."""
+    def record(self, label: str, epoch: int, train_seconds: float, measure_seconds: float,
+               images: int = 0, image_seconds: float = 0.0) -> None:
+        """Marks `epoch` of run `label` done (and any earlier one, finished before a resume).
+
+        Args:
+            label: The run.
+            epoch: The epoch done (0: the initial measurement).
+            train_seconds: Its training time.
+            measure_seconds: Its measurement time, writing its summaries included.
+            images: Figures drawn for the summaries, in `image_seconds`: their mean cost
+                estimates the final figures' (`final_figures`).
+            image_seconds: Time spent writing the summaries (a part of `measure_seconds`).
+        """
+        if images:
+            self._image_seconds.append(image_seconds / images)
         epochs, measured = self._todo[label]
         epochs -= {e for e in epochs if e <= epoch}
         measured -= {e for e in measured if e < epoch}
@@ -364,6 +382,8 @@ class EtaModel:
         if (epochs_left and train_mean is None) or (measures_left and measure_mean is None):
             return None
         total = 0.0
+        if self._final_figures and self._image_seconds:
+            total += self._final_figures * float(np.median(self._image_seconds))
         for label, (epochs, measured) in self._todo.items():
             if epochs:
                 total += len(epochs) * train_mean
@@ -441,6 +461,7 @@ def train_measured(
     """
     latest: dict[int, Any] = {}
     tb_name = {"train": "train", "val": "validation"}
+    reports: list[int] = []
 
     def measure(model, epoch):
         measurement = prepared.probes.measure(model)
@@ -453,11 +474,21 @@ def train_measured(
         return values
 
     def on_epoch(report: training.EpochReport) -> None:
+        from tfstiffness import summary
+
+        start = time.monotonic()
         step, values = report.epoch, report.measured
+        if not reports and step > 0:
+            who = f"{label.rstrip('_')}: " if label else ""
+            out.progress(f"{who}resuming after epoch {step - 1} of {report.epochs} (the "
+                         "checkpoint in stages/)")
+        reports.append(step)
+        images, image_seconds = 0, 0.0
         if values is not None:
             with out.step_events(f"{run_prefix}stiffness", step) as writer:
                 prepared.probes.write(writer, latest[step], step, images=IMAGE_KINDS)
-        from tfstiffness import summary
+            images = 2 * len(prepared.probes.pair_sets) * len(IMAGE_KINDS)
+            image_seconds = time.monotonic() - start
 
         for name in eval_sets:
             metrics = {}
@@ -469,7 +500,9 @@ def train_measured(
             if metrics:
                 with out.step_events(f"{run_prefix}{tb_name.get(name, name)}", step) as writer:
                     summary.write_scalars(writer, metrics, step, prefix="metrics")
-        eta.record(report.label, step, report.train_seconds, report.measure_seconds)
+        written = time.monotonic() - start
+        eta.record(report.label, step, report.train_seconds, report.measure_seconds + written,
+                   images=images, image_seconds=image_seconds)
         out.progress(_epoch_line(report, label), remaining=eta.remaining())
 
     return training.train_resumable(
@@ -517,8 +550,6 @@ def fit_sgd(model, x: np.ndarray, y: np.ndarray, *, epochs: int, learning_rate: 
         on_epoch: Called as ``on_epoch(epoch, mean_batch_loss, seconds)`` after each epoch
             (1-based).
     """
-    import time
-
     import keras
 
     class _Report(keras.callbacks.Callback):
@@ -635,12 +666,11 @@ def finish(
     from tfstiffness import summary
 
     out.write_results(**arrays)
-    for name, fig in figures.items():
-        out.save_figure(fig, f"{name}.png")
     if figures:
         with out.step_events("figures", figure_step) as writer:
             for name, fig in figures.items():
-                summary.write_figure(writer, fig, f"figures/{name}", step=figure_step)
+                path = out.save_figure(fig, f"{name}.png")  # Rendered once: file and summary.
+                summary.write_png(writer, path.read_bytes(), f"figures/{name}", figure_step)
     out.write_summary(results, run={"elapsed_s": out.elapsed, **run_info,
                                     "figures": sorted(figures)})
     for line in headline:
