@@ -270,9 +270,9 @@ def curves_figure(epochs: Any, m: Mapping[str, np.ndarray], epoch_loss: Any = No
 
     Panels: cosine and sign within/between-class stiffness (colour: within or between; line
     style: the pairing, train-train solid, train-val dashed, val-val dotted, in one legend
-    above), loss on a log scale (full passes over each split, and the mean mini-batch loss of
-    each epoch), accuracy, and (when `m` has ``.../superclass_contrast``) the super-class
-    contrast.
+    below), loss on a log scale (full passes over each split, and the mean mini-batch loss of
+    each epoch), accuracy, and (when `m` has ``.../superclass_contrast``) the cosine and sign
+    super-class contrast.
 
     Args:
         epochs: [E] measured epochs.
@@ -286,12 +286,13 @@ def curves_figure(epochs: Any, m: Mapping[str, np.ndarray], epoch_loss: Any = No
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     superclasses = f"{PAIRS[0]}/cosine/superclass_contrast" in m
     pairs = [p for p in PAIRS if f"{p}/cosine/within" in m]
     mosaic = [["cosine", "sign"], ["loss", "accuracy"]]
     if superclasses:
-        mosaic.append(["contrast", "contrast"])
+        mosaic.append(["contrast_cosine", "contrast_sign"])
     fig = Figure(figsize=(11.0, 3.7 * len(mosaic) + 0.9), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplot_mosaic(mosaic)
@@ -332,25 +333,25 @@ def curves_figure(epochs: Any, m: Mapping[str, np.ndarray], epoch_loss: Any = No
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=8)
     if superclasses:
-        ax = axes["contrast"]
-        for pair in pairs:
-            for kind, colour in zip(KINDS, ("C2", "C4")):
+        for kind in KINDS:
+            ax = axes[f"contrast_{kind}"]
+            for pair in pairs:
                 ax.plot(epochs, m[f"{pair}/{kind}/superclass_contrast"], styles[pair],
-                        color=colour, marker="o", markersize=3.5)
-        ax.axhline(0, color="black", linewidth=0.6)
-        ax.set_title("Super-class contrast: stiffness between classes of the same "
-                     "super-class minus between classes of different ones")
-        ax.set_ylabel("contrast")
-        ax.legend(handles=[Line2D([], [], color=c, label=k) for k, c in
-                           zip(KINDS, ("C2", "C4"))], fontsize=8, loc="best")
+                        color="C2", marker="o", markersize=3.5)
+            ax.axhline(0, color="black", linewidth=0.6)
+            ax.set_title(f"Super-class contrast, {kind}")
+            ax.set_ylabel("same super-class minus other")
     for ax in axes.values():
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=c, linewidth=2, label=f"{s}-class")
                for s, c in stat_colours.items()]
     handles += [Line2D([], [], color="black", linestyle=styles[p],
                        label=p.replace("_", "-") + " pairs") for p in pairs]
-    fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=9,
+    if superclasses:
+        handles.append(Line2D([], [], color="C2", linewidth=2, label="super-class contrast"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9,
                frameon=False)
     if title:
         fig.suptitle(title)

@@ -479,7 +479,8 @@ def train_measured(
         start = time.monotonic()
         step, values = report.epoch, report.measured
         if not reports and step > 0:
-            who = f"{label.rstrip('_')}: " if label else ""
+            who = (run_prefix.rstrip("/") or label.rstrip("_"))
+            who = f"{who}: " if who else ""
             out.progress(f"{who}resuming after epoch {step - 1} of {report.epochs} (the "
                          "checkpoint in stages/)")
         reports.append(step)
@@ -503,7 +504,8 @@ def train_measured(
         written = time.monotonic() - start
         eta.record(report.label, step, report.train_seconds, report.measure_seconds + written,
                    images=images, image_seconds=image_seconds)
-        out.progress(_epoch_line(report, label), remaining=eta.remaining())
+        out.progress(_epoch_line(report, run_prefix.rstrip("/") or label),
+                     remaining=eta.remaining())
 
     return training.train_resumable(
         out, prepared.make_model, prepared.train.x, prepared.train.y, epochs=epochs,
