@@ -293,23 +293,6 @@ def test_text_transformer_on_synthetic_text(tmp_path):
     _check_files(out, ["class_matrix", "curves", "stiffness_vs_distance"])
 
 
-def test_neighbourhoods_and_layerwise(tmp_path):
-    out = tmp_path / "nb"
-    assert _run(neighbourhoods_cli, f"--output_dir={out}", "--grid_n=10", "--epochs=1",
-                "--radii=0.25", "--widths=8", "--quiet") == 0
-    summary = _summary(out)
-    assert summary["config"]["widths"] == [8] and summary["config"]["radii"] == [0.25]
-    assert summary["results"]["gram_method"] == "ghost"
-    _check_files(out, ["neighbourhoods"], runs=("stiffness", "train", "figures"))
-    out = tmp_path / "lw"
-    assert _run(layerwise_cli, f"--output_dir={out}", "--grid_n=8", "--epochs=1",
-                "--probe_per_class=4", "--hidden_widths=5-3,3-5", "--activations=relu",
-                "--quiet") == 0
-    models = _summary(out)["results"]["models"]
-    assert list(models) == ["5-3_relu", "3-5_relu"]
-    _check_files(out, ["layerwise"], runs=("5-3_relu", "3-5_relu", "figures"))
-
-
 # ------------------------------------------------------------------------------------------
 # Real data: tfds.testing.mock_data, and a missing set without network
 # ------------------------------------------------------------------------------------------
