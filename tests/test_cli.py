@@ -238,12 +238,6 @@ def test_cifar100_superclass_on_the_synthetic_hierarchy(tmp_path, capsys):
     assert _run(superclass_cli, *args, "--epochs=2") == 1
     err = capsys.readouterr().err
     assert "epochs: saved 1, now 2" in err and "Traceback" not in err
-    # Same flags again: a finished run reloads and rewrites the same numbers.
-    before = np.load(out / "results.npz")["train_train/cosine/within"]
-    assert _run(superclass_cli, *args) == 0
-    np.testing.assert_array_equal(np.load(out / "results.npz")["train_train/cosine/within"],
-                                  before)
-    _assert_each_step_once(out / "tensorboard")
 
 
 def test_class_stiffness_on_synthetic_images(tmp_path):

@@ -188,9 +188,9 @@ def run_binary(main: Callable[[list[str]], Any], flag_values: flags.FlagValues,
                              "(--help lists the flags)\n")
             return EXIT_USAGE
         verbosity = flag_values["verbosity"].value if "verbosity" in flag_values else 0
-        quiet_tensorflow(show_log=verbosity >= 1)
         previous = signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
+            quiet_tensorflow(show_log=verbosity >= 1)
             main(rest)
         except CommandError as err:
             sys.stderr.write(f"{prog}: error: {err}\n(--help lists the flags)\n")
