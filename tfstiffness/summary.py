@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.hparams import api as hp
 
 from tfstiffness import plots
@@ -54,6 +55,8 @@ __all__ = [
 
 # Summary images are viewed in a browser panel: a lower resolution than saved figures.
 SUMMARY_DPI = 100
+# TensorBoard's default number of histogram buckets.
+_HISTOGRAM_BUCKETS = 30
 
 HParamValue = bool | int | float | str
 
@@ -220,7 +223,8 @@ def write_histogram(
         values: Any array of numbers; flattened.
         tag: Histogram tag.
         step: Global step.
-        buckets: Number of buckets; TensorBoard's default (30) when None.
+        buckets: Number of equal-width buckets over the values' range; TensorBoard's
+            default (30) when None.
         exclude_diagonal: For a square matrix, leave out the diagonal (self-pairs, always 1
             for cosine stiffness) and histogram only the off-diagonal entries.
 
@@ -240,8 +244,17 @@ def write_histogram(
         array = array[~np.eye(array.shape[0], dtype=bool)]
     array = array.reshape(-1)
     array = array[np.isfinite(array)]
+    # Buckets counted here (numpy: 0.1 s for 9 million pairs; tf.summary.histogram took 5 s)
+    # and written in the histogram plugin's own format: [buckets, (left, right, count)].
+    count = _HISTOGRAM_BUCKETS if buckets is None else int(buckets)
+    if array.size:
+        counts, edges = np.histogram(array, bins=count)
+        tensor = np.stack([edges[:-1], edges[1:], counts.astype(np.float64)], axis=1)
+    else:
+        tensor = np.zeros((0, 3))
     with writer.as_default(), tf.summary.record_if(True):
-        tf.summary.histogram(tag, array, step=step, buckets=buckets)
+        tf.summary.write(tag, tf.constant(tensor, tf.float64), step=step,
+                         metadata=histogram_metadata.create_summary_metadata(tag, None))
     writer.flush()
     return int(array.size)
 

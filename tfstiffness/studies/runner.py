@@ -520,13 +520,13 @@ def _epoch_line(report: training.EpochReport, label: str) -> str:
         line = f"{who}epoch 0/{report.epochs} (untrained)"
     else:
         line = (f"{who}epoch {report.epoch}/{report.epochs}: mean batch loss "
-                f"{format_number(report.batch_loss)}")
+                f"{report.batch_loss:.3g}")
     values = report.measured
     if values is not None:
         parts = []
         for name in ("train", "val"):
             if f"{name}_loss" in values:
-                parts.append(f"{name} loss {format_number(values[f'{name}_loss'])} acc "
+                parts.append(f"{name} loss {float(values[f'{name}_loss']):.3g} acc "
                              f"{format_number(values[f'{name}_accuracy'])}")
         key = "train_train/cosine"
         parts.append(f"cosine within {format_number(values[f'{key}/within'])} between "
