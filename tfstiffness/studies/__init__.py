@@ -27,15 +27,17 @@ Example:
 from tfstiffness.studies.cifar100_superclass import run_cifar100_superclass
 from tfstiffness.studies.class_stiffness import run_class_stiffness
 from tfstiffness.studies.layerwise import run_layerwise
-from tfstiffness.studies.learning_rate_study import run_learning_rate_study
+from tfstiffness.studies.learning_rate_study import (
+    at_loss_levels,
+    common_loss_levels,
+    run_learning_rate_study,
+)
 from tfstiffness.studies.neighbourhoods import run_neighbourhoods
 from tfstiffness.studies.runner import (
     MODELS,
     PAIRS,
     StudyInputError,
-    at_loss_levels,
     build_model,
-    common_loss_levels,
     load_splits,
     validation_split,
 )

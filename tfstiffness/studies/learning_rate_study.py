@@ -8,8 +8,8 @@ bound when the curve does not cross zero: no number is invented), and the loss o
 training split (one pass, inference mode).
 
 Two comparisons: at equal epoch, and at equal training loss: every run's stiffness and xi are
-interpolated (`runner.at_loss_levels`) at common, geometrically spaced training-loss levels
-that all runs pass through (`runner.common_loss_levels`); xi only between two measurements
+interpolated (`at_loss_levels`) at common, geometrically spaced training-loss levels
+that all runs pass through (`common_loss_levels`); xi only between two measurements
 where it is defined.
 
 Outputs: ``summary.json`` (per learning rate the per-epoch table, the final values and those
@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,7 +42,7 @@ import numpy as np
 from tfstiffness import experiment, training
 from tfstiffness.studies import runner
 
-__all__ = ["lr_key", "run_learning_rate_study"]
+__all__ = ["at_loss_levels", "common_loss_levels", "lr_key", "run_learning_rate_study"]
 
 # Blobs in 20 dimensions that overlap (spread 1): learning rates 1e-4 ... 1e-2 then span a
 # wide range of training losses within 10 epochs (the equal-loss comparison needs it).
@@ -175,7 +176,7 @@ def _write_hparams(out: experiment.OutputDir, lr: float, learning_rates: list[fl
 
 def _results(runs, learning_rates, evals, prepared, loss_levels):
     """(summary.json's results, results.npz's arrays, per-rate series for the figures)."""
-    levels = runner.common_loss_levels([r.measurements["train_loss"] for r in runs],
+    levels = common_loss_levels([r.measurements["train_loss"] for r in runs],
                                        loss_levels)
     first = runs[0].measurements
     arrays: dict[str, Any] = {"learning_rates": np.asarray(learning_rates),
@@ -193,7 +194,7 @@ def _results(runs, learning_rates, evals, prepared, loss_levels):
         arrays[f"lr{i}/curve_means"] = m["train_train/cosine/curve_means"]
         arrays[f"lr{i}/curve_counts"] = m["train_train/cosine/curve_counts"]
         arrays[f"lr{i}/epoch_loss"] = run.epoch_loss
-        at_loss = {k: runner.at_loss_levels(m["train_loss"], series[k], levels)
+        at_loss = {k: at_loss_levels(m["train_loss"], series[k], levels)
                    for k in ("within", "between", "xi")}
         arrays.update({f"lr{i}/at_loss/{k}": v for k, v in at_loss.items()})
         history[lr_key(lr)] = {"epoch": np.asarray(evals, np.float64), **series}
@@ -246,3 +247,69 @@ def _figures(history, runs, learning_rates, evals) -> dict[str, Any]:
     figures["stiffness_vs_distance"] = plots.stiffness_vs_distance(
         entries, title=f"Within-class cosine stiffness vs distance, epoch {evals[-1]}")
     return figures
+
+
+# --------------------------------------------------------------------------------------------
+# Interpolation at equal training loss
+# --------------------------------------------------------------------------------------------
+
+
+def at_loss_levels(loss: Any, values: Any, levels: Any) -> np.ndarray:
+    """Values along a training trajectory, read at given training-loss levels.
+
+    For each level: the first measured interval in which the loss comes down to the level
+    (``loss[i-1] > level >= loss[i]``); the value is interpolated linearly in log(loss)
+    between the interval's ends. NaN when the run never reaches the level, starts at or
+    below it (unless exactly at it), or a value at either end is NaN (e.g. xi undefined):
+    nothing is extrapolated.
+
+    Args:
+        loss: [E] training loss at the measured epochs (positive).
+        values: [E] the quantity at the same epochs.
+        levels: [L] loss levels.
+
+    Returns:
+        float64 [L].
+
+    Example:
+        >>> at_loss_levels([1.0, 0.1], [0.0, 1.0], [0.5, 2.0, 0.01]).round(3)
+        array([0.301,   nan,   nan])
+    """
+    loss = np.asarray(loss, np.float64).reshape(-1)
+    values = np.asarray(values, np.float64).reshape(-1)
+    levels = np.asarray(levels, np.float64).reshape(-1)
+    if loss.shape != values.shape:
+        raise ValueError(f"{loss.size} losses for {values.size} values")
+    result = np.full(levels.shape, np.nan)
+    for k, level in enumerate(levels):
+        if loss.size and loss[0] == level:
+            result[k] = values[0]
+            continue
+        for i in range(1, loss.size):
+            if loss[i - 1] > level >= loss[i] and loss[i] > 0:
+                t = (math.log(loss[i - 1]) - math.log(level)) / (
+                    math.log(loss[i - 1]) - math.log(loss[i]))
+                result[k] = values[i - 1] + t * (values[i] - values[i - 1])
+                break
+    return result
+
+
+def common_loss_levels(losses: Sequence[Any], num: int = 8) -> np.ndarray:
+    """Geometrically spaced loss levels that every run passes through.
+
+    From the lowest starting loss down to the highest final (minimum) loss of the runs; empty
+    when some run never got below another's start.
+
+    Example:
+        >>> common_loss_levels([[2.0, 1.0, 0.5], [2.0, 0.2, 0.1]], num=3).round(3).tolist()
+        [2.0, 1.0, 0.5]
+    """
+    arrays = [np.asarray(loss, np.float64).reshape(-1) for loss in losses]
+    arrays = [a[np.isfinite(a)] for a in arrays]
+    if not arrays or any(a.size == 0 for a in arrays):
+        return np.array([])
+    top = min(a[0] for a in arrays)
+    bottom = max(a.min() for a in arrays)
+    if not (top > bottom > 0) or num < 1:
+        return np.array([])
+    return np.geomspace(top, bottom, num)

@@ -18,8 +18,7 @@ compute, which figures) and uses this module for everything every study does, in
    written and the ``tensorboard --logdir`` command.
 
 Example:
-    >>> at_loss_levels([1.0, 0.1], [0.0, 1.0], [0.5, 2.0]).round(3)
-    array([0.301,   nan])
+    >>> check_arguments(batch_size=32, learning_rate=1e-3)  # Fine: nothing raised.
 """
 
 from __future__ import annotations
@@ -44,10 +43,8 @@ __all__ = [
     "EtaModel",
     "Prepared",
     "StudyInputError",
-    "at_loss_levels",
     "build_model",
     "check_arguments",
-    "common_loss_levels",
     "finish",
     "fit_sgd",
     "format_number",
@@ -697,69 +694,3 @@ def written_lines(path: Path, figures: Sequence[str]) -> list[str]:
             + (f", {listed}" if listed else ""),
             "view the measurements live or afterwards: tensorboard --logdir "
             + shlex.quote(str(path / "tensorboard"))]
-
-
-# --------------------------------------------------------------------------------------------
-# Interpolation at equal training loss (learning-rate comparisons)
-# --------------------------------------------------------------------------------------------
-
-
-def at_loss_levels(loss: Any, values: Any, levels: Any) -> np.ndarray:
-    """Values along a training trajectory, read at given training-loss levels.
-
-    For each level: the first measured interval in which the loss comes down to the level
-    (``loss[i-1] > level >= loss[i]``); the value is interpolated linearly in log(loss)
-    between the interval's ends. NaN when the run never reaches the level, starts at or
-    below it (unless exactly at it), or a value at either end is NaN (e.g. xi undefined):
-    nothing is extrapolated.
-
-    Args:
-        loss: [E] training loss at the measured epochs (positive).
-        values: [E] the quantity at the same epochs.
-        levels: [L] loss levels.
-
-    Returns:
-        float64 [L].
-
-    Example:
-        >>> at_loss_levels([1.0, 0.1], [0.0, 1.0], [0.5, 2.0, 0.01]).round(3)
-        array([0.301,   nan,   nan])
-    """
-    loss = np.asarray(loss, np.float64).reshape(-1)
-    values = np.asarray(values, np.float64).reshape(-1)
-    levels = np.asarray(levels, np.float64).reshape(-1)
-    if loss.shape != values.shape:
-        raise ValueError(f"{loss.size} losses for {values.size} values")
-    result = np.full(levels.shape, np.nan)
-    for k, level in enumerate(levels):
-        if loss.size and loss[0] == level:
-            result[k] = values[0]
-            continue
-        for i in range(1, loss.size):
-            if loss[i - 1] > level >= loss[i] and loss[i] > 0:
-                t = (math.log(loss[i - 1]) - math.log(level)) / (
-                    math.log(loss[i - 1]) - math.log(loss[i]))
-                result[k] = values[i - 1] + t * (values[i] - values[i - 1])
-                break
-    return result
-
-
-def common_loss_levels(losses: Sequence[Any], num: int = 8) -> np.ndarray:
-    """Geometrically spaced loss levels that every run passes through.
-
-    From the lowest starting loss down to the highest final (minimum) loss of the runs; empty
-    when some run never got below another's start.
-
-    Example:
-        >>> common_loss_levels([[2.0, 1.0, 0.5], [2.0, 0.2, 0.1]], num=3).round(3).tolist()
-        [2.0, 1.0, 0.5]
-    """
-    arrays = [np.asarray(loss, np.float64).reshape(-1) for loss in losses]
-    arrays = [a[np.isfinite(a)] for a in arrays]
-    if not arrays or any(a.size == 0 for a in arrays):
-        return np.array([])
-    top = min(a[0] for a in arrays)
-    bottom = max(a.min() for a in arrays)
-    if not (top > bottom > 0) or num < 1:
-        return np.array([])
-    return np.geomspace(top, bottom, num)
