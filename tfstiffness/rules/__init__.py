@@ -28,7 +28,7 @@ from tfstiffness._factors import (
     embedding_factor,
     linear_factor,
 )
-from tfstiffness.rules import _conv, _embedding, _linear, _normalization  # noqa: F401
+from tfstiffness.rules import _conv, _embedding, _linear, _normalization, _recurrent  # noqa: F401
 from tfstiffness.rules._normalization import per_example_vjp
 from tfstiffness.rules._registry import LayerCall, register_rule, rule_for
 

@@ -17,7 +17,14 @@ from tfstiffness.rules._registry import LayerCall, register, rule_for
 
 
 def _has_batch(value, n: int) -> bool:
-    return tf.is_tensor(value) and bool(value.shape.rank) and value.shape[0] == n
+    """A tensor, or a nest of them (e.g. initial states), whose first axis is the batch."""
+    parts = tf.nest.flatten(value)
+    return bool(parts) and all(tf.is_tensor(t) and bool(t.shape.rank) and t.shape[0] == n
+                               for t in parts)
+
+
+def _one(value):
+    return tf.nest.map_structure(lambda t: t[None], value)
 
 
 def per_example_vjp(layer, calls: list[LayerCall]) -> list[_factors.Factor]:
@@ -26,14 +33,19 @@ def per_example_vjp(layer, calls: list[LayerCall]) -> list[_factors.Factor]:
 
     Tensor arguments whose first axis is the batch are split per example, the rest are
     passed whole. Not for layers through which `tf.vectorized_map` cannot differentiate
-    (recurrent layers).
+    (TensorFlow while loops, e.g. recurrent layers: see `_recurrent`).
     """
+    return vjp_factors(layer, calls, type(layer).call.__get__(layer))
+
+
+def vjp_factors(layer, calls: list[LayerCall], call) -> list[_factors.Factor]:
+    """`per_example_vjp` through `call(*args, **kwargs)`, a stand-in for the layer's call."""
     variables = layer.trainable_variables
-    call = type(layer).call.__get__(layer)
     watch = rule_for(layer).watch
     total = None
     for c in calls:
-        n = c.grad.shape[0]
+        grads = tf.nest.flatten(c.grad)
+        n = grads[0].shape[0]
         split_args = [i for i, a in enumerate(c.args) if _has_batch(a, n)]
         split_kwargs = {k: v for k, v in c.kwargs.items() if _has_batch(v, n)}
 
@@ -41,16 +53,17 @@ def per_example_vjp(layer, calls: list[LayerCall]) -> list[_factors.Factor]:
             a, kw, grad = sliced
             full_args = list(c.args)
             for i, value in zip(split_args, a):
-                full_args[i] = value[None]
-            full_kwargs = {**c.kwargs, **{k: v[None] for k, v in kw.items()}}
+                full_args[i] = _one(value)
+            full_kwargs = {**c.kwargs, **{k: _one(v) for k, v in kw.items()}}
             with tf.GradientTape() as tape:
                 _, watched = watch(layer, call, tuple(full_args), full_kwargs)
-            grads = tape.gradient(watched, variables, output_gradients=grad[None],
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            return tf.concat([tf.reshape(g, [-1]) for g in grads], 0)
+            per_variable = tape.gradient(tf.nest.flatten(watched), variables,
+                                         output_gradients=[g[None] for g in grad],
+                                         unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return tf.concat([tf.reshape(g, [-1]) for g in per_variable], 0)
 
         flat = tf.vectorized_map(one_example, ([c.args[i] for i in split_args], split_kwargs,
-                                                 c.grad))
+                                                 grads))
         total = flat if total is None else total + flat
     return [_factors.Materialized(total)]
 
