@@ -25,6 +25,7 @@ from tfstiffness.measures import (
     within_between,
 )
 from tfstiffness.neighbourhood import NeighbourhoodStiffness, neighbourhood_stiffness
+from tfstiffness.rules import register_rule
 from tfstiffness.streaming import StiffnessSummary, stiffness_summary
 
 __version__ = "0.1.0"
@@ -61,6 +62,8 @@ __all__ = [
     "models",
     "neighbourhood_stiffness",
     "plots",
+    "register_rule",
+    "rules",
     "stiffness_matrix",
     "stiffness_summary",
     "stiffness_vs_distance",
