@@ -53,6 +53,13 @@ CASES = {
     "conv3d_transpose": ((3, 3, 2, 2), lambda: [
         L.Conv3DTranspose(3, 2, strides=2, padding="valid", activation="relu"),
         L.Conv3DTranspose(2, 3, strides=(1, 2, 1), padding="same", use_bias=False)]),
+    # >= 8 input channels: kernels from one matmul per offset instead of a patch matrix.
+    "conv_per_offset": ((7, 7, 8), lambda: [
+        L.Conv2D(9, 3, strides=2, padding="same", activation="relu"),
+        L.Conv2D(4, (2, 3), dilation_rate=(2, 1), padding="valid")]),
+    "conv1d_per_offset": ((9, 8), lambda: [
+        L.Conv1D(8, 3, strides=2, padding="causal", activation="relu"),
+        L.Conv1D(3, 2, dilation_rate=2, padding="same")]),
     "conv3d": ((6, 5, 4, 2), lambda: [
         L.Conv3D(3, 3, strides=2, padding="same", activation="relu"),
         L.Conv3D(2, 2, dilation_rate=(1, 2, 1), padding="valid")]),

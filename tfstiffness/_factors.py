@@ -194,5 +194,5 @@ def sq_norms(f: Factor) -> tf.Tensor:
 
 
 def nbytes(f: Factor) -> int:
-    tensors = {Materialized: ("g",), Outer: ("a", "b"), TokenMatch: ("tokens", "b")}[type(f)]
-    return sum(int(tf.size(getattr(f, name))) * 4 for name in tensors)
+    """Bytes held by a factor's tensors (from static shapes: no TensorFlow op per call)."""
+    return sum(t.shape.num_elements() * t.dtype.size for t in vars(f).values())
