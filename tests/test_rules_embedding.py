@@ -14,13 +14,12 @@ RNG = np.random.default_rng(2)
 UNIT = keras.initializers.RandomNormal(stddev=1.0)
 
 
-def _tied_classifier(vocab, dim, length, **kwargs):
+def tied_classifier(vocab, dim, length, table_class=L.ReversibleEmbedding, **kwargs):
     """Tokens -> table lookup -> pooled -> Dense -> logits from the same table (reverse)."""
     tokens = keras.Input((length,), dtype="int32")
     # Unit-scale rows: with Keras' default (+-0.05) logits are so small that a soft cap is
     # nearly the identity, and a rule that ignored it would pass.
-    table = L.ReversibleEmbedding(vocab, dim, name="table", embeddings_initializer=UNIT,
-                                  **kwargs)
+    table = table_class(vocab, dim, name="table", embeddings_initializer=UNIT, **kwargs)
     h = L.Dense(dim, activation="tanh")(L.GlobalAveragePooling1D()(table(tokens)))
     return keras.Model(tokens, table(h, reverse=True))
 
@@ -32,7 +31,7 @@ def _tied_classifier(vocab, dim, length, **kwargs):
     (5, 4, 6, {"tie_weights": False}),  # a separate output kernel
 ])
 def test_reversible_embedding_used_both_ways_is_exact(vocab, dim, length, kwargs):
-    model = _tied_classifier(vocab, dim, length, **kwargs)
+    model = tied_classifier(vocab, dim, length, **kwargs)
     x = RNG.integers(0, vocab, size=(6, length)).astype("int32")
     x[0] = 1  # a token repeated throughout an example
     y = RNG.integers(0, vocab, len(x))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests.rules_check import check_ghost
+from tests.test_rules_embedding import tied_classifier
 from tfstiffness.rules import rule_for
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -53,3 +54,10 @@ def test_rms_style_normalizations(norm_class):
     for v in model.trainable_variables:
         v.assign(RNG.normal(size=v.shape).astype("float32"))
     check_ghost(model, RNG.normal(size=(5, 3, 6)).astype("float32"), rng=RNG, batch_size=2)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"logit_soft_cap": 0.5}])
+def test_keras_hub_reversible_embedding_tied(kwargs):
+    model = tied_classifier(6, 4, 5, table_class=keras_hub.layers.ReversibleEmbedding, **kwargs)
+    x = RNG.integers(0, 6, size=(5, 5)).astype("int32")
+    check_ghost(model, x, RNG.integers(0, 6, 5), rng=RNG, batch_size=2)
