@@ -82,3 +82,33 @@ def test_a_wrong_rule_is_caught_by_the_self_check():
         assert relative_error(gram.total, brute_force_gram(model, loss, x, y)[0]) <= 1e-5
     finally:
         _registry.RULES.pop(Doubling, None)
+
+
+class Block(keras.layers.Layer):
+    """A container: a Dense (ruled itself) and a scale of its own."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = keras.layers.Dense(4, activation="tanh")
+
+    def build(self, shape):
+        self.inner.build(shape)
+        self.scale = self.add_weight(shape=(4,), initializer="ones")
+
+    def call(self, x):
+        return self.inner(x) * self.scale
+
+
+def test_a_rule_for_a_container_covers_its_ruled_sublayers_once():
+    tfs.register_rule(Block, tfs.rules.per_example_vjp)
+    try:
+        model = keras.Sequential([keras.Input((3,)), Block(name="block"), keras.layers.Dense(3)])
+        model.layers[0].scale.assign(np.linspace(0.5, 2, 4).astype("float32"))
+        x = np.random.default_rng(3).normal(size=(6, 3)).astype("float32")
+        y = np.arange(6) % 3
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+        gram = tfs.gradient_gram(model, x, y, loss=loss, method="ghost")
+        assert gram.fallback_layers == ()
+        assert relative_error(gram.total, brute_force_gram(model, loss, x, y)[0]) <= 1e-5
+    finally:
+        _registry.RULES.pop(Block, None)

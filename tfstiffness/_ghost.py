@@ -24,10 +24,11 @@ from tfstiffness import _factors
 from tfstiffness._generic import PerExampleGradients, layer_key
 from tfstiffness._losses import PerExampleLoss
 from tfstiffness.rules import LayerCall, rule_for
+from tfstiffness.rules._registry import Rule
 
 
 @contextlib.contextmanager
-def _recording(layers: Sequence, records: dict[int, list[LayerCall]]):
+def _recording(layers: Sequence, rules: dict[int, Rule], records: dict[int, list[LayerCall]]):
     """Wraps each layer's `call` on the instance to record its calls; restores on exit."""
 
     def make_recorder(layer, original, watch):
@@ -41,7 +42,7 @@ def _recording(layers: Sequence, records: dict[int, list[LayerCall]]):
     try:
         for layer in layers:
             layer.call = make_recorder(layer, type(layer).call.__get__(layer),
-                                       rule_for(layer).watch)
+                                       rules[id(layer)].watch)
         yield
     finally:
         for layer in layers:
@@ -70,12 +71,16 @@ class GhostFactors:
     def _configure(self, excluded: set[int]) -> None:
         model = self.model
         trainable = {id(v) for v in model.trainable_variables}
-        self.layers = [
-            layer for layer in model._flatten_layers(include_self=False, recursive=True)
-            if rule_for(layer) is not None and id(layer) not in excluded
-            and any(id(v) in trainable for v in layer.trainable_variables)
-        ]
-        covered = {id(v) for layer in self.layers for v in layer.trainable_variables}
+        # Outer layers come first: a ruled layer inside a ruled layer is the outer rule's.
+        self.layers, self._rules, covered = [], {}, set()
+        for layer in model._flatten_layers(include_self=False, recursive=True):
+            rule = rule_for(layer)
+            ids = {id(v) for v in layer.trainable_variables}
+            if rule is None or id(layer) in excluded or not ids & trainable or ids & covered:
+                continue
+            self.layers.append(layer)
+            self._rules[id(layer)] = rule
+            covered |= ids
         rest = [v for v in model.trainable_variables if id(v) not in covered]
         self.fallback_layers = tuple(dict.fromkeys(layer_key(v) for v in rest))
         self._generic = (PerExampleGradients(model, self.loss_fn, rest, self.generic_method)
@@ -87,7 +92,7 @@ class GhostFactors:
     def _traced(self, x, y):
         records: dict[int, list[LayerCall]] = {}
         with tf.GradientTape() as tape:
-            with _recording(self.layers, records):
+            with _recording(self.layers, self._rules, records):
                 predictions = self.model(x, training=False)
             loss = tf.reduce_sum(self.loss_fn(y, predictions))
         calls = [c for layer in self.layers for c in records.get(id(layer), [])]
@@ -97,7 +102,7 @@ class GhostFactors:
         for layer in self.layers:
             if id(layer) not in records:
                 continue
-            for f in rule_for(layer).build(layer, records[id(layer)]):
+            for f in self._rules[id(layer)].build(layer, records[id(layer)]):
                 parts = list(vars(f).values())
                 self._layout.append((layer_key(layer.trainable_variables[0]), type(f),
                                      len(parts)))
