@@ -54,11 +54,12 @@ _EXPORTS = {
     "TracInAccumulator": "influence",
     "TracInResult": "influence",
     "tracin": "influence",
+    "register_rule": "rules",
 }
 
 # Submodules reachable as attributes (`tfs.data`, `tfs.plots`, ...).
-_SUBMODULES = ("cifar100_labels", "data", "experiment", "models", "plots", "probes", "studies",
-               "summary", "synthetic")
+_SUBMODULES = ("cifar100_labels", "data", "experiment", "models", "plots", "probes", "rules",
+               "studies", "summary", "synthetic")
 
 
 def __getattr__(name: str):

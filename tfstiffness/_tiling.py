@@ -99,7 +99,8 @@ def _gram_and_norms(encoded_i, encoded_j, same: bool):
     # One graph per pair instead of dozens of eager ops: on small blocks the per-op
     # overhead was as large as the arithmetic.
     fi, fj = _decode(encoded_i), _decode(encoded_j)
-    return pair_gram(fi, fj, same), sq_norms(fi), sq_norms(fj)
+    sq_i = sq_norms(fi)
+    return pair_gram(fi, fj, same), sq_i, sq_i if same else sq_norms(fj)
 
 
 def _block(index, rows, cols, fi: Factors, fj: Factors, mirrored: bool) -> GramBlock:
