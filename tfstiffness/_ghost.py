@@ -14,6 +14,7 @@ the same call.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections.abc import Sequence
 
@@ -87,7 +88,9 @@ class GhostFactors:
                          if rest else None)
         self._order = list(dict.fromkeys(layer_key(v) for v in model.trainable_variables))
         self._layout: list[tuple[str, type, int]] = []  # (key, factor type, tensor count)
-        self._fn = tf.function(self._traced)
+        # A partial: TensorFlow counts retracing per code object, and each model's ghost
+        # function is traced once; measuring several models must not look like retracing.
+        self._fn = tf.function(functools.partial(GhostFactors._traced, self))
 
     def _traced(self, x, y):
         records: dict[int, list[LayerCall]] = {}
