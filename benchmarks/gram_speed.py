@@ -1,7 +1,15 @@
 """Seconds per Gram matrix for each method, side by side in one run on the same weights and data.
 
-    python benchmarks/gram_speed.py            # everything (about 10-20 minutes on 2 cores)
-    python benchmarks/gram_speed.py --quick    # only the N = 500 FC net
+    python benchmarks/gram_speed.py                       # everything (about 30-60 minutes on 2 cores)
+    python benchmarks/gram_speed.py --quick               # only the N = 500 FC net
+    python benchmarks/gram_speed.py --cases mobilenet_v2,bert_tiny      # chosen cases
+    python benchmarks/gram_speed.py --cases gpt2_tiny --n 32            # a quick check at small N
+
+Cases: fc, cnn, transformer, resnet20 (this package's models), mobilenet_v2, efficientnet_b0
+(keras.applications, 32x32x3, 10 classes, random weights), bert_tiny, gpt2_tiny (keras_hub
+backbones from a small random configuration, sequence 64, with a Dense head on the pooled
+features; they take dict inputs, as users would pass them), lstm (a masked bidirectional
+LSTM text classifier).
 
 Each method first runs once on one block (same batch_size), so every timing is steady state:
 traced functions reused, as in a training loop that measures stiffness repeatedly; each
@@ -32,6 +40,42 @@ BLOCK = 512
 REPEATS = 3  # best of 3 for every method alike: single runs varied by up to 1.5x here
 
 
+def _keras_hub_classifier(kind: str, n: int, rng):
+    """A keras_hub backbone (small random configuration, as BERT-tiny's dimensions with a
+    5,000-token vocabulary) with a Dense head on its pooled features; dict inputs."""
+    import keras_hub
+
+    config = {"vocabulary_size": 5000, "num_layers": 2, "num_heads": 2, "hidden_dim": 128,
+              "intermediate_dim": 512, "max_sequence_length": SEQUENCE}
+    backbone = (keras_hub.models.BertBackbone if kind == "bert" else
+                keras_hub.models.GPT2Backbone)(**config)
+    inputs = {name: keras.Input(t.shape[1:], dtype=t.dtype, name=name)
+              for name, t in backbone.input.items()}
+    features = backbone(inputs)
+    pooled = features["pooled_output"] if isinstance(features, dict) else features[:, 0, :]
+    model = keras.Model(inputs, keras.layers.Dense(2)(pooled))
+    tokens = rng.integers(1, 5000, size=(n, SEQUENCE)).astype("int32")
+    tokens[:, 3 * SEQUENCE // 4:] = 0  # padding tail
+    x = {"token_ids": tokens, "padding_mask": (tokens != 0).astype("int32"),
+         "segment_ids": np.zeros_like(tokens)}
+    return model, {name: x[name] for name in backbone.input}, 2
+
+
+def _lstm_classifier(n: int, rng):
+    tokens = keras.Input((32,), dtype="int32")
+    h = keras.layers.Embedding(2000, 32, mask_zero=True)(tokens)
+    h = keras.layers.Bidirectional(keras.layers.LSTM(32, return_sequences=True))(h)
+    h = keras.layers.LSTM(32)(h)
+    x = rng.integers(1, 2000, size=(n, 32)).astype("int32")
+    x[:, 24:] = 0
+    return keras.Model(tokens, keras.layers.Dense(2)(h)), x, 2
+
+
+SEQUENCE = 64
+DEFAULT_N = {"fc": 500, "cnn": 500, "transformer": 256, "resnet20": 256, "mobilenet_v2": 256,
+             "efficientnet_b0": 256, "bert_tiny": 256, "gpt2_tiny": 256, "lstm": 256}
+
+
 def case(name: str, n: int):
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
@@ -51,10 +95,26 @@ def case(name: str, n: int):
         x = rng.integers(1, 2000, size=(n, 64))
         x[:, 48:] = 0  # padding tail
         classes = 2
+    elif name in ("mobilenet_v2", "efficientnet_b0"):
+        build = (keras.applications.MobileNetV2 if name == "mobilenet_v2" else
+                 keras.applications.EfficientNetB0)
+        model = build(input_shape=(32, 32, 3), weights=None, classes=10,
+                      classifier_activation=None)
+        x, classes = rng.normal(size=(n, 32, 32, 3)), 10
+    elif name in ("bert_tiny", "gpt2_tiny"):
+        model, x, classes = _keras_hub_classifier(name.split("_")[0], n, rng)
+        return model, x, rng.integers(0, classes, n)
+    elif name == "lstm":
+        model, x, classes = _lstm_classifier(n, rng)
+        return model, x, rng.integers(0, classes, n)
     else:
         raise ValueError(name)
     x = x.astype("int32" if name == "transformer" else "float32")
     return model, x, rng.integers(0, classes, n)
+
+
+def _rows(x, start: int, stop: int):
+    return tf.nest.map_structure(lambda a: a[start:stop], x)
 
 
 def floor_seconds(model, x, y) -> float:
@@ -65,17 +125,19 @@ def floor_seconds(model, x, y) -> float:
         return tape.gradient(loss, model.trainable_variables)
 
     def run():
-        for s in range(0, len(x), BLOCK):
-            [tf.convert_to_tensor(g).numpy() for g in step(x[s:s + BLOCK], y[s:s + BLOCK])]
+        for s in range(0, len(y), BLOCK):
+            [tf.convert_to_tensor(g).numpy() for g in step(_rows(x, s, s + BLOCK),
+                                                           y[s:s + BLOCK])]
 
-    step(x[:BLOCK], y[:BLOCK])
+    step(_rows(x, 0, BLOCK), y[:BLOCK])
     return timed(run, REPEATS)
 
 
 def method_seconds(model, x, y, method: str) -> float:
-    block = None if method == "ghost" else tfs.gram._default_block(model, method, len(x))
-    warm = block or min(len(x), BLOCK)
-    tfs.gradient_gram(model, x[:warm], y[:warm], loss=LOSS, method=method, batch_size=block)
+    block = None if method == "ghost" else tfs.gram._default_block(model, method, len(y))
+    warm = block or min(len(y), BLOCK)
+    tfs.gradient_gram(model, _rows(x, 0, warm), y[:warm], loss=LOSS, method=method,
+                      batch_size=block)
     return timed(lambda: tfs.gradient_gram(model, x, y, loss=LOSS, method=method,
                                            batch_size=block, verbose=False), REPEATS)
 
@@ -86,9 +148,11 @@ def compare(name: str, n: int, methods) -> dict:
     for method in methods:
         try:
             row[method] = method_seconds(model, x, y, method)
-        except ValueError as err:  # vmap through attention is refused under oneDNN
+        except (ValueError, TypeError) as err:
+            # vmap through attention is refused under oneDNN; through a recurrent layer,
+            # TensorFlow's pfor fails (TypeError); dict inputs need multi-input support.
             row[method] = None
-            row[f"{method}_refused"] = str(err).split(";")[0]
+            row[f"{method}_refused"] = _reason(err)
     return row
 
 
@@ -101,39 +165,55 @@ def large(name: str, n: int) -> dict:
     return {"case": name, "n": n, "ghost_cold": seconds}
 
 
+def _reason(err: Exception) -> str:
+    text = str(err)
+    if "oneDNN" in text:
+        return "oneDNN"
+    if "variant" in text:
+        return "pfor: RNN"
+    if "multi-input" in text:
+        return "dict inputs"
+    return type(err).__name__
+
+
 def print_row(row: dict) -> None:
-    parts = [f"{row['case']:<12} N={row['n']:<6} floor {row['floor']:.3f}s"]
-    parts += [f"{m} {row[m]:.3f}s" if row[m] else f"{m} refused (oneDNN)"
+    parts = [f"{row['case']:<15} N={row['n']:<6} floor {row['floor']:.3f}s"]
+    parts += [f"{m} {row[m]:.3f}s" if row[m] else f"{m} refused ({row[f'{m}_refused']})"
               for m in ("ghost", "vmap", "jacobian")]
     ghost = row["ghost"]
-    ratios = [f"ghost/floor {ghost / row['floor']:.2f}"]
+    ratios = [f"ghost/floor {ghost / row['floor']:.2f}"] if ghost else []
     generic = {m: row[m] for m in ("vmap", "jacobian") if row[m]}
-    if row["vmap"]:
+    if row["vmap"] and ghost:
         ratios.append(f"vmap/ghost {row['vmap'] / ghost:.1f}x")
-    best = min(generic, key=generic.get)
-    ratios.append(f"fastest generic ({best})/ghost {generic[best] / ghost:.1f}x")
+    if generic and ghost:
+        best = min(generic, key=generic.get)
+        ratios.append(f"fastest generic ({best})/ghost {generic[best] / ghost:.1f}x")
     print("  ".join(parts) + "  |  " + ", ".join(ratios), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="only the N = 500 FC net")
+    parser.add_argument("--cases", help=f"comma-separated, from {','.join(DEFAULT_N)}")
+    parser.add_argument("--n", type=int, help="examples per case (default: per case)")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "N"))
     args = parser.parse_args()
     if args.child:
         report(large(args.child[0], int(args.child[1])))
         return
+    names = ["fc"] if args.quick else args.cases.split(",") if args.cases else list(DEFAULT_N)
+    unknown = sorted(set(names) - set(DEFAULT_N))
+    if unknown:
+        parser.error(f"--cases: unknown {unknown}; choose from {list(DEFAULT_N)}")
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} cpus, "
           f"oneDNN {'on' if tfs._generic._ONEDNN_ON else 'off'}")
-    print_row(compare("fc", 500, ("ghost", "vmap", "jacobian")))
-    if args.quick:
+    for name in names:
+        print_row(compare(name, args.n or DEFAULT_N[name], ("ghost", "vmap", "jacobian")))
+    if args.quick or args.cases or args.n:
         return
-    print_row(compare("cnn", 500, ("ghost", "vmap", "jacobian")))
-    print_row(compare("transformer", 256, ("ghost", "vmap", "jacobian")))
-    print_row(compare("resnet20", 256, ("ghost", "vmap", "jacobian")))
     for name in ("fc", "cnn"):
         result = run_child(__file__, "--child", name, "10000")
-        print(f"{name:<12} N=10000 ghost (cold, incl. tracing) {result['ghost_cold']:.1f}s, "
+        print(f"{name:<15} N=10000 ghost (cold, incl. tracing) {result['ghost_cold']:.1f}s, "
               f"peak RSS {result['peak_rss_gb']:.2f} GB", flush=True)
 
 

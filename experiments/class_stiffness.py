@@ -1,4 +1,4 @@
-"""Thin wrapper: the binary lives in `tfstiffness.cli.class_stiffness`
+"""Thin wrapper of `tfstiffness.cli.class_stiffness`
 (installed as `tfstiffness-class-stiffness`).
 
     python experiments/class_stiffness.py --help
@@ -10,12 +10,7 @@ import sys
 # Run from a checkout without installing: make the package next to this folder importable.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import flags
-
-from tfstiffness.cli import class_stiffness as binary
 from tfstiffness.cli.class_stiffness import main, run
-
-flags.adopt_module_key_flags(binary)  # So that --help lists the binary's flags.
 
 __all__ = ["main", "run"]
 

@@ -1,5 +1,5 @@
-"""Tests of the paper-study binaries: main() on synthetic and mock tfds data, the summary.json
-schema, refused flag changes, and resuming after a real SIGKILL."""
+"""Tests of the study binaries as a user runs them: flags, help, refusals, outputs, and (slow,
+in subprocesses) live TensorBoard, quiet stderr, the output-directory lock, SIGINT and SIGKILL."""
 
 import json
 import os
@@ -11,21 +11,53 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from absl import app
-from absl.testing import flagsaver
+import tensorflow as tf
 
+from tfstiffness import data
 from tfstiffness.cifar100_labels import FINE_TO_COARSE
 from tfstiffness.cli import cifar100_superclass as superclass_cli
 from tfstiffness.cli import class_stiffness as class_cli
+from tfstiffness.cli import layerwise as layerwise_cli
 from tfstiffness.cli import learning_rate_study as lr_cli
+from tfstiffness.cli import neighbourhoods as neighbourhoods_cli
 from tfstiffness.cli import text_transformer as text_cli
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = ("train_train", "train_val", "val_val")
+BINARIES = {"class_stiffness": class_cli, "cifar100_superclass": superclass_cli,
+            "learning_rate_study": lr_cli, "text_transformer": text_cli,
+            "neighbourhoods": neighbourhoods_cli, "layerwise": layerwise_cli}
+
+
+def _run(binary, *args):
+    """Runs a binary in this process as the command line would; returns its exit status."""
+    with pytest.raises(SystemExit) as info:
+        binary.run([binary.__name__.rsplit(".", 1)[-1], *args])
+    return info.value.code or 0
 
 
 def _summary(out):
     return json.loads((Path(out) / "summary.json").read_text())
+
+
+def _events(run_dir):
+    """tag -> [(step, value)] over every event file of a run directory, in file order."""
+    tags = {}
+    for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                number = (float(tf.make_ndarray(value.tensor))
+                          if value.metadata.plugin_data.plugin_name == "scalars" else None)
+                tags.setdefault(value.tag, []).append((event.step, number))
+    return tags
+
+
+def _assert_each_step_once(tensorboard):
+    for run_dir in {p.parent for p in Path(tensorboard).rglob("events.out.tfevents.*")}:
+        for tag, points in _events(run_dir).items():
+            steps = [step for step, _ in points]
+            assert len(steps) == len(set(steps)), (run_dir, tag, steps)
+            assert steps == sorted(steps), (run_dir, tag, steps)
 
 
 def _check_class_schema(summary, num_classes, superclasses):
@@ -36,7 +68,7 @@ def _check_class_schema(summary, num_classes, superclasses):
     assert res["num_classes"] == num_classes
     for key in ("train_examples", "val_examples", "train_probe", "val_probe", "parameters"):
         assert isinstance(res[key], int) and res[key] > 0, key
-    assert isinstance(res["gram_method"], str)
+    assert res["gram_method"] == "ghost"
     epochs = res["epochs"]
     assert [e["epoch"] for e in epochs] == summary["config"]["eval_epochs"]
     assert res["final"] == epochs[-1]
@@ -47,110 +79,208 @@ def _check_class_schema(summary, num_classes, superclasses):
         assert set(entry["stiffness"]) == set(PAIRS)
         for pair in PAIRS:
             assert set(entry["stiffness"][pair]) == {"sign", "cosine"}
-            for kind, stats in entry["stiffness"][pair].items():
-                expected = {"within", "between"} | ({"superclass_contrast"} if superclasses
-                                                    else set())
-                assert set(stats) == expected, (pair, kind)
-                for value in stats.values():
-                    assert value is None or -1.0 <= value <= 1.0 or "contrast" in str(stats)
-            assert isinstance(entry["zero_gradients"][pair], int)
-        xi = entry["xi"]
-        assert set(xi) == {"xi", "status", "bound"}
-        assert xi["status"] in ("crossed", "never_crossed", "nonpositive_from_start",
-                                "no_pairs")  # no_pairs: one probe example per class.
-        assert (xi["xi"] is None) == (xi["status"] != "crossed")
-        if xi["status"] != "no_pairs":
-            assert isinstance(xi["xi"] if xi["xi"] is not None else xi["bound"], float)
+            for stats in entry["stiffness"][pair].values():
+                expected = {"within", "between", "mean", "xi"}
+                expected |= {"superclass_contrast"} if superclasses else set()
+                assert set(stats) == expected
+                xi = stats["xi"]
+                assert xi["status"] in ("crossed", "never_crossed", "nonpositive_from_start",
+                                        "no_pairs")
+                assert (xi["xi"] is None) == (xi["status"] != "crossed")
+        assert set(entry["zero_gradients"]) == {"train", "val"}
     if superclasses:
         contrast = res["superclass_contrast"]
-        assert set(contrast) == set(PAIRS)
         assert all(isinstance(contrast[p][k], float) for p in PAIRS for k in ("sign", "cosine"))
     assert isinstance(summary["run"]["elapsed_s"], float)
-    assert len(summary["run"]["epoch_seconds"]) == summary["config"]["epochs"]
+    assert len(summary["run"]["train_seconds"]) == summary["config"]["epochs"]
 
 
-def _check_files(out, figures):
+def _check_files(out, figures, runs=("stiffness", "train", "validation", "figures")):
     out = Path(out)
     for name in ("config.json", "summary.json", "results.npz"):
         assert (out / name).is_file(), name
     for name in figures:
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
-    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (out / "tensorboard").iterdir()) == sorted(runs)
     assert not list(out.rglob(".*.tmp"))
+    _assert_each_step_once(out / "tensorboard")
 
 
-def test_cifar100_superclass_main_on_the_synthetic_hierarchy(tmp_path):
+# ------------------------------------------------------------------------------------------
+# Help and flags
+# ------------------------------------------------------------------------------------------
+
+
+OWN_FLAGS = {
+    "class_stiffness": {"synthetic_noise", "model", "eval_epochs", "max_val_examples"},
+    "cifar100_superclass": {"synthetic_class_scale", "model", "eval_epochs"},
+    "learning_rate_study": {"learning_rates", "loss_levels", "synthetic_spread"},
+    "text_transformer": {"embed_dim", "num_blocks", "vocab_size", "sequence_length"},
+    "neighbourhoods": {"radii", "widths", "weighting", "within", "grid_n"},
+    "layerwise": {"hidden_widths", "activations", "grid_n", "probe_per_class"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BINARIES))
+def test_help_lists_only_the_binarys_own_flags(name, capsys):
+    binary = BINARIES[name]
+    assert _run(binary, "--help") == 0
+    text = capsys.readouterr().out
+    listed = {line.split()[0][2:].rstrip(",") for line in text.splitlines()
+              if line.startswith("  --")}
+    assert listed == {flag.name for flag in binary.FLAGS._flags().values()}
+    assert OWN_FLAGS[name] <= listed
+    for other, own in OWN_FLAGS.items():
+        foreign = own - {f.name for f in binary.FLAGS._flags().values()}
+        assert not {f"--{flag}" for flag in foreign} & set(text.split()), (other, foreign)
+    assert "(default: the" not in text and "SGD mini-batch" not in text
+    optimizer = "SGD" if name in ("neighbourhoods", "layerwise") else "Adam"
+    assert f"{optimizer}'s constant learning rate" in text
+    assert "Example:" in text and f"tfstiffness.cli.{name}" in text
+    # Real defaults: those of the study function.
+    assert "--epochs\n      Training epochs. (default: " in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch_size", "-5"], "--batch_size=-5"),
+    (["--batch_size", "0"], "--batch_size=0"),
+    (["--learning_rate", "0"], "--learning_rate must be a finite number > 0"),
+    (["--learning_rate", "-1e-3"], "--learning_rate must be a finite number > 0"),
+    (["--learning_rate", "nan"], "--learning_rate must be a finite number > 0"),
+    (["--eval_epochs", "a,b"], "--eval_epochs must be 'log', 'all' or comma-separated"),
+    (["--dataset", "nosuch"], "--dataset=nosuch: value should be one of"),
+    (["--probe_per_class", "0"], "--probe_per_class=0"),
+    (["--bins", "0"], "--bins=0"),
+    (["--max_train_examples", "0"], "--max_train_examples=0"),
+    (["--epochs", "x"], "--epochs=x"),
+    (["stray"], "unexpected arguments: stray"),
+])
+def test_bad_flags_are_one_line_and_write_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"
-    with flagsaver.flagsaver(output_dir=str(out), epochs=1, synthetic_per_class=2,
-                             probe_per_class=2, eval_epochs=[], quiet=True):
-        superclass_cli.main(["cifar100_superclass"])
-        summary = _summary(out)
-        _check_class_schema(summary, 100, superclasses=True)
-        assert summary["config"]["dataset"] == "hierarchical_images"
-        assert summary["config"]["model"] == "cnn"
-        res = np.load(out / "results.npz")
-        assert res["train_train/cosine/class_matrix"].shape == (2, 100, 100)
-        assert res["val_val/sign/superclass_matrix"].shape == (2, 20, 20)
-        # CIFAR-100's table: the first super-class block holds beaver, dolphin, otter, ...
-        np.testing.assert_array_equal(res["superclass_order"][:5],
-                                      np.flatnonzero(FINE_TO_COARSE == 0))
-        _check_files(out, ["class_matrix", "superclass_matrix", "curves",
-                           "stiffness_vs_distance"])
-        # Same directory, other flags: a usage error naming the flag, not a traceback.
-        with flagsaver.flagsaver(epochs=2), pytest.raises(app.UsageError, match="epochs"):
-            superclass_cli.main(["cifar100_superclass"])
+    assert _run(class_cli, f"--output_dir={out}", *args) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert len(err.strip().splitlines()) == 2 and "Traceback" not in err
+    assert not out.exists()
 
 
-def test_class_stiffness_main_on_synthetic_images(tmp_path):
+@pytest.mark.parametrize("binary, args, message", [
+    (class_cli, ["--eval_epochs", "3,12", "--epochs", "10"], "eval epoch 12 is outside [0, 10]"),
+    (class_cli, ["--probe_per_class", "500"], "per_class=500 but class 0 has only 100"),
+    (class_cli, ["--dataset", "mnist", "--synthetic_noise", "3"],
+     "--synthetic_noise apply to --dataset hierarchical_images only"),
+    (lr_cli, ["--learning_rates", "1e-3,0"], "--learning_rates must be comma-separated"),
+    (lr_cli, ["--learning_rates", "1e-3,1e-3"], "learning_rates: expected distinct values"),
+    (neighbourhoods_cli, ["--radii", "0.1,-1"], "--radii must be comma-separated"),
+    (layerwise_cli, ["--hidden_widths", "8-x"], "--hidden_widths must be comma-separated"),
+    (layerwise_cli, ["--activations", "relu,swish"], "--activations must be some of"),
+])
+def test_bad_combinations_are_refused_before_writing(tmp_path, capsys, binary, args, message):
     out = tmp_path / "run"
-    with flagsaver.flagsaver(output_dir=str(out), epochs=2, synthetic_per_class=6,
-                             probe_per_class=3, eval_epochs=["2"], quiet=True):
-        class_cli.main(["class_stiffness"])
+    assert _run(binary, f"--output_dir={out}", *args) in (1, 2)
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    assert not out.exists()
+
+
+def test_unusable_output_paths_are_refused_up_front(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for path in (a_file, a_file / "below"):
+        assert _run(class_cli, f"--output_dir={path}") == 1
+        err = capsys.readouterr().err
+        assert "is a file, not a directory" in err and "Traceback" not in err
+    if os.geteuid() != 0:  # root writes anywhere: only a read-only mount would stop it.
+        locked = tmp_path / "read_only"
+        locked.mkdir()
+        locked.chmod(0o500)
+        try:
+            assert _run(class_cli, f"--output_dir={locked / 'run'}") == 1
+            assert "is not writable" in capsys.readouterr().err
+        finally:
+            locked.chmod(0o700)
+
+
+# ------------------------------------------------------------------------------------------
+# Each binary on small data
+# ------------------------------------------------------------------------------------------
+
+
+def test_cifar100_superclass_on_the_synthetic_hierarchy(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [f"--output_dir={out}", "--epochs=1", "--synthetic_per_class=2",
+            "--probe_per_class=2", "--eval_epochs=1"]
+    assert _run(superclass_cli, *args) == 0
+    stdout = capsys.readouterr().out
+    # The last lines say what was written and how to look at it.
+    assert f"tensorboard --logdir {out / 'tensorboard'}" in stdout.splitlines()[-1]
+    assert "figures/superclass_matrix.png" in stdout.splitlines()[-2]
+    summary = _summary(out)
+    _check_class_schema(summary, 100, superclasses=True)
+    assert summary["config"]["dataset"] == "hierarchical_images"
+    assert summary["config"]["model"] == "cnn"
+    res = np.load(out / "results.npz")
+    assert res["train_train/cosine/class_matrix"].shape == (2, 100, 100)
+    assert res["val_val/sign/superclass_matrix"].shape == (2, 20, 20)
+    # CIFAR-100's table: the first super-class block holds beaver, dolphin, otter, ...
+    np.testing.assert_array_equal(res["superclass_order"][:5],
+                                  np.flatnonzero(FINE_TO_COARSE == 0))
+    _check_files(out, ["class_matrix", "superclass_matrix", "curves", "stiffness_vs_distance"])
+    # The binaries write what the callback writes: histograms and xi_crossed.
+    tags = _events(out / "tensorboard" / "stiffness")
+    assert "stiffness/train_val/cosine/values" in tags
+    assert [s for s, _ in tags["stiffness/train_train/cosine/xi_crossed"]] == [0, 1]
+    assert "stiffness/train_train/cosine/class_matrix" in tags
+    assert {"metrics/loss", "metrics/accuracy", "metrics/batch_loss"} <= set(
+        _events(out / "tensorboard" / "train"))
+    # Same directory, other flags: one line naming the flag.
+    assert _run(superclass_cli, *args, "--epochs=2") == 1
+    err = capsys.readouterr().err
+    assert "epochs: saved 1, now 2" in err and "Traceback" not in err
+
+
+def test_class_stiffness_on_synthetic_images(tmp_path):
+    out = tmp_path / "run"
+    assert _run(class_cli, f"--output_dir={out}", "--epochs=2", "--synthetic_per_class=6",
+                "--probe_per_class=3", "--eval_epochs=2", "--quiet") == 0
     summary = _summary(out)
     _check_class_schema(summary, 10, superclasses=True)  # 5 super-classes of 2.
     assert summary["config"]["eval_epochs"] == [0, 2]
     assert summary["config"]["model"] == "fc"
     _check_files(out, ["class_matrix", "curves", "stiffness_vs_distance"])
-    with pytest.raises(app.UsageError, match="unexpected"):
-        class_cli.main(["class_stiffness", "extra"])
+    steps = [s for s, _ in _events(out / "tensorboard" / "train")["metrics/batch_loss"]]
+    assert steps == [1, 2]  # Every epoch; the full-pass loss only where measured.
 
 
-def test_learning_rate_study_main(tmp_path):
+def test_learning_rate_study(tmp_path):
     out = tmp_path / "run"
-    with flagsaver.flagsaver(output_dir=str(out), epochs=2, learning_rates=["1e-3", "3e-2"],
-                             dataset="gaussian_blobs", synthetic_per_class=12,
-                             probe_per_class=6, quiet=True):
-        lr_cli.main(["learning_rate_study"])
-    summary = _summary(out)
-    res = summary["results"]
+    assert _run(lr_cli, f"--output_dir={out}", "--epochs=2", "--learning_rates=1e-3,3e-2",
+                "--synthetic_per_class=12", "--probe_per_class=6", "--quiet") == 0
+    res = _summary(out)["results"]
     assert list(res["learning_rates"]) == ["lr=0.001", "lr=0.03"]
     assert [row["learning_rate"] for row in res["table"]] == [0.001, 0.03]
     for entry in res["learning_rates"].values():
         assert [e["epoch"] for e in entry["epochs"]] == [0, 1, 2]
         for e in entry["epochs"]:
-            xi = e["xi"]
-            assert xi["status"] in ("crossed", "never_crossed", "nonpositive_from_start")
-            assert (xi["xi"] is None) == (xi["status"] != "crossed")
-        assert set(entry["at_loss_levels"]) == {"within", "between", "xi"}
+            assert (e["xi"]["xi"] is None) == (e["xi"]["status"] != "crossed")
         assert all(len(v) == len(res["loss_levels"]) for v in entry["at_loss_levels"].values())
     arrays = np.load(out / "results.npz")
     np.testing.assert_array_equal(arrays["learning_rates"], [1e-3, 3e-2])
     assert arrays["lr1/curve_means"].shape == (3, 20)
-    _check_files(out, ["by_epoch", "by_train_loss", "stiffness_vs_distance"])
-    runs = sorted(p.name for p in (out / "tensorboard").iterdir() if p.is_dir())
-    assert runs == ["lr=0.001", "lr=0.03"]  # One HParams run per learning rate.
-    with flagsaver.flagsaver(learning_rate=0.1, learning_rates=["0.1"]), \
-            pytest.raises(app.UsageError, match="not both"):
-        lr_cli.main(["learning_rate_study"])
+    runs = ["figures", "lr=0.001", "lr=0.03"]
+    _check_files(out, ["by_epoch", "by_train_loss", "stiffness_vs_distance"], runs=runs)
+    # One HParams session per rate, with its stiffness and training runs inside.
+    assert sorted(p.name for p in (out / "tensorboard" / "lr=0.03").iterdir() if p.is_dir()) \
+        == ["stiffness", "train"]
 
 
 @pytest.mark.slow  # ~11 s; the mock glue/sst2 test below runs the same binary by default.
-def test_text_transformer_main_on_synthetic_text(tmp_path):
+def test_text_transformer_on_synthetic_text(tmp_path):
     out = tmp_path / "run"
-    with flagsaver.flagsaver(output_dir=str(out), epochs=1, synthetic_per_class=10,
-                             probe_per_class=3, embed_dim=8, num_blocks=1, sequence_length=12,
-                             quiet=True):
-        text_cli.main(["text_transformer"])
+    assert _run(text_cli, f"--output_dir={out}", "--epochs=1", "--synthetic_per_split=20",
+                "--probe_per_class=3", "--embed_dim=8", "--num_blocks=1",
+                "--sequence_length=12", "--quiet") == 0
     summary = _summary(out)
     _check_class_schema(summary, 2, superclasses=False)
     assert summary["results"]["distance_space"] == "pooled"
@@ -158,7 +288,7 @@ def test_text_transformer_main_on_synthetic_text(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# Under tfds.testing.mock_data: the real-data code paths, without a download
+# Real data: tfds.testing.mock_data, and a missing set without network
 # ------------------------------------------------------------------------------------------
 
 
@@ -168,80 +298,176 @@ def mock_tfds():
     return tfds.testing.mock_data
 
 
-def test_class_stiffness_main_on_mock_mnist(tmp_path, mock_tfds):
+def test_class_stiffness_on_mock_mnist(tmp_path, mock_tfds):
     out = tmp_path / "run"
-    with mock_tfds(num_examples=60), flagsaver.flagsaver(
-            output_dir=str(out), dataset="mnist", model="fc", epochs=1, probe_per_class=1,
-            data_dir=str(tmp_path / "data"), quiet=True):
-        class_cli.main(["class_stiffness"])
-    summary = _summary(out)
-    _check_class_schema(summary, 10, superclasses=False)
+    with mock_tfds(num_examples=60):
+        assert _run(class_cli, f"--output_dir={out}", "--dataset=mnist", "--epochs=1",
+                    "--probe_per_class=1", f"--data_dir={tmp_path / 'data'}", "--quiet") == 0
+    _check_class_schema(_summary(out), 10, superclasses=False)
     assert np.load(out / "results.npz")["train_val/cosine/class_matrix"].shape == (2, 10, 10)
 
 
-def test_cifar100_superclass_main_on_mock_cifar100(tmp_path, mock_tfds):
+def test_cifar100_superclass_on_mock_cifar100(tmp_path, mock_tfds):
     out = tmp_path / "run"
     # Mock labels are random: 1000 examples give every one of the 100 classes an example.
-    with mock_tfds(num_examples=1000), flagsaver.flagsaver(
-            output_dir=str(out), dataset="cifar100", epochs=1, probe_per_class=1,
-            max_train_examples=1000, data_dir=str(tmp_path / "data"), quiet=True):
-        superclass_cli.main(["cifar100_superclass"])
+    with mock_tfds(num_examples=1000):
+        assert _run(superclass_cli, f"--output_dir={out}", "--dataset=cifar100", "--epochs=1",
+                    "--probe_per_class=1", "--max_train_examples=1000",
+                    f"--data_dir={tmp_path / 'data'}", "--quiet") == 0
     summary = _summary(out)
     _check_class_schema(summary, 100, superclasses=True)
     assert summary["results"]["num_superclasses"] == 20
 
 
-def test_text_transformer_main_on_mock_sst2(tmp_path, mock_tfds):
+def test_text_transformer_on_mock_sst2(tmp_path, mock_tfds):
     out = tmp_path / "run"
-    with mock_tfds(num_examples=40), flagsaver.flagsaver(
-            output_dir=str(out), dataset="glue/sst2", epochs=1, probe_per_class=2,
-            embed_dim=8, num_blocks=1, vocab_size=50, sequence_length=12,
-            data_dir=str(tmp_path / "data"), quiet=True):
-        text_cli.main(["text_transformer"])
+    with mock_tfds(num_examples=40):
+        assert _run(text_cli, f"--output_dir={out}", "--dataset=glue/sst2", "--epochs=1",
+                    "--probe_per_class=2", "--embed_dim=8", "--num_blocks=1",
+                    "--vocab_size=50", "--sequence_length=12",
+                    f"--data_dir={tmp_path / 'data'}", "--quiet") == 0
     _check_class_schema(_summary(out), 2, superclasses=False)
 
 
-# ------------------------------------------------------------------------------------------
-# Resume after SIGKILL
-# ------------------------------------------------------------------------------------------
+def test_missing_data_without_network_fails_fast_then_the_corrected_command_runs(
+        tmp_path, capsys, monkeypatch, mock_tfds):
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr("socket.create_connection", no_network)
+    out, empty = tmp_path / "real", tmp_path / "empty"
+    empty.mkdir()
+    args = [f"--output_dir={out}", "--dataset=mnist", "--epochs=1", "--probe_per_class=1"]
+    start = time.monotonic()
+    assert _run(class_cli, *args, f"--data_dir={empty}") == 1
+    assert time.monotonic() - start < 30
+    err = capsys.readouterr().err
+    assert "'mnist' is not in --data_dir" in err and f"--data_dir {empty}" in err
+    assert "tfds build mnist" in err and "no connection to" in err
+    assert "Traceback" not in err and "tfds.load(" not in err
+    assert not out.exists()  # Nothing written: the corrected command is not refused.
+    prepared = tmp_path / "prepared"
+    with mock_tfds(num_examples=40):  # The data placed in --data_dir, as the message says.
+        assert _run(class_cli, *args, f"--data_dir={prepared}", "--quiet") == 0
+    assert _summary(out)["config"]["data_dir"] == str(prepared)
 
 
-def _command(out):
-    return [sys.executable, "-m", "tfstiffness.cli.class_stiffness", f"--output_dir={out}",
-            "--epochs=6", "--synthetic_per_class=60", "--probe_per_class=5",
-            "--eval_epochs=1,3,5", "--quiet"]
+def test_dataset_unavailable_error_names_its_parts(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "unreachable_hosts", lambda hosts, timeout=5.0: list(hosts))
+    with pytest.raises(data.DatasetUnavailableError) as info:
+        data.load("cifar10", data_dir=tmp_path)
+    error = info.value
+    assert (error.name, error.data_dir) == ("cifar10", str(tmp_path))
+    assert "www.cs.toronto.edu" in error.reason
+    assert isinstance(error.__cause__, ConnectionError)
+
+
+# ------------------------------------------------------------------------------------------
+# Real processes: live TensorBoard, quiet stderr, the lock, SIGINT, SIGKILL and resume
+# ------------------------------------------------------------------------------------------
 
 
 def _env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     return env
+
+
+def _command(out, *extra):
+    return [sys.executable, "-m", "tfstiffness.cli.class_stiffness", f"--output_dir={out}",
+            "--synthetic_per_class=60", "--probe_per_class=5", *extra]
 
 
 def _epochs_done(out):
     state = Path(out) / "stages" / "state.npz"
     if not state.exists():
         return -1
-    with np.load(state) as data:
-        return int(data["epochs_done"])
+    try:
+        with np.load(state) as arrays:
+            return int(arrays["epochs_done"])
+    except (OSError, ValueError, KeyError):  # Being replaced this instant.
+        return -1
+
+
+def _wait(condition, process, seconds=300):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None, "the run ended first"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_live_tensorboard_lock_sigint_and_quiet_resume(tmp_path):
+    out = tmp_path / "run"
+    command = _command(out, "--epochs=40", "--eval_epochs=1,2,3,39")
+    first = subprocess.Popen(command, env=_env(), cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        # Stiffness scalars readable from the event files while the run is going on.
+        stiffness = out / "tensorboard" / "stiffness"
+        _wait(lambda: "stiffness/train_train/cosine/within" in (
+            _events(stiffness) if stiffness.exists() else {}), first)
+        assert first.poll() is None
+        within = _events(stiffness)["stiffness/train_train/cosine/within"]
+        assert within[0][0] == 0 and -1 <= within[0][1] <= 1
+        # A second run on the same directory is refused, naming the first one's process.
+        second = subprocess.run(command, check=False, env=_env(), cwd=tmp_path,
+                                capture_output=True,
+                                text=True, timeout=300)
+        assert second.returncode == 1
+        assert f"is in use by another run (pid {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+        # Ctrl-C: one line saying how to resume, exit status 130, the checkpoint intact.
+        _wait(lambda: _epochs_done(out) >= 2, first)
+        first.send_signal(signal.SIGINT)
+        _stdout, stderr = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted: run the same command to resume"
+    assert "Traceback" not in stderr
+    done = _epochs_done(out)
+    assert 2 <= done < 40
+    # The same command resumes; a default run's stderr is empty: no TensorFlow start-up
+    # lines (C++ or Python), no retracing warnings.
+    resumed = subprocess.run(command, check=False, env=_env(), cwd=tmp_path,
+                             capture_output=True,
+                             text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for noise in ("retracing", "cudart_stub", "cpu_feature_guard", "absl::InitializeLog",
+                  "cuInit", "oneDNN"):
+        assert noise not in resumed.stderr, (noise, resumed.stderr[-3000:])
+    assert resumed.stderr.strip() == ""
+    assert f"resuming after epoch {done} of 40" in resumed.stdout
+    summary = _summary(out)
+    assert summary["run"]["resumed_after_epoch"] == done
+    assert summary["results"]["gram_method"] == "ghost"  # Also after a resume.
+    lines = resumed.stdout.strip().splitlines()
+    assert sum(" epoch " in line and "/40" in line for line in lines) == 40 - done
+    assert lines[-1].endswith(f"tensorboard --logdir {out / 'tensorboard'}")
+    _assert_each_step_once(out / "tensorboard")
 
 
 @pytest.mark.slow
 def test_run_killed_mid_training_resumes_to_identical_results(tmp_path):
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    proc = subprocess.Popen(_command(killed), env=_env(), cwd=REPO)
-    deadline = time.monotonic() + 300
-    while _epochs_done(killed) < 1 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
+    command = ["--epochs=6", "--eval_epochs=1,3,5", "--quiet"]
+    proc = subprocess.Popen(_command(killed, *command), env=_env(), cwd=tmp_path)
+    _wait(lambda: _epochs_done(killed) >= 1, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_at_kill = _epochs_done(killed)
     assert 1 <= done_at_kill < 6
     assert not (killed / "results.npz").exists()
 
-    subprocess.run(_command(killed), env=_env(), cwd=REPO, check=True)
-    subprocess.run(_command(whole), env=_env(), cwd=REPO, check=True)
+    # The killed run's lock is recognised as stale and taken over.
+    restarted = subprocess.run(_command(killed, "--epochs=6", "--eval_epochs=1,3,5"),
+                               env=_env(), cwd=tmp_path, capture_output=True, text=True,
+                               check=True)
+    assert f"took over the lock left by a run that ended without releasing it (pid " \
+           f"{proc.pid}" in restarted.stdout
+    subprocess.run(_command(whole, *command), env=_env(), cwd=tmp_path, check=True)
     resumed_summary = _summary(killed)
     assert resumed_summary["run"]["resumed_after_epoch"] >= done_at_kill
     a, b = np.load(killed / "results.npz"), np.load(whole / "results.npz")
@@ -249,3 +475,9 @@ def test_run_killed_mid_training_resumes_to_identical_results(tmp_path):
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert resumed_summary["results"] == _summary(whole)["results"]
+    # TensorBoard shows each step once, and the same steps as the uninterrupted run.
+    _assert_each_step_once(killed / "tensorboard")
+    for run in ("stiffness", "train", "validation"):
+        got, want = _events(killed / "tensorboard" / run), _events(whole / "tensorboard" / run)
+        assert {t: [s for s, _ in p] for t, p in got.items()} == \
+            {t: [s for s, _ in p] for t, p in want.items()}, run

@@ -1,7 +1,11 @@
-"""Tests of tfstiffness.experiment: config guard, atomic files, stage checkpoints, progress."""
+"""Tests of tfstiffness.experiment: config guard, lock, path checks, atomic files, stage
+checkpoints, per-step TensorBoard files, progress."""
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -68,8 +72,98 @@ def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
     out.stages_dir.mkdir()
     stale = out.stages_dir / ".trained.npz.abc123.tmp"
     stale.write_bytes(b"half")
+    staging = tmp_path / ".events.x1y2.tmp"  # A half-written TensorBoard file's directory.
+    staging.mkdir()
+    (staging / "events.out.tfevents.1.host").write_bytes(b"half")
+    out.close()
     experiment.OutputDir(tmp_path, {"a": 1}, verbose=False)
-    assert not stale.exists()
+    assert not stale.exists() and not staging.exists()
+
+
+_HOLD_LOCK = textwrap.dedent("""
+    import fcntl, os, sys, time
+    f = open(sys.argv[1], "a+")
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    f.truncate(0); f.write(f"pid {os.getpid()} on test"); f.flush()
+    print("locked", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_a_directory_used_by_a_live_run_is_refused_naming_its_pid(tmp_path):
+    experiment.OutputDir(tmp_path / "run", {"a": 1}, verbose=False).close()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK,
+                               str(tmp_path / "run" / ".lock")], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for attempt in (lambda: experiment.check_output_dir(tmp_path / "run"),
+                        lambda: experiment.OutputDir(tmp_path / "run", {"a": 1})):
+            with pytest.raises(experiment.OutputDirBusyError) as info:
+                attempt()
+            assert f"in use by another run (pid {holder.pid} on test)" in str(info.value)
+        # Nothing was touched: the refused run did not even look at the configuration.
+        assert json.loads((tmp_path / "run" / "config.json").read_text()) == {"a": 1}
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone (as after SIGKILL): its lock is stale and is taken over.
+    lines = []
+    out = experiment.OutputDir(tmp_path / "run", {"a": 1}, printer=lines.append)
+    assert f"took over the lock left by a run that ended without releasing it (pid " \
+           f"{holder.pid} on test)" in lines[0]
+    assert f"pid {os.getpid()}" in (tmp_path / "run" / ".lock").read_text()
+    out.close()
+    assert (tmp_path / "run" / ".lock").read_text() == ""  # Released cleanly: not stale.
+
+
+def test_one_process_may_reopen_its_own_directory(tmp_path):
+    first = experiment.OutputDir(tmp_path, {"a": 1}, verbose=False)
+    second = experiment.OutputDir(tmp_path, {"a": 1}, verbose=False)
+    second.close()
+    assert f"pid {os.getpid()}" in (tmp_path / ".lock").read_text()  # Still held by `first`.
+    first.close()
+    assert (tmp_path / ".lock").read_text() == ""
+
+
+def test_unusable_paths_are_refused_before_anything_is_written(tmp_path):
+    a_file = tmp_path / "f"
+    a_file.write_text("")
+    for path in (a_file, a_file / "sub" / "run"):
+        with pytest.raises(experiment.OutputDirError, match="is a file, not a directory"):
+            experiment.OutputDir(path, {"a": 1})
+    if os.geteuid() != 0:  # root writes anywhere: only a read-only mount would stop it.
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            with pytest.raises(experiment.OutputDirError, match="is not writable"):
+                experiment.check_output_dir(ro / "run")
+        finally:
+            ro.chmod(0o700)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_step_events_write_one_file_per_step_and_replace_it(tmp_path):
+    import tensorflow as tf
+
+    from tfstiffness import summary
+
+    out = experiment.OutputDir(tmp_path, {}, verbose=False)
+    for step, value in ((0, 0.5), (1, 0.6), (1, 0.7)):  # Step 1 written twice (a redo).
+        with out.step_events("stiffness", step) as writer:
+            summary.write_scalars(writer, {"within": value}, step)
+    files = sorted((tmp_path / "tensorboard" / "stiffness").iterdir())
+    assert [f.name for f in files] == [summary.event_file_name(0), summary.event_file_name(1)]
+    points = [(e.step, float(tf.make_ndarray(v.tensor))) for f in files
+              for e in tf.compat.v1.train.summary_iterator(str(f)) for v in e.summary.value]
+    assert points == [(0, 0.5), (1, pytest.approx(0.7))]
+    # A failed step leaves nothing behind.
+    with pytest.raises(RuntimeError), out.step_events("stiffness", 2) as writer:
+        summary.write_scalars(writer, {"within": 0.8}, 2)
+        raise RuntimeError("killed")
+    assert len(list((tmp_path / "tensorboard" / "stiffness").iterdir())) == 2
+    assert _temporaries(tmp_path) == []
 
 
 def test_stages_round_trip(tmp_path):
@@ -106,10 +200,6 @@ def test_progress_estimates_remaining_time_from_this_process(tmp_path, monkeypat
     assert lines == ["[demo 10.0s] stage a (2/4)", "[demo 20.0s] stage b (3/4, ~10.0s left)"]
 
 
-def test_tensorboard_writer_writes_under_output_dir(tmp_path):
-    out = experiment.OutputDir(tmp_path, {}, verbose=False)
-    from tfstiffness import summary
-
-    summary.write_scalars(out.tensorboard, {"x": 1.0}, step=0)
-    out.close()
-    assert any(name.startswith("events.out") for name in os.listdir(tmp_path / "tensorboard"))
+def test_progress_with_a_given_estimate(tmp_path):
+    out = experiment.OutputDir(tmp_path, {}, name="demo", verbose=False)
+    assert out.progress("epoch 2/9", remaining=75.0).endswith("epoch 2/9 (~1m15s left)")

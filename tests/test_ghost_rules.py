@@ -5,30 +5,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfstiffness as tfs
-from tests.bruteforce import brute_force_gram, relative_error
+from tests.bruteforce import relative_error
+from tests.rules_check import check_ghost
 from tfstiffness import _factors
-from tfstiffness._ghost import _einsum_layout
+from tfstiffness.rules._linear import einsum_layout as _einsum_layout
 
-LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 TOL = 1e-5
 RNG = np.random.default_rng(0)
 
 
 def _check(model, x, y=None, expect_fallback=()):
-    y = RNG.integers(0, 3, len(x)) if y is None else y
-    x2 = x[::-1][:3].copy()
-    y2 = y[::-1][:3].copy()
-    ref, ref_layers = brute_force_gram(model, LOSS, x, y)
-    gram = tfs.gradient_gram(model, x, y, loss=LOSS, method="ghost", by_layer=True)
-    assert gram.method == "ghost"
-    assert {key.rsplit("/", 1)[-1] for key in gram.fallback_layers} == set(expect_fallback)
-    assert relative_error(gram.total, ref) <= TOL
-    for key, block in ref_layers.items():
-        assert relative_error(gram.by_layer[key], block) <= TOL, key
-    cross = tfs.gradient_gram(model, x, y, loss=LOSS, x2=x2, y2=y2, method="ghost", batch_size=2)
-    assert relative_error(cross.total, brute_force_gram(model, LOSS, x, y, x2, y2)[0]) <= TOL
-    return gram
+    return check_ghost(model, x, y, expect_fallback, rng=RNG)[0]
 
 
 def _seq(*layers, shape):
@@ -69,10 +56,10 @@ def test_multi_head_attention():
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(strides=2, padding="same"),
-    dict(strides=2, padding="valid"),
-    dict(dilation_rate=2, padding="same"),
-    dict(dilation_rate=2, padding="valid"),
+    {"strides": 2, "padding": "same"},
+    {"strides": 2, "padding": "valid"},
+    {"dilation_rate": 2, "padding": "same"},
+    {"dilation_rate": 2, "padding": "valid"},
 ])
 def test_conv2d(kwargs):
     model = _seq(keras.layers.Conv2D(3, 3, activation="relu", **kwargs), keras.layers.Flatten(),
@@ -81,8 +68,8 @@ def test_conv2d(kwargs):
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(strides=2, padding="same"), dict(padding="valid", dilation_rate=2),
-    dict(padding="causal", dilation_rate=2),
+    {"strides": 2, "padding": "same"}, {"padding": "valid", "dilation_rate": 2},
+    {"padding": "causal", "dilation_rate": 2},
 ])
 def test_conv1d(kwargs):
     model = _seq(keras.layers.Conv1D(4, 3, activation="relu", **kwargs),

@@ -125,6 +125,7 @@ def test_superclass_matrix(tmp_path):
     assert len(texts) == 399  # every finite cell annotated
     assert "-0.00" not in texts
     assert [t.get_text() for t in ax.get_yticklabels()] == names
+    assert "same-class pairs excluded" in ax.get_xlabel()  # What the diagonal holds.
 
 
 def test_stiffness_vs_distance_single(tmp_path):
@@ -159,10 +160,16 @@ def test_stiffness_vs_distance_overlay_and_bounds(tmp_path):
     fig = plots.stiffness_vs_distance(entries, path=tmp_path / "overlay.png")
     _assert_png(tmp_path / "overlay.png", fig)
     ax = fig.axes[0]
-    annotations = sorted(t.get_text() for t in ax.texts)
-    assert annotations == ["lr=0.001: ξ < 0.27", "lr=0.01: ξ > 1.33"]
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(ax.texts) == 0  # No free text that could cross the curves or each other.
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]  # Below the plot.
+    assert ax.get_legend() is None
     assert "lr=0.1: ξ = 0.7" in legend and "lr=0.01" in legend
+    assert "lr=0.01: ξ > 1.33 (never crossed)" in legend
+    assert "lr=0.001: ξ < 0.27 (≤ 0 from the first bin)" in legend
+    # Markers on the zero line at the bounds, pointing to where xi lies.
+    markers = {line.get_marker(): line.get_xdata()[0] for line in ax.lines
+               if line.get_marker() in (">", "<")}
+    assert markers == {">": 1.33, "<": 0.27}
 
 
 def test_stiffness_vs_distance_into_given_axes_with_mapping_and_float():
@@ -188,6 +195,28 @@ def _history():
             "xi": xi,
         }
     return history
+
+
+def test_training_curves_mark_where_xi_is_undefined(tmp_path):
+    history = _history()
+    for run in history.values():
+        run["xi_status"] = np.where(np.isnan(run["xi"]), 1, 0)  # never_crossed where NaN
+        run["xi_bound"] = np.where(np.isnan(run["xi"]), 1.4, np.nan)
+    history["lr=0.1"]["xi"][3] = np.nan
+    history["lr=0.1"]["xi_status"][3] = 2  # nonpositive_from_start
+    history["lr=0.1"]["xi_bound"][3] = 0.2
+    fig = plots.training_curves(history, path=tmp_path / "xi.png")
+    _assert_png(tmp_path / "xi.png", fig)
+    xi_ax = fig.axes[2]
+    ups = [ln for ln in xi_ax.lines if ln.get_marker() == "^"]
+    downs = [ln for ln in xi_ax.lines if ln.get_marker() == "v"]
+    assert len(ups) == 3 and len(downs) == 1
+    assert all(ln.get_ydata()[0] == 1.4 for ln in ups) and downs[0].get_ydata()[0] == 0.2
+    # The three runs share the bound: their markers are dodged apart, not drawn on top.
+    assert len({ln.get_xdata()[0] for ln in ups}) == 3
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("above the bound" in t for t in legend)
+    assert any("below the bound" in t for t in legend)
 
 
 def test_training_curves_epoch_and_equal_loss(tmp_path):

@@ -1,9 +1,10 @@
-"""Tests of the resumable trainer and the paper's studies (library level)."""
+"""Tests of the resumable trainer, the shared runner and the paper's studies (library level)."""
 
 import numpy as np
 import pytest
 
 from tfstiffness import experiment, models, studies, training
+from tfstiffness.studies import class_stiffness, runner
 
 
 def _data(n=48, seed=0):
@@ -54,6 +55,19 @@ def test_train_resumable_measures_and_learns(tmp_path):
     assert run.epoch_loss.shape == (3,)
     assert run.measurements["loss"][-1] < run.measurements["loss"][0]
     assert run.resumed_from == -1
+
+
+def test_on_epoch_reports_each_epoch_before_its_checkpoint(tmp_path):
+    seen = []
+
+    def on_epoch(report):
+        checkpointed = experiment.OutputDir(tmp_path / "a", {"test": 1}, verbose=False)
+        done = (int(checkpointed.load_stage("state")["epochs_done"])
+                if checkpointed.done("state") else -1)
+        seen.append((report.epoch, report.measured is not None, done))
+
+    _train(tmp_path / "a", 3, _measure, on_epoch=on_epoch)
+    assert seen == [(0, True, -1), (1, True, 0), (2, False, 1), (3, True, 2)]
 
 
 def test_interrupted_training_resumes_to_identical_results(tmp_path):
@@ -109,8 +123,71 @@ def test_build_model_rejects_unknown_names():
 
 
 def test_cifar100_superclass_refuses_data_without_superclasses(tmp_path):
-    with pytest.raises(ValueError, match="super-classes"):
-        studies.run_cifar100_superclass(str(tmp_path), dataset="mnist")
+    with pytest.raises(studies.StudyInputError, match="super-classes"):
+        studies.run_cifar100_superclass(str(tmp_path / "run"), dataset="mnist")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"batch_size": -5}, "batch_size: expected an integer >= 1, got -5"),
+    ({"learning_rate": 0.0}, "learning_rate: expected a finite number > 0, got 0.0"),
+    ({"learning_rate": float("nan")}, "learning_rate: expected a finite number > 0"),
+    ({"epochs": 0}, "epochs: expected an integer >= 1"),
+    ({"probe_per_class": 0}, "probe_per_class: expected an integer >= 1"),
+    ({"bins": 0}, "bins: expected an integer >= 1"),
+    ({"max_train_examples": 0}, "max_train_examples: expected an integer >= 1"),
+    ({"method": "fast"}, "method: expected one of"),
+    ({"eval_epochs": ["a", "b"]}, "eval_epochs: eval epoch 'a' is not an integer"),
+    ({"eval_epochs": [11]}, "eval_epochs: eval epoch 11 is outside"),
+    ({"dataset": "nosuch"}, "nosuch: name: unknown data set"),
+    ({"probe_per_class": 500}, "per_class=500 but class 0 has only"),
+    ({"model": "cnn", "dataset": "gaussian_blobs"}, "the cnn needs images"),
+])
+def test_bad_study_arguments_are_refused_before_writing(tmp_path, kwargs, message):
+    with pytest.raises(studies.StudyInputError) as info:
+        studies.run_class_stiffness(str(tmp_path / "run"), verbose=False, **kwargs)
+    assert message in str(info.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_eta_model_prices_measured_and_unmeasured_epochs_apart():
+    # Epochs cost 1 s to train; a measurement 4 s; the first of each pays 3 s of tracing.
+    eta = runner.EtaModel({"a": (6, [0, 3, 6]), "b": (6, [0, 3, 6])}, final_figures=2)
+    eta.record("a", 0, 0.0, 7.0, images=2, image_seconds=1.0)
+    eta.record("a", 1, 4.0, 0.0)
+    eta.record("a", 2, 1.0, 0.0)
+    eta.record("a", 3, 1.0, 4.0, images=2, image_seconds=1.0)
+    # Left: a: 3 epochs, 1 measurement; b: 6 epochs + 3 s tracing, 3 measurements + 3 s;
+    # 2 final figures at 0.5 s.
+    assert eta.remaining() == pytest.approx(3 * 1 + 4 + (6 * 1 + 3) + (3 * 4 + 3) + 2 * 0.5)
+    # A resumed run reports from a later epoch: the skipped ones are not counted as left.
+    resumed = runner.EtaModel({"": (10, [0, 5, 8])})
+    resumed.record("", 6, 2.0, 0.0)  # Resumed after epoch 5: tracing again.
+    resumed.record("", 7, 1.0, 0.0)
+    resumed.record("", 8, 1.0, 2.0)
+    assert resumed.remaining() == pytest.approx(2 * 1.0)  # Epochs 9 and 10.
+
+
+def test_curves_figure_has_distinct_pairing_styles_and_a_log_loss_panel():
+    epochs = np.array([0, 1, 2, 4])
+    m = {"train_loss": np.array([8.0, 1.0, 0.5, 0.1]), "val_loss": np.array([8, 2, 1.5, 1.4]),
+         "train_accuracy": np.array([0.1, 0.5, 0.8, 1.0]),
+         "val_accuracy": np.array([0.1, 0.4, 0.5, 0.5])}
+    for pair in runner.PAIRS:
+        for kind in runner.KINDS:
+            for stat in ("within", "between", "superclass_contrast"):
+                m[f"{pair}/{kind}/{stat}"] = np.linspace(-0.1, 0.2, 4)
+    fig = class_stiffness.curves_figure(epochs, m, np.array([5.0, 0.9, 0.6, 0.3]), title="t")
+    legend = fig.legends[0]
+    styles = {text.get_text(): line.get_linestyle()
+              for text, line in zip(legend.get_texts(), legend.legend_handles)}
+    assert styles["train-train pairs"] == "-" and styles["train-val pairs"] == "--"
+    assert styles["val-val pairs"] == ":"
+    axes = {ax.get_title(): ax for ax in fig.axes}
+    assert axes["Loss"].get_yscale() == "log" and axes["Loss"].get_ylabel()
+    assert axes["Accuracy (full passes)"].get_ylabel() == "accuracy"
+    assert len(fig.axes) == 6  # Two stiffness, loss, accuracy, two super-class contrast.
+    assert max(fig.get_size_inches() * 150) < 2000  # Panels large enough to read.
 
 
 def test_class_study_outputs_agree_with_measures(tmp_path):
@@ -124,9 +201,11 @@ def test_class_study_outputs_agree_with_measures(tmp_path):
         data_options={"num_per_class": 8, "dim": 5})
     res = np.load(tmp_path / "results.npz")
     assert res["train_train/cosine/class_matrix"].shape == (2, 3, 3)
+    assert res["gram_method"].tolist() == ["ghost", "ghost"]
     assert res["train_val/sign/class_matrix"].shape == (2, 3, 3)
     # Recompute epoch 0 (the initial weights are seeded) with the library directly.
     train = data.load("gaussian_blobs", "train", num_per_class=8, dim=5)
+    np.testing.assert_array_equal(res["train_probe_labels"], train.y[res["train_probe_indices"]])
     keras.utils.set_random_seed(0)
     model = studies.build_model("fc", (5,), 3)
     idx = res["train_probe_indices"]
@@ -136,3 +215,16 @@ def test_class_study_outputs_agree_with_measures(tmp_path):
     np.testing.assert_allclose(res["train_train/cosine/class_matrix"][0], C, atol=1e-6)
     within = summary["results"]["epochs"][0]["stiffness"]["train_train"]["cosine"]["within"]
     assert within == pytest.approx(measures.within_between(C)[0], abs=1e-6)
+    # The progress lines and summary.json name the two training losses apart.
+    assert "inference mode" in summary["results"]["losses"]
+
+
+def test_a_resumed_study_records_its_gram_method(tmp_path):
+    kwargs = {"dataset": "gaussian_blobs", "epochs": 2, "probe_per_class": 3,
+              "data_options": {"num_per_class": 6}, "verbose": False}
+    studies.run_class_stiffness(str(tmp_path), **kwargs)
+    (tmp_path / "summary.json").unlink()
+    # Every epoch checkpointed: the rerun measures nothing, yet knows the method.
+    again = studies.run_class_stiffness(str(tmp_path), **kwargs)
+    assert again["run"]["resumed_after_epoch"] == 2
+    assert again["results"]["gram_method"] == "ghost"

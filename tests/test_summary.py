@@ -166,3 +166,58 @@ def test_write_hparams_single_run_with_metrics(tmp_path):
     [(_, value)] = tags[hp_metadata.EXPERIMENT_TAG]
     experiment = hp_metadata.parse_experiment_plugin_data(value.metadata.plugin_data.content)
     assert [m.name.tag for m in experiment.metric_infos] == ["stiffness/xi"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("load_fast", ["true", "false"])
+def test_tensorboard_serves_per_step_files_live_and_each_step_once(tmp_path, load_fast):
+    """TensorBoard 2.21 (its data server and the Python loader) reads every event file of a
+    run directory, picks up new ones while running, and a replaced file adds no point."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    run = tmp_path / "logs" / "stiffness"
+
+    def write(step, value):
+        with summary.step_events(run, step, staging_dir=tmp_path) as writer:
+            summary.write_scalars(writer, {"within": value}, step)
+
+    write(0, 0.5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(tmp_path / "logs"),
+         "--port", str(port), "--reload_interval", "1", f"--load_fast={load_fast}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = (f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run=stiffness&"
+           "tag=stiffness/within")
+
+    def points(expected, seconds=90):
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                got = [(p[1], round(p[2], 3)) for p in json.load(
+                    urllib.request.urlopen(url, timeout=5))]
+            except OSError:
+                got = None
+            if got == expected or time.monotonic() > deadline:
+                return got
+            time.sleep(0.5)
+
+    try:
+        assert points([(0, 0.5)]) == [(0, 0.5)]
+        write(1, 0.6)
+        assert points([(0, 0.5), (1, 0.6)]) == [(0, 0.5), (1, 0.6)]
+        write(1, 0.6)  # A resumed run redoing step 1 replaces its file.
+        write(2, 0.7)
+        assert points([(0, 0.5), (1, 0.6), (2, 0.7)]) == [(0, 0.5), (1, 0.6), (2, 0.7)]
+        time.sleep(3)  # Several reloads later, still once each.
+        assert points(None, seconds=0) == [(0, 0.5), (1, 0.6), (2, 0.7)]
+    finally:
+        server.terminate()
+        server.wait()

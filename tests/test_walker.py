@@ -1,4 +1,5 @@
-"""Tests of tfstiffness.walker and its binaries: boundary AUC, the studies, resume, kill -9."""
+"""Walker's extensions: boundary AUC (`tfstiffness.neighbourhood`), the neighbourhoods and
+layerwise studies (`tfstiffness.studies`), their binaries, resume, kill -9."""
 
 import json
 import os
@@ -10,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from absl import app
-from absl.testing import flagsaver
 
-from tfstiffness import walker
+from tfstiffness import neighbourhood, studies
 from tfstiffness.cli import layerwise as layerwise_cli
 from tfstiffness.cli import neighbourhoods as neighbourhoods_cli
 
@@ -47,7 +46,7 @@ def test_boundary_auc_matches_pair_counting(seed):
     values = rng.integers(-4, 5, size=60) / 4.0
     values[rng.choice(60, size=5, replace=False)] = np.nan
     distance = rng.uniform(0, 0.5, size=60)
-    details = walker.boundary_auc_details(values, distance, within=0.15)
+    details = neighbourhood.boundary_auc_details(values, distance, within=0.15)
     assert details.auc == pytest.approx(_pair_counting_auc(values, distance, 0.15), abs=1e-12)
     assert details.ignored == 5
     assert details.positives + details.negatives == 55
@@ -56,23 +55,23 @@ def test_boundary_auc_matches_pair_counting(seed):
 
 def test_boundary_auc_hand_made_cases():
     distance = np.array([0.0, 0.05, 0.1, 0.5, 0.7, 0.9])  # Three positives (<= 0.1, inclusive).
-    assert walker.boundary_auc([-0.5, 0.0, 0.1, 0.8, 0.9, 1.0], distance) == 1.0
-    assert walker.boundary_auc([0.8, 0.9, 1.0, -0.5, 0.0, 0.1], distance) == 0.0
-    assert walker.boundary_auc(np.full(6, 0.3), distance) == 0.5
+    assert neighbourhood.boundary_auc([-0.5, 0.0, 0.1, 0.8, 0.9, 1.0], distance) == 1.0
+    assert neighbourhood.boundary_auc([0.8, 0.9, 1.0, -0.5, 0.0, 0.1], distance) == 0.0
+    assert neighbourhood.boundary_auc(np.full(6, 0.3), distance) == 0.5
     # One tie between a positive and a negative out of 9 pairs: 8.5 / 9.
-    assert walker.boundary_auc([-0.5, 0.0, 0.5, 0.5, 0.9, 1.0], distance) == pytest.approx(
+    assert neighbourhood.boundary_auc([-0.5, 0.0, 0.5, 0.5, 0.9, 1.0], distance) == pytest.approx(
         8.5 / 9)
-    assert walker.boundary_auc([-0.5, 0.0, 0.1, 0.8, 0.9, 1.0], distance, within=0.0) == 1.0
+    assert neighbourhood.boundary_auc([-0.5, 0.0, 0.1, 0.8, 0.9, 1.0], distance, within=0.0) == 1.0
 
 
 def test_boundary_auc_undefined_and_bad_inputs():
-    assert np.isnan(walker.boundary_auc([0.1, 0.2], [0.5, 0.6]))  # No positive.
-    details = walker.boundary_auc_details([np.nan, 0.2], [0.0, 0.6])  # Positive is NaN.
+    assert np.isnan(neighbourhood.boundary_auc([0.1, 0.2], [0.5, 0.6]))  # No positive.
+    details = neighbourhood.boundary_auc_details([np.nan, 0.2], [0.0, 0.6])  # Positive is NaN.
     assert np.isnan(details.auc) and details.ignored == 1
     with pytest.raises(ValueError, match="2 neighbourhood values for 3"):
-        walker.boundary_auc([0.1, 0.2], [0.0, 0.1, 0.2])
+        neighbourhood.boundary_auc([0.1, 0.2], [0.0, 0.1, 0.2])
     with pytest.raises(ValueError, match="within"):
-        walker.boundary_auc([0.1], [0.0], within=-1.0)
+        neighbourhood.boundary_auc([0.1], [0.0], within=-1.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,7 +82,7 @@ def test_boundary_auc_undefined_and_bad_inputs():
 @pytest.fixture(scope="module")
 def tiny_neighbourhoods(tmp_path_factory):
     out = tmp_path_factory.mktemp("nb") / "run"
-    return out, walker.run_neighbourhoods(str(out), verbose=False, **TINY_NB)
+    return out, studies.run_neighbourhoods(str(out), verbose=False, **TINY_NB)
 
 
 def test_run_neighbourhoods_schema(tiny_neighbourhoods):
@@ -105,7 +104,7 @@ def test_run_neighbourhoods_schema(tiny_neighbourhoods):
         assert data["init_values"].shape == data["trained_values"].shape == (2, 144)
         assert data["x"].shape == (144, 2) and data["train_loss"].shape == (2,)
         # The summary's AUCs are those of the saved maps.
-        auc = walker.boundary_auc(data["trained_values"][1], data["boundary_distance"])
+        auc = neighbourhood.boundary_auc(data["trained_values"][1], data["boundary_distance"])
     assert auc == pytest.approx(results["stages"]["trained"]["radii"]["0.3"]["auc"])
     assert (out / "figures" / "neighbourhoods.png").stat().st_size > 10_000
     assert any((out / "tensorboard").iterdir())
@@ -114,7 +113,7 @@ def test_run_neighbourhoods_schema(tiny_neighbourhoods):
 def test_rerun_skips_finished_stages_with_same_results(tiny_neighbourhoods, capsys):
     out, first = tiny_neighbourhoods
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "stages").iterdir()}
-    second = walker.run_neighbourhoods(str(out), verbose=True, **TINY_NB)
+    second = studies.run_neighbourhoods(str(out), verbose=True, **TINY_NB)
     assert "skipping finished stages ['init', 'trained']" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in (out / "stages").iterdir()} == stamps
     assert second["results"] == first["results"]
@@ -127,15 +126,15 @@ def test_lost_trained_stage_is_recomputed_identically(tiny_neighbourhoods, tmp_p
     (copy / "stages").mkdir(parents=True)
     (copy / "config.json").write_bytes((out / "config.json").read_bytes())
     (copy / "stages" / "init.npz").write_bytes((out / "stages" / "init.npz").read_bytes())
-    again = walker.run_neighbourhoods(str(copy), verbose=False, **TINY_NB)
+    again = studies.run_neighbourhoods(str(copy), verbose=False, **TINY_NB)
     assert again["run"]["skipped_stages"] == ["init"]
     assert again["results"] == first["results"]
 
 
 def test_rerun_with_other_settings_is_refused(tiny_neighbourhoods):
     out, _ = tiny_neighbourhoods
-    with pytest.raises(ValueError, match="epochs: saved 2, now 3"):
-        walker.run_neighbourhoods(str(out), verbose=False, **{**TINY_NB, "epochs": 3})
+    with pytest.raises(ValueError, match="epochs: saved 2, now 3"):  # ConfigMismatchError
+        studies.run_neighbourhoods(str(out), verbose=False, **{**TINY_NB, "epochs": 3})
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,28 +142,36 @@ def test_rerun_with_other_settings_is_refused(tiny_neighbourhoods):
 # --------------------------------------------------------------------------------------------
 
 
-def test_neighbourhoods_main_writes_outputs(tmp_path):
+def _run(binary, *args):
+    with pytest.raises(SystemExit) as info:
+        binary.run([binary.__name__.rsplit(".", 1)[-1], *args])
+    return info.value.code or 0
+
+
+def test_neighbourhoods_binary_writes_outputs_and_refuses_other_flags(tmp_path, capsys):
     out = tmp_path / "nb"
-    with flagsaver.flagsaver(output_dir=str(out), grid_n=10, epochs=1, radii=["0.25"],
-                             widths=["8"], quiet=True):
-        neighbourhoods_cli.main(["neighbourhoods"])
-        summary = json.loads((out / "summary.json").read_text())
-        assert summary["config"]["widths"] == [8] and summary["config"]["radii"] == [0.25]
-        assert set(summary["results"]["stages"]["trained"]["radii"]) == {"0.25"}
-        assert (out / "results.npz").exists() and (out / "figures/neighbourhoods.png").exists()
-        # Same directory, other flags: a usage error naming the flag, not a traceback.
-        with flagsaver.flagsaver(epochs=2), pytest.raises(app.UsageError, match="epochs"):
-            neighbourhoods_cli.main(["neighbourhoods"])
-    with pytest.raises(app.UsageError, match="unexpected arguments"):
-        neighbourhoods_cli.main(["neighbourhoods", "extra"])
+    args = [f"--output_dir={out}", "--grid_n=10", "--epochs=1", "--radii=0.25", "--widths=8",
+            "--quiet"]
+    assert _run(neighbourhoods_cli, *args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["widths"] == [8] and summary["config"]["radii"] == [0.25]
+    assert set(summary["results"]["stages"]["trained"]["radii"]) == {"0.25"}
+    assert (out / "results.npz").exists() and (out / "figures/neighbourhoods.png").exists()
+    assert sorted(p.name for p in (out / "tensorboard").iterdir()) == ["figures", "stiffness",
+                                                                        "train"]
+    # Same directory, other flags: one line naming the flag, not a traceback.
+    assert _run(neighbourhoods_cli, *args, "--epochs=2") == 1
+    err = capsys.readouterr().err
+    assert "epochs: saved 1, now 2" in err and "Traceback" not in err
+    assert _run(neighbourhoods_cli, *args, "extra") == 2
+    assert "unexpected arguments: extra" in capsys.readouterr().err
 
 
-def test_layerwise_main_writes_outputs(tmp_path):
+def test_layerwise_binary_writes_outputs(tmp_path):
     out = tmp_path / "lw"
-    with flagsaver.flagsaver(output_dir=str(out), grid_n=8, epochs=1, probe_per_class=4,
-                             hidden_widths=["5-3", "3-5"], activations=["relu", "tanh"],
-                             quiet=True):
-        layerwise_cli.main(["layerwise"])
+    assert _run(layerwise_cli, f"--output_dir={out}", "--grid_n=8", "--epochs=1",
+                "--probe_per_class=4", "--hidden_widths=5-3,3-5", "--activations=relu,tanh",
+                "--quiet") == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["hidden_widths"] == [[5, 3], [3, 5]]
     models = summary["results"]["models"]
@@ -180,6 +187,8 @@ def test_layerwise_main_writes_outputs(tmp_path):
         assert data["5-3_relu/trained/class_matrices"].shape == (3, 2, 2)
         assert data["probe_indices"].shape == (8,)
     assert (out / "figures" / "layerwise.png").stat().st_size > 10_000
+    assert sorted(p.name for p in (out / "tensorboard").iterdir()) == sorted([*models,
+                                                                              "figures"])
 
 
 def test_layerwise_values_match_a_direct_measurement(tmp_path):
@@ -188,7 +197,7 @@ def test_layerwise_values_match_a_direct_measurement(tmp_path):
 
     from tfstiffness import gradient_gram, layerwise_stiffness, models, synthetic
 
-    summary = walker.run_layerwise(str(tmp_path), verbose=False, **TINY_LW)
+    summary = studies.run_layerwise(str(tmp_path), verbose=False, **TINY_LW)
     with np.load(tmp_path / "results.npz") as data:
         probe = data["probe_indices"]
     x, y = synthetic.two_arcs_grid(TINY_LW["grid_n"])
@@ -207,7 +216,7 @@ def test_layerwise_values_match_a_direct_measurement(tmp_path):
 def test_layerwise_tfds_image_set_under_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=40):
-        summary = walker.run_layerwise(
+        summary = studies.run_layerwise(
             str(tmp_path), dataset="mnist", hidden_widths=((4,),), activations=("relu",),
             epochs=1, probe_per_class=2, max_train_examples=30, verbose=False)
     results = summary["results"]
@@ -234,7 +243,7 @@ def _binary_command(out: Path, epochs: int) -> list[str]:
 @pytest.mark.slow
 def test_sigkill_after_first_stage_then_restart_gives_same_results(tmp_path):
     epochs = 60  # Long enough that training is still running when the kill lands.
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     killed = tmp_path / "killed"
     process = subprocess.Popen(_binary_command(killed, epochs), env=env, cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -256,9 +265,10 @@ def test_sigkill_after_first_stage_then_restart_gives_same_results(tmp_path):
                                capture_output=True, text=True, timeout=300)
     assert restarted.returncode == 0, restarted.stderr[-2000:]
     assert "skipping finished stages ['init']" in restarted.stdout
+    assert "took over the lock left by a run that ended" in restarted.stdout
 
     reference = tmp_path / "reference"
-    walker.run_neighbourhoods(str(reference), grid_n=12, epochs=epochs, radii=(0.2, 0.3),
+    studies.run_neighbourhoods(str(reference), grid_n=12, epochs=epochs, radii=(0.2, 0.3),
                               verbose=False)
     with np.load(killed / "results.npz") as a, np.load(reference / "results.npz") as b:
         assert sorted(a.files) == sorted(b.files)

@@ -56,6 +56,15 @@ class TokenMatch:
 Factor = Materialized | Outer | TokenMatch
 
 
+def pairwise_is_cheaper(positions: int, d: int, p: int) -> bool:
+    """For `g_i = sum_t a_it (x) b_it` (a: d features, b: p): is the pairwise form cheaper?
+
+    Per pair of examples, pairwise costs T^2 (d + p), materialised costs d p (plus a one-off
+    n T d p to build, which the pairwise form's O(n^2) terms dominate at scale).
+    """
+    return positions * positions * (d + p) <= d * p
+
+
 def linear_factor(a: tf.Tensor, b: tf.Tensor, bias: bool = False) -> Factor:
     """Factor of `g_i = sum_t a_it (x) b_it` (a [n, T, d], b [n, T, p]), cheapest form.
 
@@ -64,9 +73,7 @@ def linear_factor(a: tf.Tensor, b: tf.Tensor, bias: bool = False) -> Factor:
     _, t, d = a.shape
     p = b.shape[-1]
     d_in = d + 1 if bias else d
-    # Per pair of examples: pairwise costs T^2 (d + p), materialised costs d p (plus a one-off
-    # n T d p to build, which the pairwise form's O(n^2) terms dominate at scale).
-    if t * t * (d_in + p) <= d_in * p:
+    if pairwise_is_cheaper(t, d_in, p):
         # The bias is the kernel row of a constant-1 input: one factor carries both.
         return Outer(tf.concat([a, tf.ones_like(a[..., :1])], -1) if bias else a, b)
     g = tf.reshape(tf.einsum("ntd,ntp->ndp", a, b), [-1, d * p])
@@ -187,5 +194,5 @@ def sq_norms(f: Factor) -> tf.Tensor:
 
 
 def nbytes(f: Factor) -> int:
-    tensors = {Materialized: ("g",), Outer: ("a", "b"), TokenMatch: ("tokens", "b")}[type(f)]
-    return sum(int(tf.size(getattr(f, name))) * 4 for name in tensors)
+    """Bytes held by a factor's tensors (from static shapes: no TensorFlow op per call)."""
+    return sum(t.shape.num_elements() * t.dtype.size for t in vars(f).values())

@@ -5,6 +5,7 @@ Works for any model; the structured path uses it for the variables its rules do 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 
@@ -74,7 +75,8 @@ class PerExampleGradients:
         self.method = method
         self.groups = group_by_layer(self.variables)
         # Blocks are padded to one size, so each function is traced once per input structure.
-        self._fn = tf.function(self._vmap if method == "vmap" else self._jacobian)
+        body = PerExampleGradients._vmap if method == "vmap" else PerExampleGradients._jacobian
+        self._fn = tf.function(functools.partial(body, self))  # traces counted per instance
 
     def _vmap(self, x, y):
         def one_example(args):

@@ -9,6 +9,8 @@ independent work: with a `tf.distribute.Strategy`, pairs are spread over its rep
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -94,17 +96,36 @@ def _decode(encoded) -> Factors:
     return {key: [_KINDS[kind](*tensors) for kind, tensors in fs] for key, fs in encoded.items()}
 
 
-@tf.function  # static shapes: a few traces (full or last block, diagonal or not)
-def _gram_and_norms(encoded_i, encoded_j, same: bool):
+def _gram_and_norms_of(encoded_i, encoded_j, same: bool):
     # One graph per pair instead of dozens of eager ops: on small blocks the per-op
     # overhead was as large as the arithmetic.
     fi, fj = _decode(encoded_i), _decode(encoded_j)
-    return pair_gram(fi, fj, same), sq_norms(fi), sq_norms(fj)
+    sq_i = sq_norms(fi)
+    return pair_gram(fi, fj, same), sq_i, sq_i if same else sq_norms(fj)
 
 
-def _block(index, rows, cols, fi: Factors, fj: Factors, mirrored: bool) -> GramBlock:
+def _traced_pair_function():
+    # Static shapes: one trace per (diagonal or not) and block shape. A partial has no code
+    # object, so TensorFlow counts each source's traces on their own: measuring several
+    # models in turn is not "frequent retracing".
+    return tf.function(functools.partial(_gram_and_norms_of))
+
+
+_gram_and_norms = _traced_pair_function()
+_PAIR_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _pair_function(source: FactorSource):
+    try:
+        return _PAIR_FUNCTIONS.setdefault(source, _traced_pair_function())
+    except TypeError:  # a source that cannot be weakly referenced
+        return _gram_and_norms
+
+
+def _block(index, rows, cols, fi: Factors, fj: Factors, mirrored: bool,
+           pair_function=_gram_and_norms) -> GramBlock:
     same = fi is fj  # a diagonal block of one set: its Gram is symmetric
-    grams, sq_i, sq_j = _gram_and_norms(_encode(fi), _encode(fj), same)
+    grams, sq_i, sq_j = pair_function(_encode(fi), _encode(fj), same)
     ni, nj = rows.stop - rows.start, cols.stop - cols.start  # cut the padding off
     return GramBlock(index, rows, cols, {k: np.asarray(g)[:ni, :nj] for k, g in grams.items()},
                      {k: np.asarray(v)[:ni] for k, v in sq_i.items()},
@@ -126,6 +147,7 @@ def gram_blocks(source: FactorSource, x, y, x2=None, y2=None, *, block: int,
         for step in _distributed(strategy, rows, cols, one_set, done, gather=True):
             yield from step
         return
+    pair_function = _pair_function(source)
     first = rows(0)
     band = max(1, cache_bytes // max(_factors_bytes(first), 1))
     num_rows, num_cols = len(rows.slices), len(cols.slices)
@@ -141,7 +163,7 @@ def gram_blocks(source: FactorSource, x, y, x2=None, y2=None, *, block: int,
             fj = held[j] if one_set and j in held else cols(j)
             for i in (i for i, jj in todo if jj == j):
                 yield _block((i, j), rows.slices[i], cols.slices[j], held[i], fj,
-                             mirrored=one_set and i != j)
+                             mirrored=one_set and i != j, pair_function=pair_function)
         del held
     del first
 

@@ -1,11 +1,11 @@
 """`StiffnessCallback`: stiffness of a fixed probe set measured during `model.fit`.
 
-At each measurement the callback computes the exact Gram matrix of per-example loss gradients
-on the probe set (and a second, validation probe set when given) with `gradient_gram`, turns it
-into sign and cosine stiffness, class stiffness matrices, within/between-class summaries, the
-super-class contrast, stiffness against input distance and the critical length xi
-(`tfstiffness.measures`), keeps every number in `callback.history` and, with a `log_dir`,
-writes them as TensorBoard scalars, images and histograms (`tfstiffness.summary`).
+At each measurement the callback measures through `tfstiffness.probes.ProbeSets`, the code the
+study binaries use too: the exact Gram matrix of per-example loss gradients on the probe set
+(and a second, validation probe set when given), sign and cosine stiffness, class stiffness
+matrices, within/between-class summaries, the super-class contrast, stiffness against input
+distance and the critical length xi. It keeps every number in `callback.history` and, with a
+`log_dir`, writes them as TensorBoard scalars, images and histograms.
 
 Measuring never changes training: forward passes run with `training=False`, weights and
 optimizer are only read, and the global random states (NumPy, Python, TensorFlow's eager
@@ -43,23 +43,18 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import math
 import os
-import random
 import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness import measures, plots, summary
 from tfstiffness._io import atomic_write
-from tfstiffness.gram import gradient_gram
+from tfstiffness.probes import ProbeSets, positive_int
 
 __all__ = ["StiffnessCallback", "load_history"]
 
@@ -177,68 +172,24 @@ class StiffnessCallback(keras.callbacks.Callback):
                 length `num_classes`.
         """
         super().__init__()
-        self._probe_x = _as_array(probe_x, "probe_x")
-        self._probe_y = np.asarray(probe_y)
-        _check_length(self._probe_x, self._probe_y, "probe_x", "probe_y")
-        if (val_x is None) != (val_y is None):
-            raise ValueError("val_x, val_y: give both (a second probe set) or neither.")
-        self._has_val = val_x is not None
-        if self._has_val:
-            val_x, val_y = _as_array(val_x, "val_x"), np.asarray(val_y)
-            _check_length(val_x, val_y, "val_x", "val_y")
-            if val_x.shape[1:] != self._probe_x.shape[1:]:
-                raise ValueError(f"val_x: examples of shape {val_x.shape[1:]}, but probe_x "
-                                 f"has {self._probe_x.shape[1:]}.")
-            if val_y.shape[1:] != self._probe_y.shape[1:]:
-                raise ValueError(f"val_y: labels of shape {val_y.shape[1:]}, but probe_y "
-                                 f"has {self._probe_y.shape[1:]}; use the same format.")
-        self._val_x, self._val_y = val_x, val_y
-
-        self.kinds = tuple(kinds)
-        if not self.kinds or any(k not in measures.STIFFNESS_KINDS for k in self.kinds):
-            raise ValueError(f"kinds: expected a non-empty subset of {measures.STIFFNESS_KINDS},"
-                             f" got {kinds!r}.")
-        self.every_n_epochs = _positive_int(every_n_epochs, "every_n_epochs")
+        self.probes = ProbeSets(
+            probe_x, probe_y, val_x, val_y, loss=loss, num_classes=num_classes,
+            fine_to_coarse=fine_to_coarse, kinds=kinds, distance_bins=distance_bins,
+            by_layer=by_layer, method=method, batch_size=batch_size)
+        self.every_n_epochs = positive_int(every_n_epochs, "every_n_epochs")
         self.every_n_steps = (None if every_n_steps is None
-                              else _positive_int(every_n_steps, "every_n_steps"))
-        self.distance_bins = _positive_int(distance_bins, "distance_bins")
-        self.loss, self.by_layer, self.method, self.batch_size = loss, by_layer, method, batch_size
+                              else positive_int(every_n_steps, "every_n_steps"))
+        self.kinds, self.num_classes = self.probes.kinds, self.probes.num_classes
+        self.fine_to_coarse, self.pair_sets = self.probes.fine_to_coarse, self.probes.pair_sets
         self.images, self.histograms = bool(images), bool(histograms)
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self.run_name = run_name
-
-        self._labels = _class_labels(self._probe_y, "probe_y")
-        self._val_labels = _class_labels(val_y, "val_y") if self._has_val else None
-        self.fine_to_coarse = None if fine_to_coarse is None else np.asarray(fine_to_coarse)
-        if num_classes is None:
-            if self.fine_to_coarse is not None:
-                num_classes = len(self.fine_to_coarse)
-            else:
-                all_labels = [self._labels] + ([self._val_labels] if self._has_val else [])
-                num_classes = int(max(labels.max() for labels in all_labels)) + 1
-        self.num_classes = _positive_int(num_classes, "num_classes")
-        for labels, name in ((self._labels, "probe_y"), (self._val_labels, "val_y")):
-            if labels is not None and (labels.min() < 0 or labels.max() >= self.num_classes):
-                raise ValueError(f"{name}: classes must lie in [0, {self.num_classes}), got "
-                                 f"[{labels.min()}, {labels.max()}].")
-        if self.fine_to_coarse is not None:
-            if self.fine_to_coarse.shape != (self.num_classes,):
-                raise ValueError(f"fine_to_coarse: expected {self.num_classes} entries (one "
-                                 f"per class), got shape {self.fine_to_coarse.shape}.")
-            if not np.issubdtype(self.fine_to_coarse.dtype, np.integer):
-                raise ValueError("fine_to_coarse: expected integer super-class indices.")
-
-        self._pairs = self._pair_specs()
-        self.pair_sets = tuple(self._pairs)
-        self.curve_edges: dict[str, np.ndarray] = {}
         self.history: list[dict[str, Any]] = []
         self._writer: tf.summary.SummaryWriter | None = None
         self._epoch = 0  # completed epochs
         self._prev_iteration = 0
         self._last_loss = math.nan
         self._initial_pending = False
-        self._warned_no_curve: set[str] = set()
-        self._curves: dict[tuple[str, str], Any] = {}  # of the latest measurement
 
     # ------------------------------------------------------------------------------------
     # Keras hooks
@@ -307,9 +258,9 @@ class StiffnessCallback(keras.callbacks.Callback):
         keys = list(dict.fromkeys(k for entry in self.history for k in entry))
         for key in keys:
             arrays[key] = np.stack([np.asarray(entry.get(key, np.nan)) for entry in self.history])
-        arrays["meta/probe_labels"] = self._labels
-        if self._has_val:
-            arrays["meta/val_labels"] = self._val_labels
+        arrays["meta/probe_labels"] = self.probes.labels
+        if self.probes.has_val:
+            arrays["meta/val_labels"] = self.probes.val_labels
         if self.fine_to_coarse is not None:
             arrays["meta/fine_to_coarse"] = self.fine_to_coarse
         arrays["meta/kinds"] = np.array(self.kinds)
@@ -336,7 +287,7 @@ class StiffnessCallback(keras.callbacks.Callback):
             >>> sorted(cb.series())[:3]
             ['between', 'epoch', 'iteration']
         """
-        if pairs not in self._pairs or kind not in self.kinds:
+        if pairs not in self.pair_sets or kind not in self.kinds:
             raise ValueError(f"pairs, kind: expected one of {self.pair_sets} and one of "
                              f"{self.kinds}, got {pairs!r}, {kind!r}.")
         names = ["within", "between", "mean", "xi"]
@@ -374,20 +325,6 @@ class StiffnessCallback(keras.callbacks.Callback):
     # Measurement
     # ------------------------------------------------------------------------------------
 
-    def _pair_specs(self) -> dict[str, _PairSet]:
-        """Rows and columns of each pair set in the Gram matrix of [probe; val]."""
-        n = len(self._probe_x)
-        train = slice(0, n)
-        specs = {"train_train": _PairSet(train, train, True, self._labels, None,
-                                         measures.input_distances(self._probe_x))}
-        if self._has_val:
-            val = slice(n, n + len(self._val_x))
-            specs["train_val"] = _PairSet(train, val, False, self._labels, self._val_labels,
-                                          measures.input_distances(self._probe_x, self._val_x))
-            specs["val_val"] = _PairSet(val, val, True, self._val_labels, None,
-                                        measures.input_distances(self._val_x))
-        return specs
-
     def _iterations(self) -> int:
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None:
@@ -418,30 +355,10 @@ class StiffnessCallback(keras.callbacks.Callback):
             The new history entry.
         """
         start = time.perf_counter()
-        self._curves.clear()
-        x, y = self._probe_x, self._probe_y
-        if self._has_val:
-            # One Gram matrix of [probe; val] gives all three pair sets as blocks, so each
-            # example's gradient factors are computed once.
-            x, y = np.concatenate([x, self._val_x]), np.concatenate([y, self._val_y])
-        with _random_state_preserved():
-            gram = gradient_gram(self.model, x, y, loss=self.loss, by_layer=self.by_layer,
-                                 method=self.method, batch_size=self.batch_size, verbose=False)
+        measurement = self.probes.measure(self.model)
         entry: dict[str, Any] = {"step": int(step), "epoch": int(self._epoch),
-                                 "iteration": self._iterations(), "train_loss": self._last_loss}
-        n = len(self._probe_x)
-        entry["zero_gradients/train"] = int(np.sum(gram.sq_norms[:n] == 0))
-        if self._has_val:
-            entry["zero_gradients/val"] = int(np.sum(gram.sq_norms[n:] == 0))
-        stiffness = {}
-        for pairs, spec in self._pairs.items():
-            for kind in self.kinds:
-                S = _stiffness(gram.total, gram.sq_norms, spec, kind)
-                stiffness[pairs, kind] = S
-                entry.update(self._summaries(pairs, kind, S, spec))
-                for layer, block in gram.by_layer.items():
-                    S_layer = _stiffness(block, np.diagonal(block), spec, kind)
-                    entry[f"{pairs}/{kind}/layer/{layer}"] = _mean_pairs(S_layer, spec)
+                                 "iteration": self._iterations(), "train_loss": self._last_loss,
+                                 **measurement.values}
         entry["seconds"] = time.perf_counter() - start
         self.history.append(entry)
         if self.log_dir is not None:
@@ -449,61 +366,14 @@ class StiffnessCallback(keras.callbacks.Callback):
                 path = (os.path.join(self.log_dir, self.run_name) if self.run_name
                         else self.log_dir)
                 self._writer = tf.summary.create_file_writer(path)
-            self._write(entry, stiffness)
+            self.probes.write(self._writer, measurement, int(step), images=self.images,
+                              histograms=self.histograms, prefix=TAG_PREFIX)
         return entry
 
-    def _summaries(self, pairs: str, kind: str, S: np.ndarray,
-                   spec: _PairSet) -> dict[str, Any]:
-        name = f"{pairs}/{kind}"
-        C = measures.class_stiffness(S, spec.labels, spec.labels2, self.num_classes)
-        within, between = measures.within_between(C)
-        out: dict[str, Any] = {f"{name}/within": within, f"{name}/between": between,
-                               f"{name}/mean": _mean_pairs(S, spec), f"{name}/class_matrix": C}
-        if self.fine_to_coarse is not None:
-            out[f"{name}/superclass_contrast"] = measures.superclass_contrast(
-                C, self.fine_to_coarse)
-        try:
-            curve = measures.stiffness_vs_distance(
-                S, labels=spec.labels, labels2=spec.labels2, pairs="within",
-                bins=self.distance_bins, distances=spec.distances)
-        except ValueError:  # no two examples of one class in this pair set
-            if pairs not in self._warned_no_curve:
-                self._warned_no_curve.add(pairs)
-                warnings.warn(f"StiffnessCallback: {pairs} has no pair of examples of the same "
-                              "class, so no stiffness-vs-distance curve or xi.", stacklevel=3)
-            return out
-        self.curve_edges[pairs] = curve.edges
-        critical = measures.critical_length(curve)
-        crossed = critical.status == "crossed"
-        out.update({f"{name}/curve_means": curve.means, f"{name}/curve_counts": curve.counts,
-                    f"{name}/xi_crossed": float(crossed),
-                    f"{name}/xi": critical.xi if crossed else math.nan,
-                    f"{name}/xi_bound": math.nan if crossed else critical.bound})
-        # Kept for the image only: history entries hold plain numbers and arrays.
-        self._curves[pairs, kind] = (curve, critical)
-        return out
-
-    def _write(self, entry: Mapping[str, Any], stiffness: Mapping[tuple[str, str], Any]) -> None:
-        writer, step = self._writer, int(entry["step"])
-        scalars = {k: v for k, v in entry.items() if _is_scalar_tag(k)}
-        summary.write_scalars(writer, scalars, step, prefix=TAG_PREFIX)
-        for (pairs, kind), S in stiffness.items():
-            name = f"{TAG_PREFIX}/{pairs}/{kind}"
-            spec = self._pairs[pairs]
-            if self.histograms:
-                summary.write_histogram(writer, S, f"{name}/values", step,
-                                        exclude_diagonal=spec.one_set)
-            if not self.images:
-                continue
-            summary.write_class_matrix_image(
-                writer, entry[f"{pairs}/{kind}/class_matrix"], step, tag=f"{name}/class_matrix",
-                fine_to_coarse=self.fine_to_coarse, vmax=1.0,
-                title=f"{pairs} {kind} class stiffness (step {step})")
-            if (pairs, kind) in self._curves:
-                curve, critical = self._curves[pairs, kind]
-                fig = plots.stiffness_vs_distance(
-                    curve, critical, title=f"{pairs} {kind} stiffness vs distance (step {step})")
-                summary.write_figure(writer, fig, f"{name}/vs_distance", step)
+    @property
+    def curve_edges(self) -> dict[str, np.ndarray]:
+        """Pair set -> distance bin edges of the curves (fixed: the probe does not change)."""
+        return self.probes.curve_edges
 
 
 def load_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -524,132 +394,3 @@ def load_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     with np.load(os.fspath(path), allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _PairSet:
-    """One pair set: its block of the [probe; val] Gram matrix, labels and input distances."""
-
-    rows: slice
-    cols: slice
-    one_set: bool  # rows and columns are the same examples (self pairs excluded)
-    labels: np.ndarray
-    labels2: np.ndarray | None  # column labels, for two sets
-    distances: np.ndarray
-
-# History keys that are not TensorBoard scalars: bookkeeping and arrays.
-_NOT_LOGGED = ("step", "epoch", "iteration", "train_loss", "seconds")
-_HISTORY_ONLY_SUFFIXES = ("/class_matrix", "/curve_means", "/curve_counts", "/xi_bound")
-
-
-def _is_scalar_tag(key: str) -> bool:
-    return key not in _NOT_LOGGED and not key.endswith(_HISTORY_ONLY_SUFFIXES)
-
-
-def _stiffness(G: np.ndarray, sq_norms: np.ndarray, spec: _PairSet,
-               kind: str) -> np.ndarray:
-    rows, cols = spec.rows, spec.cols
-    block = G[rows, cols]
-    with warnings.catch_warnings():
-        # Zero-gradient examples are counted in `zero_gradients/...` instead of warned about
-        # at every measurement.
-        warnings.filterwarnings("ignore", message=".*exactly zero gradient")
-        if spec.one_set:
-            return measures.stiffness_matrix(block, kind, sq_norms=sq_norms[rows])
-        return measures.stiffness_matrix(block, kind, sq_norms=sq_norms[rows],
-                                         sq_norms2=sq_norms[cols])
-
-
-def _mean_pairs(S: np.ndarray, spec: _PairSet) -> float:
-    """Mean stiffness over all pairs; self pairs excluded within one set."""
-    if spec.one_set:
-        off_diagonal = ~np.eye(S.shape[0], dtype=bool)
-        return float(S[off_diagonal].mean()) if off_diagonal.any() else math.nan
-    return float(S.mean())
-
-
-@contextlib.contextmanager
-def _random_state_preserved() -> Iterator[None]:
-    """Restores the global random states on exit, so measuring never shifts training's draws.
-
-    Nothing in a measurement is meant to draw random numbers, but a user's model may (e.g. a
-    layer calling `keras.random.*` without a seed), and a callback that moved the NumPy or
-    Python state would change a data pipeline that shuffles with them.
-    """
-    numpy_state, python_state = np.random.get_state(), random.getstate()
-    # TensorFlow's eager op-seed stream (private; absent when no global seed is set).
-    tf_context = _tf_context()
-    tf_rng = getattr(tf_context, "_rng", None)
-    tf_state = tf_rng.getstate() if tf_rng is not None else None
-    keras_generator = _keras_global_seed_generator()
-    keras_state = (None if keras_generator is None
-                   else keras.ops.convert_to_numpy(keras_generator.state))
-    try:
-        yield
-    finally:
-        np.random.set_state(numpy_state)
-        random.setstate(python_state)
-        if tf_rng is not None and getattr(tf_context, "_rng", None) is tf_rng:
-            tf_rng.setstate(tf_state)
-        if keras_generator is not None:
-            keras_generator.state.assign(keras_state)
-
-
-def _tf_context() -> Any:
-    try:
-        from tensorflow.python.eager import context
-    except ImportError:  # pragma: no cover - layout of a future TensorFlow
-        return None
-    return context.context()
-
-
-def _keras_global_seed_generator() -> Any:
-    try:
-        from keras.src.backend.common import global_state
-        from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
-    except ImportError:  # pragma: no cover - layout of a future Keras
-        return None
-    return global_state.get_global_attribute(GLOBAL_SEED_GENERATOR)
-
-
-def _as_array(x: Any, name: str) -> np.ndarray:
-    array = None if isinstance(x, dict) else np.asarray(x)
-    if array is None or array.dtype == object:
-        raise TypeError(f"{name}: expected one array of inputs [N, ...]; multi-input models "
-                        "are not supported.")
-    if array.ndim == 0 or len(array) == 0:
-        raise ValueError(f"{name}: expected a non-empty array with a leading example axis.")
-    return array
-
-
-def _check_length(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> None:
-    if y.ndim == 0 or len(y) != len(x):
-        raise ValueError(f"{y_name}: expected {len(x)} labels (one per example of {x_name}), "
-                         f"got shape {y.shape}.")
-
-
-def _class_labels(y: np.ndarray, name: str) -> np.ndarray:
-    """Integer classes of integer or one-hot labels (class matrices need classes)."""
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:
-        return y.argmax(axis=1).astype(np.int64)
-    y = y.reshape(len(y), -1)
-    if y.shape[1] != 1:
-        raise ValueError(f"{name}: expected [N] class labels or [N, K] one-hot labels, got "
-                         f"shape {y.shape}.")
-    y = y[:, 0]
-    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
-        raise ValueError(f"{name}: class stiffness needs integer class labels, got {y.dtype} "
-                         "values that are not whole numbers.")
-    return y.astype(np.int64)
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}.")
-    return int(value)

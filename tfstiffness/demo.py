@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import time
 
-import keras
 import numpy as np
-
-from tfstiffness import measures, models, synthetic
-from tfstiffness.gram import gradient_gram
 
 
 def run_demo(epochs: int = 5, num_classes: int = 4, probe_per_class: int = 25,
@@ -27,6 +23,11 @@ def run_demo(epochs: int = 5, num_classes: int = 4, probe_per_class: int = 25,
         >>> sorted(result)
         ['between', 'class_matrix', 'epoch', 'train_loss', 'within']
     """
+    import keras
+
+    from tfstiffness import measures, models, synthetic
+    from tfstiffness.gram import gradient_gram
+
     keras.utils.set_random_seed(seed)
     x, y = synthetic.gaussian_blobs(num_classes=num_classes, num_per_class=200, dim=20,
                                     seed=seed, spread=1.0)
@@ -59,6 +60,10 @@ def run_demo(epochs: int = 5, num_classes: int = 4, probe_per_class: int = 25,
 
 
 def main() -> None:
+    """Runs the demo, with TensorFlow's start-up log hidden (as the binaries do)."""
+    from tfstiffness.cli import quiet_tensorflow
+
+    quiet_tensorflow()
     run_demo()
 
 

@@ -9,7 +9,10 @@ An experiment writes everything under one directory:
   with the same results.
 - ``summary.json``: configuration, library versions and every measured number.
 - ``results.npz``, ``figures/*.png``: arrays and figures.
-- ``tensorboard/``: TensorBoard event files.
+- ``tensorboard/<run>/``: TensorBoard event files, one per step (`OutputDir.step_events`),
+  so TensorBoard shows a run live and a resumed run never duplicates a point.
+- ``.lock``: held by the run using the directory (`check_output_dir`, `OutputDir`): a second
+  run on the same directory is refused, naming the first one's process id.
 
 Every file is written atomically (a temporary file in the same directory, then `os.replace`),
 so a reader, or a restarted run, never sees a half-written result.
@@ -26,11 +29,16 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import platform
+import shutil
+import socket
+import tempfile
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +51,11 @@ from tfstiffness.plots import save_figure
 __all__ = [
     "ConfigMismatchError",
     "OutputDir",
+    "OutputDirBusyError",
+    "OutputDirError",
     "atomic_write",
+    "check_output_dir",
+    "format_seconds",
     "jsonable",
     "read_json",
     "save_figure",
@@ -150,7 +162,13 @@ def versions() -> dict[str, str]:
     }
 
 
-def _format_seconds(seconds: float) -> str:
+def format_seconds(seconds: float) -> str:
+    """``12.3s``, ``4m05s`` or ``1h02m``.
+
+    Example:
+        >>> format_seconds(245)
+        '4m05s'
+    """
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(round(seconds), 60)
@@ -158,7 +176,7 @@ def _format_seconds(seconds: float) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# The output directory
+# Output directory checks and the lock
 # --------------------------------------------------------------------------------------------
 
 
@@ -166,8 +184,168 @@ class ConfigMismatchError(ValueError):
     """An output directory holds results of a different configuration."""
 
 
+class OutputDirError(ValueError):
+    """An output directory cannot be used: not a directory, not writable, or in use."""
+
+
+class OutputDirBusyError(OutputDirError):
+    """Another live run holds the output directory's lock."""
+
+
+LOCK_NAME = ".lock"
+# Locks this process holds: resolved path -> [open lock file, number of holders].
+_HELD: dict[str, list] = {}
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Refuses an output directory that cannot be used, before anything is written to it.
+
+    The path must be a directory (or not exist yet), writable (its nearest existing
+    ancestor when it does not exist yet), and not locked by another live run. Nothing is
+    created: a probe file in the nearest existing directory is removed at once.
+
+    Args:
+        path: The output directory.
+
+    Returns:
+        The path.
+
+    Raises:
+        OutputDirError: naming the path and what is wrong (`OutputDirBusyError` when another
+            run holds it, naming that run's process id).
+
+    Example:
+        >>> import tempfile
+        >>> f = tempfile.mkstemp()[1]
+        >>> check_output_dir(f)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tfstiffness.experiment.OutputDirError: output directory ... is a file, not a directory...
+    """
+    path = Path(path)
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        what = "the output directory" if existing == path else f"its parent {existing}"
+        raise OutputDirError(f"output directory {path}: {what} is a file, not a directory. "
+                             "Give a directory path.")
+    if not _writable(existing):
+        what = "" if existing == path else f" (its nearest existing parent {existing})"
+        raise OutputDirError(f"output directory {path}{what} is not writable. Give a "
+                             "directory you can write to.")
+    if path.is_dir():
+        holder = _live_holder(path / LOCK_NAME)
+        if holder is not None:
+            raise OutputDirBusyError(_busy_message(path, holder))
+    return path
+
+
+def _writable(directory: Path) -> bool:
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return False
+    try:  # os.access says yes to root on a read-only file system: try for real.
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=TMP_SUFFIX, dir=directory)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
+def _read_holder(lock_path: Path) -> str:
+    try:
+        return lock_path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def _live_holder(lock_path: Path) -> str | None:
+    """The holder's description when a live process holds the lock, else None."""
+    if str(lock_path.resolve()) in _HELD or not lock_path.exists():
+        return None
+    try:
+        with open(lock_path, encoding="utf-8") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return f.read().strip() or "another process"
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
+
+
+def _busy_message(path: Path, holder: str) -> str:
+    return (f"output directory {path} is in use by another run ({holder}). Wait for it to "
+            "finish, stop it, or use another output directory.")
+
+
+def _acquire_lock(path: Path) -> str | None:
+    """Locks `path` for this process (re-entrant); returns a stale holder taken over, if any.
+
+    The lock is an exclusive `flock` on ``path/.lock``, which the operating system releases
+    when the holder exits in any way, SIGKILL included; the file names the holder (process
+    id, host, start time). A lock file that still names a process but is not locked was left
+    by a run that died: it is taken over.
+    """
+    key = str((path / LOCK_NAME).resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return None
+    f = open(path / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 - held open.
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise OutputDirBusyError(_busy_message(path, holder)) from None
+    f.seek(0)
+    stale = f.read().strip() or None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}, started "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    f.flush()
+    _HELD[key] = [f, 1]
+    return stale
+
+
+def _release_lock(path: Path) -> None:
+    key = str((path / LOCK_NAME).resolve())
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] > 0:
+        return
+    f = held[0]
+    del _HELD[key]
+    try:
+        f.seek(0)
+        f.truncate()  # An empty lock file: released cleanly, not stale.
+        f.flush()
+    except OSError:
+        pass
+    finally:
+        f.close()  # Closing the file releases the flock.
+
+
+# --------------------------------------------------------------------------------------------
+# The output directory
+# --------------------------------------------------------------------------------------------
+
+
 class OutputDir:
-    """An experiment's output directory: config guard, stage checkpoints, results, progress.
+    """An experiment's output directory: lock, config guard, checkpoints, results, progress.
+
+    Opening one checks the path (`check_output_dir`), creates it, and locks it for this
+    process: a second run on the same directory is refused while this one lives (the lock
+    dies with the process, so a killed run's lock is taken over by the next). Call `close`
+    (or use it as a context manager) to release it earlier.
 
     Args:
         path: The directory; created with its parents.
@@ -179,6 +357,7 @@ class OutputDir:
         printer: Where progress lines go instead of `print` (e.g. `logging.info`).
 
     Raises:
+        OutputDirError: The path is a file or not writable, or another live run holds it.
         ConfigMismatchError: (a ValueError) The directory holds a ``config.json`` that
             differs from `config`.
 
@@ -209,10 +388,37 @@ class OutputDir:
         self._printer = printer or (lambda line: print(line, flush=True))
         self._start = time.monotonic()
         self._eta_origin: tuple[float, float] | None = None
-        self._writer = None
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._check_config()
+        self._locked = False
+        check_output_dir(self.path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputDirError(f"output directory {self.path} cannot be created: "
+                                 f"{err.strerror}.") from None
+        stale = _acquire_lock(self.path)
+        self._locked = True
+        self._finalizer = weakref.finalize(self, _release_lock, self.path)
+        try:
+            self._check_config()
+        except BaseException:
+            self.close()
+            raise
+        if stale:
+            self.progress(f"took over the lock left by a run that ended without releasing "
+                          f"it ({stale})")
         self._remove_stale_temporaries()
+
+    def close(self) -> None:
+        """Releases the directory's lock (also released when the process exits)."""
+        if self._locked:
+            self._locked = False
+            self._finalizer()
+
+    def __enter__(self) -> OutputDir:  # noqa: PYI034 - Self needs Python 3.11.
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -239,11 +445,13 @@ class OutputDir:
         )
 
     def _remove_stale_temporaries(self) -> None:
-        # Left by a run killed while writing; never a result (they are renamed when complete).
-        for folder in (self.path, self.stages_dir, self.figures_dir):
-            if folder.is_dir():
-                for tmp in folder.glob(f".*{TMP_SUFFIX}"):
-                    tmp.unlink(missing_ok=True)
+        # Left by a run killed while writing; never a result (they are renamed when complete),
+        # and never another live run's: this process holds the directory's lock.
+        for tmp in self.path.rglob(f".*{TMP_SUFFIX}"):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
 
     # -- stage checkpoints -----------------------------------------------------------------
 
@@ -254,6 +462,10 @@ class OutputDir:
     @property
     def figures_dir(self) -> Path:
         return self.path / "figures"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
 
     def _stage_path(self, stage: str) -> Path:
         if not stage or "/" in stage or stage.startswith("."):
@@ -290,20 +502,17 @@ class OutputDir:
         """Saves `fig` as ``figures/<name>`` (e.g. "neighbourhoods.png")."""
         return save_figure(fig, self.figures_dir / name)
 
-    @property
-    def tensorboard(self):
-        """A `tf.summary` writer for ``tensorboard/``, created on first use."""
-        if self._writer is None:
-            import tensorflow as tf
+    def step_events(self, run: str, step: int):
+        """A `tf.summary` writer for the events of `step` of TensorBoard run `run`.
 
-            self._writer = tf.summary.create_file_writer(str(self.path / "tensorboard"))
-        return self._writer
+        A context manager (`summary.step_events`): the events land in
+        ``tensorboard/<run>/`` as one file named by the step, atomically, when the block
+        ends. Writing the same step again replaces that file, so a resumed run that redoes
+        a step leaves TensorBoard one copy of it.
+        """
+        from tfstiffness import summary
 
-    def close(self) -> None:
-        """Flushes and closes the TensorBoard writer, if any."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        return summary.step_events(self.tensorboard_dir / run, step, staging_dir=self.path)
 
     # -- progress --------------------------------------------------------------------------
 
@@ -312,26 +521,30 @@ class OutputDir:
         """Seconds since this object was created."""
         return time.monotonic() - self._start
 
-    def progress(self, message: str, done: float | None = None, total: float | None = None) -> str:
-        """Prints ``[name elapsed] message`` and, given `done` of `total` units, an ETA.
+    def progress(self, message: str, done: float | None = None, total: float | None = None,
+                 remaining: float | None = None) -> str:
+        """Prints ``[name elapsed] message`` with an estimate of the time left.
 
-        The remaining time is extrapolated from the rate seen in this process since the
-        first call that gave `done`: units finished by an earlier, interrupted run (and
-        skipped now) do not make the estimate optimistic.
+        Either `remaining` (seconds, estimated by the caller) or, given `done` of `total`
+        units, an extrapolation from the rate seen in this process since the first call that
+        gave `done`: units finished by an earlier, interrupted run (and skipped now) do not
+        make the estimate optimistic.
 
         Returns:
             The line (also printed when `verbose`).
         """
         now = time.monotonic()
-        line = f"[{self.name} {_format_seconds(now - self._start)}] {message}"
-        if done is not None and total is not None:
+        line = f"[{self.name} {format_seconds(now - self._start)}] {message}"
+        if remaining is not None:
+            line += f" (~{format_seconds(max(remaining, 0.0))} left)"
+        elif done is not None and total is not None:
             line += f" ({done:g}/{total:g}"
             if self._eta_origin is None:
                 self._eta_origin = (float(done), now)
             first_done, first_time = self._eta_origin
             if done > first_done and now > first_time:
                 rate = (now - first_time) / (done - first_done)
-                line += f", ~{_format_seconds(rate * max(total - done, 0))} left"
+                line += f", ~{format_seconds(rate * max(total - done, 0))} left"
             line += ")"
         if self.verbose:
             self._printer(line)

@@ -37,6 +37,8 @@ from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
+from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import offset_copy
 
 from tfstiffness._io import atomic_write
 
@@ -276,6 +278,10 @@ def superclass_matrix(
 ) -> Figure:
     """Heatmap of a super-class stiffness matrix (20 x 20 for CIFAR-100) with names.
 
+    As `measures.superclass_matrix` computes it, a diagonal cell is the stiffness between
+    different classes of one super-class (same-class pairs are left out); the axis label says
+    so.
+
     Args:
         C20: [S, S] super-class stiffness; NaN drawn grey.
         coarse_names: Optional S super-class names for the tick labels.
@@ -290,7 +296,7 @@ def superclass_matrix(
     Example:
         >>> import numpy as np
         >>> fig = superclass_matrix(np.eye(3) * 0.5, coarse_names=["a", "b", "c"])
-        >>> fig.axes[0].get_xlabel()
+        >>> fig.axes[0].get_xlabel().splitlines()[0]
         'super-class b'
     """
     C = _as_matrix(C20)
@@ -314,7 +320,8 @@ def superclass_matrix(
                 text = f"{value:.2f}".replace("-0.00", "0.00")
                 ax.text(j, i, text, ha="center", va="center", fontsize=6,
                         color="white" if dark else "black")
-    ax.set_xlabel("super-class b")
+    ax.set_xlabel("super-class b\n(diagonal: pairs of DIFFERENT classes of one super-class; "
+                  "same-class pairs excluded)", fontsize=9)
     ax.set_ylabel("super-class a")
     ax.set_title(title)
     return _finish(fig, path)
@@ -369,8 +376,10 @@ def stiffness_vs_distance(
 
     Empty bins (NaN mean) are skipped. The count per bin is a light bar chart on a twin axis.
     When the curve crossed zero, xi is a dashed vertical line with its value in the legend;
-    otherwise an arrow annotation says "xi > bound" (never crossed: xi lies beyond the largest
-    distance seen) or "xi < bound" (non-positive from the first bin), never an invented number.
+    otherwise a triangle on the zero line at the bound points to where xi lies, and the legend
+    says "xi > bound" (never crossed: xi lies beyond the largest distance seen) or
+    "xi < bound" (non-positive from the first bin), never an invented number. With more than
+    three legend entries the legend goes below the plot, clear of the curves.
 
     Args:
         curve: An object (or mapping) with `edges` [B+1] (optional), `centres` [B], `means` [B]
@@ -400,8 +409,9 @@ def stiffness_vs_distance(
         'mean stiffness'
     """
     entries = _curve_entries(curve, critical, label)
+    own_figure = ax is None
     if ax is None:
-        fig = _new_figure((7.0, 4.5))
+        fig = _new_figure((7.5, 4.5 + 0.25 * max(len(entries) - 1, 0)))
         ax = fig.add_subplot()
     else:
         fig = ax.figure
@@ -412,7 +422,6 @@ def stiffness_vs_distance(
 
     multi = len(entries) > 1
     pair_kinds = set()
-    annotations = 0
     for index, (entry_curve, entry_critical, entry_label) in enumerate(entries):
         colour = f"C{index % 10}"
         centres = np.asarray(_get(entry_curve, "centres"), dtype=np.float64).reshape(-1)
@@ -447,33 +456,38 @@ def stiffness_vs_distance(
             ax.axvline(xi, color=colour, linestyle="--", linewidth=1.2,
                        label=f"{prefix}ξ = {xi:.3g}")
         elif entry_critical is not None:
+            # No crossing: a marker on the zero line at the bound, pointing to where xi lies,
+            # and the statement in the legend (text in the plot would cross the curves).
             if status == "never_crossed" and bound is not None:
-                text, direction = f"{prefix}ξ > {bound:.3g}", 1
+                text, marker = f"{prefix}ξ > {bound:.3g} (never crossed)", ">"
             elif status == "nonpositive_from_start" and bound is not None:
-                text, direction = f"{prefix}ξ < {bound:.3g}", -1
+                text, marker = f"{prefix}ξ < {bound:.3g} (≤ 0 from the first bin)", "<"
             else:
-                text, direction = f"{prefix}{entry_critical}", 0
-            if direction:
-                # Arrow from the label towards where xi lies, anchored at (bound, 0).
-                ax.annotate(
-                    text, xy=(bound, 0.0), xytext=(-direction * 6, 22 + 14 * annotations),
-                    textcoords="offset points", color=colour, fontsize=9,
-                    ha="right" if direction > 0 else "left",
-                    arrowprops=dict(arrowstyle="-", color=colour, linewidth=0.8),
-                )
-                ax.plot([bound], [0.0], marker=">" if direction > 0 else "<",
-                        color=colour, markersize=7, linestyle="none")
+                text, marker = f"{prefix}ξ undefined ({status})", None
+            if marker is not None:
+                # Overlays often share a bound (the same probe): stack their markers.
+                lift = offset_copy(ax.transData, fig=fig, units="points",
+                                   y=9.0 * (index - (len(entries) - 1) / 2))
+                ax.plot([bound], [0.0], marker=marker, color=colour, markersize=9,
+                        markeredgecolor="black", markeredgewidth=0.6, linestyle="none",
+                        label=text, zorder=5, transform=lift)
             else:
-                ax.text(0.02, 0.04 + 0.07 * annotations, text, transform=ax.transAxes,
-                        color=colour, fontsize=9)
-            annotations += 1
+                ax.plot([], [], linestyle="none", label=text)
 
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("distance  d = 1 − x̂₁·x̂₂")
     ax.set_ylabel("mean stiffness")
     counts_ax.set_ylabel("pairs per bin", color="0.4")
     counts_ax.tick_params(axis="y", colors="0.4")
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.85)
+    handles, labels = ax.get_legend_handles_labels()
+    if own_figure and len(handles) > 3:
+        # Many entries: below the plot, where they cover no curve; one column per curve
+        # (its line above its xi) when every curve has both.
+        columns = len(entries) if len(handles) == 2 * len(entries) <= 6 else 2
+        fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=8,
+                   frameon=False)
+    else:
+        ax.legend(loc="best", fontsize=8, framealpha=0.85)
     if title is None:
         kind = f" ({pair_kinds.pop()} pairs)" if len(pair_kinds) == 1 else ""
         title = f"Stiffness vs distance{kind}"
@@ -514,7 +528,10 @@ def training_curves(
 
     Args:
         history: Run label (e.g. "lr=0.001") -> mapping of equal-length arrays with the `x` key
-            and the metric keys; NaN (e.g. xi undefined) leaves a gap.
+            and the metric keys; NaN (e.g. xi undefined) leaves a gap. With ``xi_status``
+            (`probes.XI_STATUSES` codes or names) and ``xi_bound`` arrays, the xi panel marks
+            each point where xi is undefined with an open triangle at its bound (up: xi lies
+            above it; down: below), explained in a legend below the panels.
         x: "epoch" or "train_loss" (any key present in every run works).
         path: Where to save the figure (.png/.pdf/.svg), or None.
         metrics: One panel per metric key, in order; keys absent from every run are dropped.
@@ -538,10 +555,11 @@ def training_curves(
     shown = [m for m in metrics if any(m in run for run in history.values())]
     if not shown:
         raise ValueError(f"none of the metrics {list(metrics)} is in the history")
-    fig = _new_figure((4.2 * len(shown), 3.8))
+    fig = _new_figure((4.6 * len(shown), 4.3))
     axes = fig.subplots(1, len(shown), sharex=True, squeeze=False)[0]
 
     all_x = []
+    undefined_xi: set[str] = set()
     for index, (run_label, run) in enumerate(history.items()):
         if x in run:
             xs = np.asarray(run[x], dtype=np.float64).reshape(-1)
@@ -557,7 +575,13 @@ def training_curves(
             if ys.shape != xs.shape:
                 raise ValueError(f"run {run_label!r}: {metric} has {ys.size} values, "
                                  f"{x} has {xs.size}")
-            ax.plot(xs, ys, "o-", markersize=3, color=f"C{index % 10}", label=str(run_label))
+            colour = f"C{index % 10}"
+            ax.plot(xs, ys, "o-", markersize=3, color=colour, label=str(run_label))
+            if metric == "xi" and "xi_bound" in run and "xi_status" in run:
+                # Runs often share a bound (the same probe): dodge so each stays visible.
+                dodge = index - (len(history) - 1) / 2
+                shifted = xs * 1.03**dodge if x == "train_loss" else xs + 0.08 * dodge
+                undefined_xi |= _xi_bounds(ax, shifted, ys, run, colour)
 
     xs_all = np.concatenate(all_x) if all_x else np.array([])
     xs_all = xs_all[np.isfinite(xs_all)]
@@ -571,14 +595,45 @@ def training_curves(
             ax.set_xlabel("training loss (training proceeds →)")
         else:
             ax.set_xlabel(x.replace("_", " "))
+            if x == "epoch":
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if x == "train_loss":
         if xs_all.size and np.all(xs_all > 0):
             axes[0].set_xscale("log")
         axes[0].invert_xaxis()  # shared x: inverting one inverts all.
     axes[0].legend(fontsize=8)
+    if undefined_xi:
+        handles = [Line2D([], [], marker=_BOUND_MARKERS[status], markerfacecolor="white",
+                          markeredgecolor="0.3", linestyle="none", label=_BOUND_TEXT[status])
+                   for status in sorted(undefined_xi)]
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
+                   fontsize=8, frameon=False)
     if title is not None:
         fig.suptitle(title)
     return _finish(fig, path)
+
+
+_BOUND_MARKERS = {"never_crossed": "^", "nonpositive_from_start": "v"}
+_BOUND_TEXT = {"never_crossed": "ξ undefined, above the bound: stiffness > 0 at every distance",
+               "nonpositive_from_start": "ξ undefined, below the bound: stiffness ≤ 0 from the "
+                                         "first bin"}
+_XI_STATUS_NAMES = ("crossed", "never_crossed", "nonpositive_from_start")
+
+
+def _xi_bounds(ax, xs: np.ndarray, xi: np.ndarray, run: Mapping[str, Any],
+               colour: str) -> set[str]:
+    """Open triangles at the bound where xi is undefined; returns the statuses drawn."""
+    bounds = np.asarray(run["xi_bound"], dtype=np.float64).reshape(-1)
+    statuses = list(np.asarray(run["xi_status"]).reshape(-1))
+    drawn = set()
+    for status, marker in _BOUND_MARKERS.items():
+        codes = [_XI_STATUS_NAMES.index(status), status]
+        keep = np.array([s in codes for s in statuses]) & np.isnan(xi) & np.isfinite(bounds)
+        if keep.any():
+            ax.plot(xs[keep], bounds[keep], linestyle="none", marker=marker, markersize=6,
+                    markerfacecolor="white", markeredgecolor=colour)
+            drawn.add(status)
+    return drawn
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import json
 import os
 import time
 import warnings
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -561,7 +562,7 @@ class _Accumulator:
             with np.load(path, allow_pickle=False) as saved:
                 stored = json.loads(str(saved["fingerprint"]))
                 arrays = {key: saved[key].copy() for key in self.state}
-        except Exception as err:  # BadZipFile, EOFError, KeyError, ValueError, OSError, ...
+        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as err:
             raise ValueError(
                 f"checkpoint: {path} is not a readable stiffness_summary checkpoint "
                 f"({type(err).__name__}: {err}); it may be truncated or another file. Delete "

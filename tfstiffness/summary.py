@@ -21,31 +21,42 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
-from collections.abc import Mapping, Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.hparams import api as hp
 
 from tfstiffness import plots
 
 __all__ = [
+    "event_file_name",
     "figure_to_png",
+    "step_events",
     "write_class_matrix_image",
     "write_figure",
     "write_histogram",
     "write_hparams",
     "write_hparams_config",
+    "write_png",
     "write_scalars",
 ]
 
 # Summary images are viewed in a browser panel: a lower resolution than saved figures.
 SUMMARY_DPI = 100
+# TensorBoard's default number of histogram buckets.
+_HISTOGRAM_BUCKETS = 30
 
 HParamValue = bool | int | float | str
 
@@ -135,7 +146,18 @@ def write_figure(
         >>> w = tf.summary.create_file_writer(tempfile.mkdtemp())
         >>> write_figure(w, plots.superclass_matrix(np.eye(3)), "stiffness/super", step=1)
     """
-    image = tf.io.decode_png(figure_to_png(fig, dpi=dpi), channels=0)  # Keep RGBA or RGB.
+    write_png(writer, figure_to_png(fig, dpi=dpi), tag, step)
+
+
+def write_png(writer: tf.summary.SummaryWriter, png: bytes, tag: str, step: int) -> None:
+    """Writes PNG file contents (e.g. a saved figure, not rendered again) as an image summary.
+
+    Example:
+        >>> import tempfile, numpy as np, tensorflow as tf
+        >>> w = tf.summary.create_file_writer(tempfile.mkdtemp())
+        >>> write_png(w, figure_to_png(plots.class_matrix(np.eye(2))), "c", step=0)
+    """
+    image = tf.io.decode_png(png, channels=0)  # Keep RGBA or RGB.
     with writer.as_default(), tf.summary.record_if(True):
         tf.summary.image(tag, image[tf.newaxis], step=step, max_outputs=1)
     writer.flush()
@@ -201,7 +223,8 @@ def write_histogram(
         values: Any array of numbers; flattened.
         tag: Histogram tag.
         step: Global step.
-        buckets: Number of buckets; TensorBoard's default (30) when None.
+        buckets: Number of equal-width buckets over the values' range; TensorBoard's
+            default (30) when None.
         exclude_diagonal: For a square matrix, leave out the diagonal (self-pairs, always 1
             for cosine stiffness) and histogram only the off-diagonal entries.
 
@@ -221,8 +244,17 @@ def write_histogram(
         array = array[~np.eye(array.shape[0], dtype=bool)]
     array = array.reshape(-1)
     array = array[np.isfinite(array)]
+    # Buckets counted here (numpy: 0.1 s for 9 million pairs; tf.summary.histogram took 5 s)
+    # and written in the histogram plugin's own format: [buckets, (left, right, count)].
+    count = _HISTOGRAM_BUCKETS if buckets is None else int(buckets)
+    if array.size:
+        counts, edges = np.histogram(array, bins=count)
+        tensor = np.stack([edges[:-1], edges[1:], counts.astype(np.float64)], axis=1)
+    else:
+        tensor = np.zeros((0, 3))
     with writer.as_default(), tf.summary.record_if(True):
-        tf.summary.histogram(tag, array, step=step, buckets=buckets)
+        tf.summary.write(tag, tf.constant(tensor, tf.float64), step=step,
+                         metadata=histogram_metadata.create_summary_metadata(tag, None))
     writer.flush()
     return int(array.size)
 
@@ -308,3 +340,72 @@ def write_hparams_config(
     with writer.as_default(), tf.summary.record_if(True):
         hp.hparams_config(hparams=infos, metrics=[_metric(m) for m in metrics])
     writer.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# One event file per step
+# --------------------------------------------------------------------------------------------
+
+
+def event_file_name(step: int) -> str:
+    """The name of the event file holding `step` (`step_events`): names sort in step order.
+
+    Example:
+        >>> event_file_name(12)
+        'events.out.tfevents.000000000012.step.v2'
+    """
+    if int(step) < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    return f"events.out.tfevents.{int(step):012d}.step.v2"
+
+
+@contextlib.contextmanager
+def step_events(
+    run_dir: str | os.PathLike, step: int, staging_dir: str | os.PathLike | None = None
+) -> Iterator[tf.summary.SummaryWriter]:
+    """A writer whose events become ONE file of `run_dir`, named by `step`, atomically on exit.
+
+    This is how a resumable job writes TensorBoard data live without ever duplicating a
+    point: each step's events are written to a fresh file in a staging directory and, once
+    complete, renamed to `event_file_name(step)` in the run directory. Writing a step again
+    (a resumed run redoing an epoch) replaces its file instead of adding to it. TensorBoard
+    2.21 reads every event file of a run directory, both with its fast data server and with
+    `--load_fast=false`, picks up new files while it runs, and shows a replaced file's points
+    once (checked by serving such a directory and reading its scalars back over HTTP).
+    On an exception nothing is renamed into place.
+
+    Args:
+        run_dir: The run's directory (TensorBoard names the run by its path below the log
+            directory, e.g. ``stiffness`` or ``lr=0.001/train``).
+        step: The step; names sort in step order.
+        staging_dir: A directory on the same file system, outside the TensorBoard log
+            directory, for the file while it is written (a hidden temporary directory is
+            made in it and removed); default the parent of `run_dir`.
+
+    Yields:
+        A `tf.summary` writer.
+
+    Example:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp()) / "stiffness"
+        >>> with step_events(run, 3) as writer:
+        ...     _ = write_scalars(writer, {"within": 0.5}, step=3)
+        >>> sorted(p.name for p in run.iterdir())
+        ['events.out.tfevents.000000000003.step.v2']
+    """
+    run_dir = Path(run_dir)
+    target = run_dir / event_file_name(step)
+    staging_root = Path(staging_dir) if staging_dir is not None else run_dir.parent
+    staging_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".events.", suffix=".tmp", dir=staging_root))
+    try:
+        writer = tf.summary.create_file_writer(str(staging))
+        try:
+            yield writer
+        finally:
+            writer.close()
+        (written,) = [p for p in staging.iterdir() if "tfevents" in p.name]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(written, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -38,7 +38,8 @@ import numpy as np
 
 from tfstiffness import experiment
 
-__all__ = ["TrainingRun", "batch_order", "evaluate", "parse_eval_epochs", "train_resumable"]
+__all__ = ["EpochReport", "TrainingRun", "batch_order", "evaluate", "parse_eval_epochs",
+           "train_resumable"]
 
 #: Measurement function: (model, epoch) -> name -> array (the same names and shapes each time).
 MeasureFn = Callable[[Any, int], Mapping[str, Any]]
@@ -55,8 +56,9 @@ class TrainingRun:
             over `eval_epochs`.
         epoch_loss: float64 [epochs] mean mini-batch training loss of each epoch (weights
             moving during the epoch; training mode).
-        epoch_seconds: float64 [epochs] wall time of each epoch's training and measurement,
-            as recorded by the run that did it (not part of the reproducible results).
+        train_seconds: float64 [epochs] wall time of each epoch's training, as recorded by
+            the run that did it (not part of the reproducible results).
+        measure_seconds: float64 [E] wall time of each measurement (likewise).
         resumed_from: Finished epochs found in the checkpoint at start (0: a fresh run;
             -1: not even the initial state was saved).
     """
@@ -65,7 +67,8 @@ class TrainingRun:
     eval_epochs: np.ndarray
     measurements: dict[str, np.ndarray]
     epoch_loss: np.ndarray
-    epoch_seconds: np.ndarray
+    train_seconds: np.ndarray
+    measure_seconds: np.ndarray
     resumed_from: int
 
 
@@ -158,6 +161,30 @@ def _pack(prefix: str, values: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {f"{prefix}{name}": np.asarray(value) for name, value in values.items()}
 
 
+@dataclasses.dataclass(frozen=True)
+class EpochReport:
+    """What `train_resumable` tells its `on_epoch` hook after each epoch (and epoch 0).
+
+    Attributes:
+        label: The run's label (`train_resumable`'s `label`, "" for a single run).
+        epoch: Completed epochs (0: the untrained model, measured before training).
+        epochs: The run's number of epochs.
+        batch_loss: Mean mini-batch loss over the epoch, in training mode while the weights
+            moved (None for epoch 0).
+        measured: The measurement of this epoch (name -> array), or None when not measured.
+        train_seconds: Wall time of the epoch's training.
+        measure_seconds: Wall time of the measurement (0 when not measured).
+    """
+
+    label: str
+    epoch: int
+    epochs: int
+    batch_loss: float | None
+    measured: Mapping[str, np.ndarray] | None
+    train_seconds: float
+    measure_seconds: float
+
+
 def train_resumable(
     out: experiment.OutputDir,
     build_model: Callable[[], Any],
@@ -171,8 +198,7 @@ def train_resumable(
     eval_epochs: Sequence[int],
     measure: MeasureFn,
     label: str = "",
-    progress_offset: int = 0,
-    progress_total: int | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> TrainingRun:
     """Trains with Adam, measuring at `eval_epochs`; checkpoints after every epoch; resumes.
 
@@ -180,8 +206,7 @@ def train_resumable(
     finished epoch count, the per-epoch losses and all measurements so far, in one atomically
     written file, so it is always consistent. A restart with the same arguments loads it and
     continues with the next epoch; batches are the same (`batch_order`) so the end result is
-    the same. Progress: one line per epoch with the elapsed time and an estimate of what
-    remains (`OutputDir.progress`).
+    the same.
 
     Args:
         out: The experiment's output directory.
@@ -194,9 +219,11 @@ def train_resumable(
         seed: Seed of the initial weights and of every epoch's batch order.
         eval_epochs: Epochs after which to call `measure` (0: before training).
         measure: ``measure(model, epoch) -> {name: array}``, same names and shapes every time.
-        label: Prefix of the stage name and of progress lines (several runs in one directory).
-        progress_offset: Epochs of other runs done before this one (for the overall ETA).
-        progress_total: Epochs of all runs of the study (default `epochs`).
+        label: Prefix of the stage name (several runs in one directory).
+        on_epoch: Called with an `EpochReport` after each epoch's training and measurement
+            (and after the measurement of epoch 0), BEFORE the epoch's checkpoint: what it
+            writes (e.g. TensorBoard events, `OutputDir.step_events`) must be safe to write
+            again, since a run killed between the two redoes the epoch.
 
     Returns:
         A `TrainingRun`.
@@ -207,9 +234,9 @@ def train_resumable(
     eval_epochs = sorted({int(e) for e in eval_epochs})
     if any(not 0 <= e <= epochs for e in eval_epochs):
         raise ValueError(f"eval_epochs {eval_epochs} must lie in [0, {epochs}]")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     stage = f"{label}state"
-    name = label.rstrip("_/ ") or "train"
-    total = progress_total if progress_total is not None else epochs
 
     keras.utils.set_random_seed(seed)
     model = build_model()
@@ -219,7 +246,8 @@ def train_resumable(
 
     measured: dict[int, dict[str, np.ndarray]] = {}
     epoch_loss: list[float] = []
-    epoch_seconds: list[float] = []
+    train_seconds: list[float] = []
+    measure_seconds: dict[int, float] = {}
     finished = -1  # -1: not even the initial state is checkpointed.
     resumed_from = -1
     if out.done(stage):
@@ -229,19 +257,22 @@ def train_resumable(
         for i, variable in enumerate(optimizer.variables):
             variable.assign(state[f"optimizer_{i}"])
         epoch_loss = state["epoch_loss"].tolist()
-        epoch_seconds = state["epoch_seconds"].tolist()
+        train_seconds = state["train_seconds"].tolist()
         for epoch in state["eval_epochs"].tolist():
             prefix = f"m{epoch}/"
             measured[epoch] = {key[len(prefix):]: value for key, value in state.items()
                                if key.startswith(prefix)}
-        out.progress(f"{name}: resuming after epoch {finished} of {epochs}")
+        measure_seconds = dict(zip(state["eval_epochs"].tolist(),
+                                   state["measure_seconds"].tolist()))
 
     def checkpoint(done_epochs: int) -> None:
         arrays: dict[str, np.ndarray] = {
             "epochs_done": np.int64(done_epochs),
             "epoch_loss": np.asarray(epoch_loss, np.float64),
-            "epoch_seconds": np.asarray(epoch_seconds, np.float64),
+            "train_seconds": np.asarray(train_seconds, np.float64),
             "eval_epochs": np.asarray(sorted(measured), np.int64),
+            "measure_seconds": np.asarray([measure_seconds[e] for e in sorted(measured)],
+                                          np.float64),
         }
         arrays.update({f"weight_{i}": np.asarray(w) for i, w in enumerate(model.get_weights())})
         arrays.update({f"optimizer_{i}": np.asarray(v)
@@ -250,9 +281,19 @@ def train_resumable(
             arrays.update(_pack(f"m{epoch}/", values))
         out.save_stage(stage, arrays)
 
+    def measured_at(epoch: int) -> dict[str, np.ndarray] | None:
+        if epoch not in eval_epochs:
+            return None
+        start = time.monotonic()
+        measured[epoch] = {k: np.asarray(v) for k, v in measure(model, epoch).items()}
+        measure_seconds[epoch] = time.monotonic() - start
+        return measured[epoch]
+
     if finished < 0:
-        if 0 in eval_epochs:
-            measured[0] = {k: np.asarray(v) for k, v in measure(model, 0).items()}
+        values = measured_at(0)
+        if on_epoch is not None:
+            on_epoch(EpochReport(label, 0, epochs, None, values, 0.0,
+                                 measure_seconds.get(0, 0.0)))
         checkpoint(0)
         finished = 0
 
@@ -274,13 +315,12 @@ def train_resumable(
             losses.append(float(train_step(x[idx], y[idx])))
             weights.append(len(idx))
         epoch_loss.append(float(np.average(losses, weights=weights)) if losses else float("nan"))
-        if epoch in eval_epochs:
-            measured[epoch] = {k: np.asarray(v) for k, v in measure(model, epoch).items()}
-        epoch_seconds.append(time.monotonic() - start)
+        train_seconds.append(time.monotonic() - start)
+        values = measured_at(epoch)
+        if on_epoch is not None:
+            on_epoch(EpochReport(label, epoch, epochs, epoch_loss[-1], values,
+                                 train_seconds[-1], measure_seconds.get(epoch, 0.0)))
         checkpoint(epoch)
-        out.progress(f"{name}: epoch {epoch}/{epochs}, training loss {epoch_loss[-1]:.4f}"
-                     + (" (measured)" if epoch in eval_epochs else ""),
-                     progress_offset + epoch, total)
 
     missing = [e for e in eval_epochs if e not in measured]
     if missing:
@@ -290,5 +330,7 @@ def train_resumable(
     stacked = {key: np.stack([measured[e][key] for e in eval_epochs]) for key in names}
     return TrainingRun(model=model, eval_epochs=np.asarray(eval_epochs, np.int64),
                        measurements=stacked, epoch_loss=np.asarray(epoch_loss, np.float64),
-                       epoch_seconds=np.asarray(epoch_seconds, np.float64),
+                       train_seconds=np.asarray(train_seconds, np.float64),
+                       measure_seconds=np.asarray([measure_seconds[e] for e in eval_epochs],
+                                                  np.float64),
                        resumed_from=resumed_from)

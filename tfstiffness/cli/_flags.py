@@ -1,98 +1,251 @@
-"""Flags shared by the paper's study binaries (class_stiffness, cifar100_superclass,
-learning_rate_study, text_transformer), on top of those of `tfstiffness.cli`.
+"""Flag definitions shared by the binaries: each binary calls the definers it needs, into its
+OWN `flags.FlagValues`, with its study's defaults, so its --help lists only its own flags with
+their real values. Values are checked when parsed (types, ranges, choices), before anything
+runs; `study_default` reads a default from the study function, the one place it is set.
 
-Every flag here defaults to None and each binary fills in its own default (shown in its
---help text), so the binaries can share one definition. `cli.layerwise` defines
-``--dataset``, ``--data_dir``, ``--probe_per_class`` and ``--max_train_examples`` too, with
-its own default; so that both can be imported into one process, a flag already defined is
-not defined again, and `value` reads a flag as None unless it was set (on the command line or
-by assignment), whichever module's default it carries.
+Example:
+    >>> from absl import flags
+    >>> fv = flags.FlagValues()
+    >>> define_batch_size(fv, 32)
+    >>> fv(["prog", "--batch_size=-5"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    absl.flags._exceptions.IllegalFlagValueError: flag --batch_size=-5: ...
 """
 
 from __future__ import annotations
 
+import inspect
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from absl import flags
 
-from tfstiffness import cli
+__all__ = ["define_study", "study_default", "study_kwargs", "synthetic_options"]
 
-__all__ = ["common_kwargs", "value"]
-
-FLAGS = flags.FLAGS
+FlagValues = flags.FlagValues
 
 
-def _define(define, name: str, help_text: str, **kwargs: Any) -> None:
-    if name not in FLAGS:
-        # allow_override: a module defining the same flag later (cli.layerwise) replaces it.
-        define(name, None, help_text, allow_override=True, **kwargs)
-
-
-_define(flags.DEFINE_string, "dataset", "Data set: mnist, fashion_mnist, cifar10, cifar100, "
-        "glue/sst2, imdb_reviews (downloaded by tfds) or a synthetic set "
-        "(hierarchical_images, gaussian_blobs, synthetic_text). Default: the binary's.")
-_define(flags.DEFINE_string, "data_dir", "TensorFlow Datasets data directory.")
-_define(flags.DEFINE_integer, "probe_per_class", "Probe examples per class, from the "
-        "training and from the validation split (default: the binary's).")
-_define(flags.DEFINE_integer, "max_train_examples", "Train on the first N examples only.")
-_define(flags.DEFINE_integer, "max_val_examples", "Use the first N validation examples only.")
-if "model" not in FLAGS:
-    flags.DEFINE_enum("model", None, ["fc", "cnn", "resnet20", "transformer"],
-                      "Model (default: the binary's).", allow_override=True)
-_define(flags.DEFINE_list, "eval_epochs", "Epochs at which to measure stiffness; 0 (before "
-        "training) and the last epoch are always measured (default: the binary's).")
-_define(flags.DEFINE_integer, "bins", "Distance bins of stiffness vs distance (default 20).")
-_define(flags.DEFINE_integer, "synthetic_per_class", "Synthetic data: examples per class "
-        "and split (default: the binary's).")
-_define(flags.DEFINE_float, "synthetic_noise", "Synthetic images: per-pixel noise std; "
-        "Gaussian blobs: spread (default: the generator's).")
-_define(flags.DEFINE_float, "synthetic_class_scale", "hierarchical_images: std of the "
-        "class patterns relative to the super-class prototypes (default: the binary's).")
-
-
-def value(name: str) -> Any:
-    """The flag's value if it was set, else None (the binary's default then applies)."""
-    flag = FLAGS[name]
-    return None if flag.using_default_value else flag.value
-
-
-def common_kwargs(binary: str) -> dict[str, Any]:
-    """Keyword arguments of a `tfstiffness.studies` function from the flags that are set.
+def study_default(function: Callable[..., Any], name: str) -> Any:
+    """The default value of argument `name` of a study function.
 
     Example:
-        >>> from absl import flags
-        >>> flags.FLAGS.mark_as_parsed()
-        >>> sorted(common_kwargs("demo"))
-        ['method', 'output_dir', 'seed', 'verbose']
+        >>> def run(output_dir, epochs=6): ...
+        >>> study_default(run, "epochs")
+        6
     """
-    kwargs = cli.common_kwargs(binary)
-    kwargs.pop("grid_n", None)  # The two-arcs grid is not used by these studies.
-    for name in ("dataset", "data_dir", "probe_per_class", "max_train_examples",
-                 "max_val_examples", "model", "bins"):
-        if value(name) is not None:
-            kwargs[name] = value(name)
-    if value("eval_epochs") is not None:
-        kwargs["eval_epochs"] = [int(e) for e in value("eval_epochs")]
+    return inspect.signature(function).parameters[name].default
+
+
+def define_output_dir(fv: FlagValues, binary: str) -> None:
+    flags.DEFINE_string("output_dir", f"runs/{binary}",
+                        "Output directory. Rerunning the same command resumes an interrupted "
+                        "run; other flags on the same directory are refused; two runs on one "
+                        "directory are refused while the first lives.", flag_values=fv)
+
+
+def define_common(fv: FlagValues, seed_help: str) -> None:
+    """--seed, --method, --quiet and --verbosity: every binary has them."""
+    flags.DEFINE_integer("seed", 0, seed_help, lower_bound=0, flag_values=fv)
+    flags.DEFINE_enum("method", "auto", ["auto", "ghost", "vmap", "jacobian"],
+                      "How gradient_gram computes the Gram matrices (all exact).",
+                      flag_values=fv)
+    flags.DEFINE_bool("quiet", False, "Print no progress lines.", flag_values=fv)
+    flags.DEFINE_integer("verbosity", 0, "1 also shows TensorFlow's start-up log and its C++ "
+                         "info and warning lines (hidden at 0).", short_name="v",
+                         flag_values=fv)
+
+
+def define_epochs(fv: FlagValues, default: int, per: str = "") -> None:
+    flags.DEFINE_integer("epochs", default, f"Training epochs{per}.", lower_bound=1,
+                         flag_values=fv)
+
+
+def define_batch_size(fv: FlagValues, default: int, optimizer: str = "Adam") -> None:
+    flags.DEFINE_integer("batch_size", default, f"Mini-batch size of the {optimizer} steps.",
+                         lower_bound=1, flag_values=fv)
+
+
+def _positive_finite(value: float | None) -> bool:
+    return value is None or (math.isfinite(value) and value > 0)
+
+
+def define_learning_rate(fv: FlagValues, default: float, optimizer: str = "Adam") -> None:
+    flags.DEFINE_float("learning_rate", default, f"{optimizer}'s constant learning rate.",
+                       flag_values=fv)
+    flags.register_validator("learning_rate", _positive_finite,
+                             message="--learning_rate must be a finite number > 0",
+                             flag_values=fv)
+
+
+def define_dataset(fv: FlagValues, default: str, choices: Sequence[str], help_text: str) -> None:
+    flags.DEFINE_enum("dataset", default, list(choices), help_text, flag_values=fv)
+
+
+def define_data_dir(fv: FlagValues) -> None:
+    flags.DEFINE_string("data_dir", None, "TensorFlow Datasets directory holding the prepared "
+                        "real data sets; none: ~/tensorflow_datasets. Without network access, "
+                        "place them there first (`tfds build <name>` on a connected machine, "
+                        "then copy the folder).", flag_values=fv)
+
+
+def define_model(fv: FlagValues, default: str, choices: Sequence[str]) -> None:
+    flags.DEFINE_enum("model", default, list(choices), "fc: fully connected 500-300-100; cnn: "
+                      "three 3x3 convolutions (16, 32, 32) with max-pooling; resnet20: "
+                      "ResNet20v1 without batch norm.", flag_values=fv)
+
+
+def define_probe_per_class(fv: FlagValues, default: int, splits: str) -> None:
+    flags.DEFINE_integer("probe_per_class", default, f"Probe examples per class, {splits}.",
+                         lower_bound=1, flag_values=fv)
+
+
+def _eval_epochs_ok(value: str) -> bool:
+    if value in ("log", "all"):
+        return True
+    try:
+        return all(int(part) >= 0 for part in value.split(","))
+    except ValueError:
+        return False
+
+
+def define_eval_epochs(fv: FlagValues, default: str) -> None:
+    flags.DEFINE_string("eval_epochs", default, "Epochs at which to measure stiffness: a "
+                        "comma-separated list, 'log' (1, 2, 4, 8, ...) or 'all'; 0 (before "
+                        "training) and the last epoch are always measured.", flag_values=fv)
+    flags.register_validator("eval_epochs", _eval_epochs_ok,
+                             message="--eval_epochs must be 'log', 'all' or comma-separated "
+                                     "integers >= 0, e.g. 1,2,5", flag_values=fv)
+
+
+def eval_epochs(value: str) -> str | list[int] | None:
+    """The study argument of an --eval_epochs value.
+
+    Example:
+        >>> eval_epochs("1,3"), eval_epochs("all"), eval_epochs("log")
+        ([1, 3], None, 'log')
+    """
+    if value == "all":
+        return None
+    if value == "log":
+        return "log"
+    return [int(part) for part in value.split(",")]
+
+
+def define_max_examples(fv: FlagValues, validation: bool = True) -> None:
+    flags.DEFINE_integer("max_train_examples", None, "Train on the first N training examples "
+                         "only; none: all.", lower_bound=1, flag_values=fv)
+    if validation:
+        flags.DEFINE_integer("max_val_examples", None, "Use the first N validation examples "
+                             "only; none: all.", lower_bound=1, flag_values=fv)
+
+
+def define_bins(fv: FlagValues, default: int) -> None:
+    flags.DEFINE_integer("bins", default, "Distance bins of the stiffness-vs-distance curves.",
+                         lower_bound=1, flag_values=fv)
+
+
+def int_list(text: Sequence[str] | str, separator: str = "-") -> list[int]:
+    """``"64-8-4"`` -> ``[64, 8, 4]``; ValueError unless all are positive integers.
+
+    Example:
+        >>> int_list("64-8-4")
+        [64, 8, 4]
+    """
+    parts = text.split(separator) if isinstance(text, str) else list(text)
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"expected positive integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _all_ok(check: Callable[[Any], Any]) -> Callable[[Sequence[str] | None], bool]:
+    def validate(values):
+        if values is None:
+            return True
+        try:
+            return bool(values) and all(check(v) for v in values)
+        except ValueError:
+            return False
+    return validate
+
+
+def define_float_list(fv: FlagValues, name: str, default: Sequence[Any], help_text: str) -> None:
+    """A comma-separated list of finite numbers > 0."""
+    flags.DEFINE_list(name, [f"{v:g}" for v in default], help_text, flag_values=fv)
+    flags.register_validator(name, _all_ok(lambda v: _positive_finite(float(v))),
+                             message=f"--{name} must be comma-separated finite numbers > 0",
+                             flag_values=fv)
+
+
+def define_int_list(fv: FlagValues, name: str, default: Sequence[Any], help_text: str,
+                    separator: str = "-") -> None:
+    """A comma-separated list of items, each positive integers joined by `separator` (or a
+    single positive integer when `separator` is None)."""
+    flags.DEFINE_list(name, [str(v) for v in default], help_text, flag_values=fv)
+    check = (lambda v: int_list(v, separator)) if separator else (lambda v: int(v) >= 1)
+    flags.register_validator(name, _all_ok(check),
+                             message=f"--{name} must be comma-separated positive integers"
+                                     + (f" joined by {separator!r}" if separator else ""),
+                             flag_values=fv)
+
+
+def define_study(fv: FlagValues, run: Callable[..., Any], binary: str, *,
+                 datasets: Sequence[str], dataset_help: str, models: Sequence[str] = (),
+                 probe_splits: str = "", optimizer: str = "Adam", seed_help: str = "") -> None:
+    """The flags of a training study, for the arguments `run` has, with `run`'s defaults."""
+    params = inspect.signature(run).parameters
+    define_output_dir(fv, binary)
+    define_dataset(fv, study_default(run, "dataset"), datasets, dataset_help)
+    if "data_dir" in params:
+        define_data_dir(fv)
+    if models:
+        define_model(fv, study_default(run, "model"), models)
+    define_epochs(fv, study_default(run, "epochs"))
+    if "learning_rate" in params:
+        define_learning_rate(fv, study_default(run, "learning_rate"), optimizer)
+    define_batch_size(fv, study_default(run, "batch_size"), optimizer)
+    define_probe_per_class(fv, study_default(run, "probe_per_class"), probe_splits)
+    if "eval_epochs" in params:
+        default = study_default(run, "eval_epochs")
+        define_eval_epochs(fv, "all" if default is None else default)
+    if "max_train_examples" in params:
+        define_max_examples(fv, validation="max_val_examples" in params)
+    if "bins" in params:
+        define_bins(fv, study_default(run, "bins"))
+    define_common(fv, seed_help or "Seed of the synthetic data, probes, initial weights and "
+                  "batch order.")
+
+
+def study_kwargs(fv: FlagValues, run: Callable[..., Any]) -> dict[str, Any]:
+    """`run`'s keyword arguments from the flags of the same names (``verbose``: not --quiet;
+    ``eval_epochs`` converted by `eval_epochs`)."""
+    kwargs: dict[str, Any] = {}
+    for name in inspect.signature(run).parameters:
+        if name == "verbose":
+            kwargs[name] = not fv["quiet"].value
+        elif name == "eval_epochs" and name in fv:
+            kwargs[name] = eval_epochs(fv[name].value)
+        elif name in fv:
+            kwargs[name] = fv[name].value
     return kwargs
 
 
-def data_options(dataset: str | None, default_dataset: str) -> dict[str, Any] | None:
-    """Synthetic generator options from the ``--synthetic_*`` flags (None: none set).
+def synthetic_options(fv: FlagValues, dataset: str, synthetic: str,
+                      names: dict[str, str]) -> dict[str, Any] | None:
+    """Generator options of `synthetic` from flags (flag name -> option name); None for
+    another data set.
 
-    Example:
-        >>> from absl import flags
-        >>> flags.FLAGS.mark_as_parsed()
-        >>> data_options(None, "gaussian_blobs") is None
-        True
+    Raises:
+        ValueError: a flag of `names` given on the command line with another data set.
     """
-    name = dataset or default_dataset
-    options: dict[str, Any] = {}
-    if value("synthetic_per_class") is not None:
-        key = "num_examples" if name == "synthetic_text" else "num_per_class"
-        per_class = value("synthetic_per_class")
-        options[key] = per_class * 2 if name == "synthetic_text" else per_class
-    if value("synthetic_noise") is not None:
-        options["spread" if name == "gaussian_blobs" else "noise"] = value("synthetic_noise")
-    if value("synthetic_class_scale") is not None:
-        options["class_scale"] = value("synthetic_class_scale")
-    return options or None
+    if dataset != synthetic:
+        given = [f"--{flag}" for flag in names if fv[flag].present]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to --dataset {synthetic} only")
+        return None
+    return {option: fv[flag].value for flag, option in names.items()}

@@ -1,48 +1,65 @@
-"""Class stiffness through training (`studies.run_class_stiffness`).
+"""Class stiffness through training (Fort et al. 2019).
 
-Usage:
-    python -m tfstiffness.cli.class_stiffness --output_dir runs/class_stiffness
-    tfstiffness-class-stiffness --dataset mnist --model fc --epochs 20 --eval_epochs 1,2,5,10
-    tfstiffness-class-stiffness --dataset cifar10 --model resnet20 --learning_rate 1e-4
+Trains a classifier with Adam at a constant learning rate (mini-batches, reshuffled each epoch)
+and, at chosen epochs, measures on fixed class-balanced probes of the training and validation
+splits: class stiffness matrices of train-train, train-val and val-val pairs (sign and cosine),
+within- and between-class stiffness, stiffness against input distance with its critical length
+xi, and loss and accuracy. Default data: 10 synthetic image classes (5 super-classes of 2), no
+download. --dataset mnist, fashion_mnist, cifar10 or cifar100 reads a TensorFlow Datasets set
+from --data_dir.
 
-Defaults: synthetic images (``hierarchical_images`` with 10 classes, 100 examples per class
-and split), the paper's fully-connected net, Adam 1e-3, batch 32, 10 epochs, probes of 50
-examples per class. Real data sets (mnist, fashion_mnist, cifar10, cifar100) are downloaded by
-TensorFlow Datasets into ``--data_dir``.
+Writes config.json, summary.json, results.npz, figures/*.png and tensorboard/ (runs stiffness,
+train, validation, written live) under --output_dir. Rerunning the same command resumes after
+the last finished epoch.
 
-Writes config.json, summary.json, results.npz, figures/{curves, class_matrix,
-stiffness_vs_distance}.png, stages/ and tensorboard/ under --output_dir; a rerun with the
-same flags resumes after the last finished epoch; other flags are refused.
+Example:
+  python -m tfstiffness.cli.class_stiffness --dataset mnist --epochs 20 \\
+      --data_dir ~/tensorflow_datasets --output_dir runs/class_stiffness_mnist
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
 
-from tfstiffness import cli, studies
+from tfstiffness import cli
 from tfstiffness.cli import _flags
+from tfstiffness.studies import class_stiffness as study
 
-# Show the shared flags in --help too, not only under --helpfull.
-flags.adopt_module_key_flags(cli)
-flags.adopt_module_key_flags(_flags)
-
-FLAGS = flags.FLAGS
+FLAGS = flags.FlagValues()
+_RUN = study.run_class_stiffness
+_SYNTHETIC = "hierarchical_images"
+_SYNTHETIC_FLAGS = {"synthetic_per_class": "num_per_class", "synthetic_noise": "noise",
+                    "synthetic_class_scale": "class_scale"}
+_flags.define_study(FLAGS, _RUN, "class_stiffness",
+                    datasets=[_SYNTHETIC, "mnist", "fashion_mnist", "cifar10", "cifar100"],
+                    dataset_help="hierarchical_images (synthetic, offline) or a TensorFlow "
+                                 "Datasets image set.",
+                    models=["fc", "cnn", "resnet20"],
+                    probe_splits="from the training and from the validation split")
+_DEFAULTS = study.DATA_DEFAULTS[_SYNTHETIC]
+flags.DEFINE_integer("synthetic_per_class", _DEFAULTS["num_per_class"], "hierarchical_images: "
+                     "images per class and split.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_float("synthetic_noise", _DEFAULTS["noise"], "hierarchical_images: per-pixel "
+                   "noise std (higher is harder).", lower_bound=0, flag_values=FLAGS)
+flags.DEFINE_float("synthetic_class_scale", 0.5, "hierarchical_images: std of each class's "
+                   "pattern relative to its super-class prototype.", lower_bound=0,
+                   flag_values=FLAGS)
 
 
 def main(argv: Sequence[str]) -> None:
     """Runs the study with the flags' settings."""
-    kwargs = _flags.common_kwargs("class_stiffness")
-    cli.run_study(
-        argv, studies.run_class_stiffness,
-        data_options=_flags.data_options(kwargs.get("dataset"), "hierarchical_images"),
-        **kwargs)
+    try:
+        options = _flags.synthetic_options(FLAGS, FLAGS.dataset, _SYNTHETIC, _SYNTHETIC_FLAGS)
+    except ValueError as err:
+        raise cli.CommandError(str(err)) from None
+    _RUN(**{**_flags.study_kwargs(FLAGS, _RUN), "data_options": options})
 
 
-def run() -> None:
+def run(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (console scripts call it without argv)."""
-    app.run(main)
+    cli.run_binary(main, FLAGS, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -1,56 +1,66 @@
-"""Walker's layer-wise stiffness study (`walker.run_layerwise`).
+"""Walker's layer-wise stiffness (2023): stiffness through the layers, untrained vs trained.
 
-Usage:
-    python -m tfstiffness.cli.layerwise --output_dir runs/layerwise
-    tfstiffness-layerwise --hidden_widths 64-8-4,8-64-8 --activations tanh,leaky_relu
-    tfstiffness-layerwise --dataset mnist --max_train_examples 10000 --probe_per_class 50
+For each hidden-widths x activation MLP, measures the cosine stiffness of the gradients with
+respect to each layer's parameters alone (within- and between-class, on a fixed
+class-balanced probe) before and after training with plain SGD (mini-batches, reshuffled each
+epoch). Default data: the two-arcs 50 x 50 grid, offline; --dataset mnist (fashion_mnist,
+cifar10, cifar100) reads a TensorFlow Datasets set from --data_dir, flattened.
 
-Writes config.json, summary.json, results.npz, figures/layerwise.png, stages/ and
-tensorboard/ under --output_dir; a rerun with the same flags resumes after the last model.
+Writes config.json, summary.json, results.npz, figures/layerwise.png, stages/ and tensorboard/
+(one run per model) under --output_dir. Rerunning the same command resumes after the last
+finished model.
+
+Example:
+  python -m tfstiffness.cli.layerwise --hidden_widths 64-8-4,8-64-8 \\
+      --activations tanh,leaky_relu --output_dir runs/layerwise_two
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
 
-from tfstiffness import cli, walker
+from tfstiffness import cli
+from tfstiffness.cli import _flags
+from tfstiffness.studies import layerwise as study
 
-flags.DEFINE_string("dataset", "two_arcs", "'two_arcs' or a TensorFlow Datasets image set "
-                    "(mnist, fashion_mnist, cifar10, ...).")
-flags.DEFINE_string("data_dir", None, "TensorFlow Datasets data directory.")
-flags.DEFINE_list("hidden_widths", ["64-8-4", "8-64-8", "64-8-64"],
-                  "Hidden widths of each MLP, widths joined by '-'.")
-flags.DEFINE_list("activations", ["relu", "tanh", "leaky_relu"], "Hidden activations.")
-flags.DEFINE_integer("probe_per_class", None, "Probe examples per class (default: the study's).")
-flags.DEFINE_integer("max_train_examples", None, "Train on the first N examples only.")
-
-# Show the shared flags in --help too, not only under --helpfull.
-flags.adopt_module_key_flags(cli)
-
-FLAGS = flags.FLAGS
+FLAGS = flags.FlagValues()
+_RUN = study.run_layerwise
+_flags.define_study(FLAGS, _RUN, "layerwise",
+                    datasets=["two_arcs", "mnist", "fashion_mnist", "cifar10", "cifar100"],
+                    dataset_help="two_arcs (the grid, offline) or a TensorFlow Datasets image "
+                                 "set.",
+                    probe_splits="from the training data (all of a smaller class)",
+                    optimizer="SGD",
+                    seed_help="Seed of the probe, initial weights and batch order.")
+_flags.define_int_list(FLAGS, "hidden_widths",
+                       ["-".join(map(str, w)) for w in _flags.study_default(_RUN,
+                                                                            "hidden_widths")],
+                       "Hidden widths of each MLP, widths joined by '-'.")
+flags.DEFINE_list("activations", list(_flags.study_default(_RUN, "activations")),
+                  f"Hidden activations, any of {', '.join(study.ACTIVATIONS)}.",
+                  flag_values=FLAGS)
+flags.register_validator("activations", lambda v: bool(v) and set(v) <= set(study.ACTIVATIONS),
+                         message=f"--activations must be some of {study.ACTIVATIONS}",
+                         flag_values=FLAGS)
+flags.DEFINE_integer("grid_n", _flags.study_default(_RUN, "grid_n"), "two_arcs: grid points "
+                     "per side.", lower_bound=2, flag_values=FLAGS)
 
 
 def main(argv: Sequence[str]) -> None:
     """Runs the study with the flags' settings."""
-    kwargs = cli.common_kwargs("layerwise")
-    if FLAGS.probe_per_class is not None:
-        kwargs["probe_per_class"] = FLAGS.probe_per_class
-    cli.run_study(
-        argv, walker.run_layerwise,
-        dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
-        hidden_widths=[cli.parse_int_list(w) for w in FLAGS.hidden_widths],
-        activations=list(FLAGS.activations),
-        max_train_examples=FLAGS.max_train_examples,
-        **kwargs,
-    )
+    if FLAGS.dataset != "two_arcs" and FLAGS["grid_n"].present:
+        raise cli.CommandError("--grid_n applies to --dataset two_arcs only")
+    kwargs = _flags.study_kwargs(FLAGS, _RUN)
+    kwargs["hidden_widths"] = [_flags.int_list(w) for w in FLAGS.hidden_widths]
+    kwargs["activations"] = list(FLAGS.activations)
+    _RUN(**kwargs)
 
 
-def run() -> None:
+def run(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (console scripts call it without argv)."""
-    app.run(main)
+    cli.run_binary(main, FLAGS, __doc__, argv)
 
 
 if __name__ == "__main__":

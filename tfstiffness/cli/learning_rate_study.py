@@ -1,69 +1,66 @@
-"""Stiffness and the critical length xi across learning rates
-(`studies.run_learning_rate_study`).
+"""Stiffness and the critical length xi across learning rates (Fort et al. 2019).
 
-Usage:
-    python -m tfstiffness.cli.learning_rate_study --output_dir runs/learning_rate_study
-    tfstiffness-learning-rate-study --learning_rates 1e-4,1e-3,1e-2 --epochs 20
-    tfstiffness-learning-rate-study --dataset mnist --model fc --max_train_examples 10000 \
-        --eval_epochs 1,2,3,5,10,20 --epochs 20
+Trains one model per learning rate with Adam (same initial weights and batch order) and
+measures, at every epoch by default, stiffness on a fixed class-balanced training probe:
+within- and between-class stiffness and the within-class stiffness against input distance
+with its critical length xi. Compares the rates at equal epoch and at equal training loss.
+Default data: 5 overlapping Gaussian blobs in 20 dimensions, no download. --dataset mnist
+(fashion_mnist, cifar10, cifar100) reads a TensorFlow Datasets set from --data_dir.
 
-The learning rates are given as a list with ``--learning_rates`` (``--learning_rate``, the
-shared single-value flag of the other binaries, runs a study of that one rate).
+Writes config.json, summary.json, results.npz, figures/*.png and tensorboard/ (one HParams
+session per rate, lr=<rate>, with runs lr=<rate>/stiffness and lr=<rate>/train written live)
+under --output_dir. Rerunning the same command resumes after the last finished epoch.
 
-Defaults: synthetic ``gaussian_blobs`` (5 overlapping classes in 20 dimensions, 100 examples
-per class and split), the paper's fully-connected net, learning rates 1e-4, 1e-3, 1e-2, 10 epochs,
-measured every epoch, a training probe of 50 examples per class.
-
-Writes config.json, summary.json, results.npz, figures/{by_epoch, by_train_loss,
-stiffness_vs_distance}.png, stages/ and tensorboard/ (one HParams run per learning rate)
-under --output_dir; a rerun with the same flags resumes after the last finished epoch.
+Example:
+  python -m tfstiffness.cli.learning_rate_study --learning_rates 1e-4,1e-3,1e-2 --epochs 20 \\
+      --output_dir runs/learning_rate_study_20
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
 
-from tfstiffness import cli, studies
+from tfstiffness import cli
 from tfstiffness.cli import _flags
+from tfstiffness.studies import learning_rate_study as study
 
-flags.DEFINE_list("learning_rates", None, "Adam learning rates, one run each "
-                  "(default 1e-4,1e-3,1e-2).")
-flags.DEFINE_integer("loss_levels", None, "Common training-loss levels of the equal-loss "
-                     "comparison (default 8).")
-
-# Show the shared flags in --help too, not only under --helpfull.
-flags.adopt_module_key_flags(cli)
-flags.adopt_module_key_flags(_flags)
-
-FLAGS = flags.FLAGS
+FLAGS = flags.FlagValues()
+_RUN = study.run_learning_rate_study
+_SYNTHETIC = "gaussian_blobs"
+_flags.define_study(FLAGS, _RUN, "learning_rate_study",
+                    datasets=[_SYNTHETIC, "mnist", "fashion_mnist", "cifar10", "cifar100"],
+                    dataset_help="gaussian_blobs (synthetic, offline) or a TensorFlow Datasets "
+                                 "image set.",
+                    models=["fc", "cnn", "resnet20"], probe_splits="from the training split")
+_flags.define_float_list(FLAGS, "learning_rates", _flags.study_default(_RUN, "learning_rates"),
+                         "Adam's constant learning rates, one training run each.")
+flags.DEFINE_integer("loss_levels", _flags.study_default(_RUN, "loss_levels"),
+                     "Common training-loss levels of the equal-loss comparison.",
+                     lower_bound=1, flag_values=FLAGS)
+_DEFAULTS = study.DATA_DEFAULTS[_SYNTHETIC]
+flags.DEFINE_integer("synthetic_per_class", _DEFAULTS["num_per_class"], "gaussian_blobs: "
+                     "points per class and split.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_float("synthetic_spread", _DEFAULTS["spread"], "gaussian_blobs: std of each "
+                   "blob (higher overlaps more).", lower_bound=0, flag_values=FLAGS)
 
 
 def main(argv: Sequence[str]) -> None:
     """Runs the study with the flags' settings."""
-    kwargs = _flags.common_kwargs("learning_rate_study")
-    if _flags.value("learning_rates") is not None and FLAGS.learning_rate is not None:
-        raise app.UsageError("give either --learning_rates or --learning_rate, not both")
     try:
-        if _flags.value("learning_rates") is not None:
-            kwargs["learning_rates"] = [float(lr) for lr in _flags.value("learning_rates")]
-        elif FLAGS.learning_rate is not None:
-            kwargs["learning_rates"] = [FLAGS.learning_rate]
+        options = _flags.synthetic_options(FLAGS, FLAGS.dataset, _SYNTHETIC, {
+            "synthetic_per_class": "num_per_class", "synthetic_spread": "spread"})
     except ValueError as err:
-        raise app.UsageError(f"--learning_rates: {err}") from None
-    kwargs.pop("learning_rate", None)
-    if _flags.value("loss_levels") is not None:
-        kwargs["loss_levels"] = _flags.value("loss_levels")
-    cli.run_study(
-        argv, studies.run_learning_rate_study,
-        data_options=_flags.data_options(kwargs.get("dataset"), "gaussian_blobs"),
-        **kwargs)
+        raise cli.CommandError(str(err)) from None
+    kwargs = _flags.study_kwargs(FLAGS, _RUN)
+    kwargs["learning_rates"] = [float(lr) for lr in FLAGS.learning_rates]
+    _RUN(**{**kwargs, "data_options": options})
 
 
-def run() -> None:
+def run(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (console scripts call it without argv)."""
-    app.run(main)
+    cli.run_binary(main, FLAGS, __doc__, argv)
 
 
 if __name__ == "__main__":

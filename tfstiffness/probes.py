@@ -1,0 +1,465 @@
+"""The one measuring path: stiffness of fixed probe sets, as numbers and as TensorBoard summaries.
+
+`ProbeSets` holds a fixed probe set (and optionally a second, held-out one) and the settings of
+what is measured on it. `ProbeSets.measure(model)` computes ONE exact Gram matrix of
+per-example loss gradients over [probe; held-out] (`gradient_gram`) and derives, for each pair
+set and each stiffness kind, every measure; `ProbeSets.write(writer, measurement, step)` writes
+them as TensorBoard scalars, images and histograms. `StiffnessCallback` (during `model.fit`) and
+the study runners (`tfstiffness.studies`, from their resumable training loop) both measure
+through it, so what TensorBoard shows and what results files hold come from one place.
+
+Pair sets: ``train_train`` (probe x probe, self pairs excluded), and with a held-out set also
+``train_val`` (every probe example against every held-out one) and ``val_val``.
+
+The values of a measurement (`Measurement.values`, tag -> number or array; TensorBoard tags
+are these under ``stiffness/``):
+
+- ``zero_gradients/train`` (and ``/val``): examples whose gradient is exactly zero (their
+  cosine stiffness is 0).
+- per pair set PAIRS and kind KIND (``sign``/``cosine``), under ``PAIRS/KIND/``: ``within``,
+  ``between`` (`measures.within_between` of the class matrix), ``mean`` (all pairs),
+  ``superclass_contrast`` (with `fine_to_coarse`), ``class_matrix`` [K, K], the within-class
+  stiffness-vs-distance curve ``curve_edges`` [B + 1], ``curve_means`` [B], ``curve_counts``
+  [B] and its critical length: ``xi_crossed`` (1/0), ``xi`` (NaN unless crossed),
+  ``xi_status`` (index into `XI_STATUSES`), ``xi_bound`` (where xi lies when it did not cross),
+  and ``layer/LAYER`` with `by_layer` (mean stiffness of that layer's parameters alone).
+
+Scalars are the 0-d values except ``xi_status`` and ``xi_bound``; NaN scalars are skipped by
+the writer (xi where the curve did not cross). Images: the class matrix and the
+stiffness-vs-distance curve of each pair set and kind. Histograms: every pairwise value.
+
+Adding a measure: compute it in `_pair_values` (it sees one pair set's stiffness matrix, its
+Gram block, labels and distances) and return it under a new name. It then reaches the
+callback's history, the studies' checkpoints and results, and TensorBoard (when it is a
+number) without another change.
+
+Example:
+    >>> import keras, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(12, 3)).astype("float32"), np.arange(12) % 2
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> probes = ProbeSets(x[:6], y[:6], x[6:], y[6:], kinds=("cosine",), distance_bins=4,
+    ...                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> m = probes.measure(model)
+    >>> probes.pair_sets, m.values["train_val/cosine/class_matrix"].shape
+    (('train_train', 'train_val', 'val_val'), (2, 2))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import random
+import warnings
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tfstiffness import measures
+
+__all__ = ["XI_STATUSES", "Measurement", "ProbeSets", "scalar_values"]
+
+#: `measures.CriticalLength.status` values, in the order of the ``xi_status`` codes.
+XI_STATUSES = ("crossed", "never_crossed", "nonpositive_from_start")
+# Numbers that are not TensorBoard scalars (a status code; a bound shown in the curve image).
+_NOT_SCALARS = ("/xi_status", "/xi_bound")
+
+
+@dataclasses.dataclass
+class Measurement:
+    """One measurement of a model on the probe sets.
+
+    Attributes:
+        values: tag -> number or array (see the module docstring); the record that histories,
+            checkpoints and results keep.
+        gram_method: the `gradient_gram` method that computed the Gram matrix.
+        stiffness: (pairs, kind) -> the pair set's stiffness matrix (for histograms; not kept).
+        curves: (pairs, kind) -> (`measures.StiffnessCurve`, `measures.CriticalLength`), for
+            the images; absent for a pair set without two examples of one class.
+    """
+
+    values: dict[str, Any]
+    gram_method: str
+    stiffness: dict[tuple[str, str], np.ndarray]
+    curves: dict[tuple[str, str], tuple[Any, Any]]
+
+
+def scalar_values(values: Mapping[str, Any]) -> dict[str, float]:
+    """The TensorBoard scalars among a measurement's values: finite-or-NaN numbers.
+
+    Example:
+        >>> scalar_values({"a/within": 0.5, "a/class_matrix": np.eye(2), "a/xi_status": 1})
+        {'a/within': 0.5}
+    """
+    return {key: float(value) for key, value in values.items()
+            if np.ndim(value) == 0 and not key.endswith(_NOT_SCALARS)
+            and np.asarray(value).dtype.kind in "fiub"}
+
+
+@dataclasses.dataclass(frozen=True)
+class _PairSet:
+    """One pair set: its block of the [probe; val] Gram matrix, labels and input distances."""
+
+    rows: slice
+    cols: slice
+    one_set: bool  # rows and columns are the same examples (self pairs excluded)
+    labels: np.ndarray
+    labels2: np.ndarray | None  # column labels, for two sets
+    distances: np.ndarray | None  # input distances; None when measured in a representation
+
+
+class ProbeSets:
+    """Fixed probe sets and what is measured on them; see the module docstring.
+
+    Args:
+        probe_x: [N, ...] inputs of the probe set (ideally class-balanced, e.g. about 50
+            examples per class). One array: multi-input models are not supported.
+        probe_y: [N] integer class labels or [N, K] one-hot labels, as the loss expects.
+        val_x: optional [M, ...] inputs of a second (held-out) probe set: adds the
+            ``train_val`` and ``val_val`` pair sets.
+        val_y: labels of the second probe set, in the same format as `probe_y`.
+        loss: the loss whose per-example gradients are compared (a `keras.losses.Loss`, a
+            loss name or a per-example callable); None uses the model's compiled loss. Pass
+            the same object at every measurement: traced functions are cached per loss.
+        num_classes: classes K of the class matrices; default `len(fine_to_coarse)` if
+            given, else the largest label + 1.
+        fine_to_coarse: optional [K] super-class of each class: adds ``superclass_contrast``
+            and groups the class-matrix image by super-class.
+        kinds: stiffness kinds, any of "sign" and "cosine".
+        distance_bins: bins of the stiffness-vs-distance curves.
+        by_layer: also measure the stiffness of each layer's parameters alone.
+        method: `gradient_gram` method.
+        batch_size: `gradient_gram` block size; None chooses from memory.
+        representation: optional ``f(model, x) -> [n, d]`` features in which distances are
+            measured at each measurement (e.g. a pooled hidden layer); None: input distances,
+            computed once.
+
+    Raises:
+        ValueError: inconsistent lengths or shapes, labels that are not classes, an unknown
+            kind, a non-positive bin count, or `fine_to_coarse` not of length `num_classes`.
+    """
+
+    def __init__(
+        self,
+        probe_x: Any,
+        probe_y: Any,
+        val_x: Any = None,
+        val_y: Any = None,
+        *,
+        loss: Any = None,
+        num_classes: int | None = None,
+        fine_to_coarse: Any = None,
+        kinds: Sequence[str] = ("sign", "cosine"),
+        distance_bins: int = 20,
+        by_layer: bool = False,
+        method: str = "auto",
+        batch_size: int | None = None,
+        representation: Callable[[Any, np.ndarray], np.ndarray] | None = None,
+    ):
+        self.probe_x = _as_array(probe_x, "probe_x")
+        self.probe_y = np.asarray(probe_y)
+        _check_length(self.probe_x, self.probe_y, "probe_x", "probe_y")
+        if (val_x is None) != (val_y is None):
+            raise ValueError("val_x, val_y: give both (a second probe set) or neither.")
+        self.has_val = val_x is not None
+        if self.has_val:
+            val_x, val_y = _as_array(val_x, "val_x"), np.asarray(val_y)
+            _check_length(val_x, val_y, "val_x", "val_y")
+            if val_x.shape[1:] != self.probe_x.shape[1:]:
+                raise ValueError(f"val_x: examples of shape {val_x.shape[1:]}, but probe_x "
+                                 f"has {self.probe_x.shape[1:]}.")
+            if val_y.shape[1:] != self.probe_y.shape[1:]:
+                raise ValueError(f"val_y: labels of shape {val_y.shape[1:]}, but probe_y "
+                                 f"has {self.probe_y.shape[1:]}; use the same format.")
+        self.val_x, self.val_y = val_x, val_y
+
+        self.kinds = tuple(kinds)
+        if not self.kinds or any(k not in measures.STIFFNESS_KINDS for k in self.kinds):
+            raise ValueError(f"kinds: expected a non-empty subset of {measures.STIFFNESS_KINDS},"
+                             f" got {kinds!r}.")
+        self.distance_bins = positive_int(distance_bins, "distance_bins")
+        self.loss, self.by_layer, self.method, self.batch_size = loss, by_layer, method, batch_size
+        self.representation = representation
+
+        self.labels = _class_labels(self.probe_y, "probe_y")
+        self.val_labels = _class_labels(val_y, "val_y") if self.has_val else None
+        self.fine_to_coarse = None if fine_to_coarse is None else np.asarray(fine_to_coarse)
+        if num_classes is None:
+            if self.fine_to_coarse is not None:
+                num_classes = len(self.fine_to_coarse)
+            else:
+                all_labels = [self.labels] + ([self.val_labels] if self.has_val else [])
+                num_classes = int(max(labels.max() for labels in all_labels)) + 1
+        self.num_classes = positive_int(num_classes, "num_classes")
+        for labels, name in ((self.labels, "probe_y"), (self.val_labels, "val_y")):
+            if labels is not None and (labels.min() < 0 or labels.max() >= self.num_classes):
+                raise ValueError(f"{name}: classes must lie in [0, {self.num_classes}), got "
+                                 f"[{labels.min()}, {labels.max()}].")
+        if self.fine_to_coarse is not None:
+            if self.fine_to_coarse.shape != (self.num_classes,):
+                raise ValueError(f"fine_to_coarse: expected {self.num_classes} entries (one "
+                                 f"per class), got shape {self.fine_to_coarse.shape}.")
+            if not np.issubdtype(self.fine_to_coarse.dtype, np.integer):
+                raise ValueError("fine_to_coarse: expected integer super-class indices.")
+
+        self._pairs = self._pair_specs()
+        self.pair_sets = tuple(self._pairs)
+        #: pair set -> the distance bin edges of the latest curve.
+        self.curve_edges: dict[str, np.ndarray] = {}
+        self._warned_no_curve: set[str] = set()
+
+    # ------------------------------------------------------------------------------------
+    # Measuring
+    # ------------------------------------------------------------------------------------
+
+    def measure(self, model: Any) -> Measurement:
+        """Measures the model's current weights on the probe sets.
+
+        Runs inference-mode forward passes only, and restores the global random states
+        (NumPy, Python, TensorFlow's eager op seeds, Keras' seed generator) afterwards, so
+        measuring never changes a training run.
+        """
+        from tfstiffness.gram import gradient_gram  # TensorFlow: imported on first use.
+
+        x, y = self.probe_x, self.probe_y
+        if self.has_val:
+            # One Gram matrix of [probe; val] gives all three pair sets as blocks, so each
+            # example's gradient factors are computed once.
+            x, y = np.concatenate([x, self.val_x]), np.concatenate([y, self.val_y])
+        with _random_state_preserved():
+            gram = gradient_gram(model, x, y, loss=self.loss, by_layer=self.by_layer,
+                                 method=self.method, batch_size=self.batch_size, verbose=False)
+            features = None if self.representation is None else np.asarray(
+                self.representation(model, x))
+        n = len(self.probe_x)
+        values: dict[str, Any] = {"zero_gradients/train": int(np.sum(gram.sq_norms[:n] == 0))}
+        if self.has_val:
+            values["zero_gradients/val"] = int(np.sum(gram.sq_norms[n:] == 0))
+        stiffness, curves = {}, {}
+        for pairs, spec in self._pairs.items():
+            distances = spec.distances
+            if features is not None:
+                distances = measures.input_distances(
+                    features[spec.rows], None if spec.one_set else features[spec.cols])
+            for kind in self.kinds:
+                S = _stiffness(gram.total, gram.sq_norms, spec, kind)
+                stiffness[pairs, kind] = S
+                values.update(self._pair_values(pairs, kind, S, spec, distances, curves))
+                for layer, block in gram.by_layer.items():
+                    S_layer = _stiffness(block, np.diagonal(block), spec, kind)
+                    values[f"{pairs}/{kind}/layer/{layer}"] = _mean_pairs(S_layer, spec)
+        return Measurement(values=values, gram_method=gram.method, stiffness=stiffness,
+                           curves=curves)
+
+    def _pair_values(self, pairs: str, kind: str, S: np.ndarray, spec: _PairSet,
+                     distances: np.ndarray, curves: dict) -> dict[str, Any]:
+        """Every measure of one pair set and kind, by name (the place to add a measure)."""
+        name = f"{pairs}/{kind}"
+        C = measures.class_stiffness(S, spec.labels, spec.labels2, self.num_classes)
+        within, between = measures.within_between(C)
+        out: dict[str, Any] = {f"{name}/within": within, f"{name}/between": between,
+                               f"{name}/mean": _mean_pairs(S, spec), f"{name}/class_matrix": C}
+        if self.fine_to_coarse is not None:
+            out[f"{name}/superclass_contrast"] = measures.superclass_contrast(
+                C, self.fine_to_coarse)
+        try:
+            curve = measures.stiffness_vs_distance(
+                S, labels=spec.labels, labels2=spec.labels2, pairs="within",
+                bins=self.distance_bins, distances=distances)
+        except ValueError:  # no two examples of one class in this pair set
+            if pairs not in self._warned_no_curve:
+                self._warned_no_curve.add(pairs)
+                warnings.warn(f"{pairs} has no pair of examples of the same class, so no "
+                              "stiffness-vs-distance curve or xi.", stacklevel=3)
+            return out
+        self.curve_edges[pairs] = curve.edges
+        critical = measures.critical_length(curve)
+        crossed = critical.status == "crossed"
+        out.update({f"{name}/curve_edges": curve.edges, f"{name}/curve_means": curve.means,
+                    f"{name}/curve_counts": curve.counts,
+                    f"{name}/xi_crossed": float(crossed),
+                    f"{name}/xi": critical.xi if crossed else math.nan,
+                    f"{name}/xi_status": XI_STATUSES.index(critical.status),
+                    f"{name}/xi_bound": math.nan if crossed else critical.bound})
+        curves[pairs, kind] = (curve, critical)
+        return out
+
+    # ------------------------------------------------------------------------------------
+    # Writing
+    # ------------------------------------------------------------------------------------
+
+    def write(
+        self,
+        writer: Any,
+        measurement: Measurement,
+        step: int,
+        *,
+        images: bool | Collection[str] = True,
+        histograms: bool = True,
+        prefix: str = "stiffness",
+    ) -> None:
+        """Writes a measurement to a `tf.summary` writer at `step`.
+
+        Args:
+            writer: the summary writer.
+            measurement: what `measure` returned.
+            step: the TensorBoard step.
+            images: write the class-matrix and stiffness-vs-distance images: True for every
+                kind, or the kinds to draw (e.g. ``("cosine",)``). Each image is rendered by
+                matplotlib in 0.1 to 0.4 s.
+            histograms: write histograms of the pairwise stiffness values.
+            prefix: tag prefix.
+        """
+        from tfstiffness import plots, summary
+
+        summary.write_scalars(writer, scalar_values(measurement.values), step, prefix=prefix)
+        image_kinds = set(self.kinds if images is True else (images or ()))
+        for (pairs, kind), S in measurement.stiffness.items():
+            name = f"{prefix}/{pairs}/{kind}"
+            if histograms:
+                summary.write_histogram(writer, S, f"{name}/values", step,
+                                        exclude_diagonal=self._pairs[pairs].one_set)
+            if kind not in image_kinds:
+                continue
+            summary.write_class_matrix_image(
+                writer, measurement.values[f"{pairs}/{kind}/class_matrix"], step,
+                tag=f"{name}/class_matrix", fine_to_coarse=self.fine_to_coarse, vmax=1.0,
+                title=f"{pairs} {kind} class stiffness (step {step})")
+            if (pairs, kind) in measurement.curves:
+                curve, critical = measurement.curves[pairs, kind]
+                fig = plots.stiffness_vs_distance(
+                    curve, critical, title=f"{pairs} {kind} stiffness vs distance (step {step})")
+                summary.write_figure(writer, fig, f"{name}/vs_distance", step)
+
+    # ------------------------------------------------------------------------------------
+
+    def _pair_specs(self) -> dict[str, _PairSet]:
+        """Rows and columns of each pair set in the Gram matrix of [probe; val]."""
+        n = len(self.probe_x)
+        fixed = self.representation is None
+        train = slice(0, n)
+        specs = {"train_train": _PairSet(
+            train, train, True, self.labels, None,
+            measures.input_distances(self.probe_x) if fixed else None)}
+        if self.has_val:
+            val = slice(n, n + len(self.val_x))
+            specs["train_val"] = _PairSet(
+                train, val, False, self.labels, self.val_labels,
+                measures.input_distances(self.probe_x, self.val_x) if fixed else None)
+            specs["val_val"] = _PairSet(
+                val, val, True, self.val_labels, None,
+                measures.input_distances(self.val_x) if fixed else None)
+        return specs
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _stiffness(G: np.ndarray, sq_norms: np.ndarray, spec: _PairSet, kind: str) -> np.ndarray:
+    rows, cols = spec.rows, spec.cols
+    block = G[rows, cols]
+    with warnings.catch_warnings():
+        # Zero-gradient examples are counted in `zero_gradients/...` instead of warned about
+        # at every measurement.
+        warnings.filterwarnings("ignore", message=".*exactly zero gradient")
+        if spec.one_set:
+            return measures.stiffness_matrix(block, kind, sq_norms=sq_norms[rows])
+        return measures.stiffness_matrix(block, kind, sq_norms=sq_norms[rows],
+                                         sq_norms2=sq_norms[cols])
+
+
+def _mean_pairs(S: np.ndarray, spec: _PairSet) -> float:
+    """Mean stiffness over all pairs; self pairs excluded within one set."""
+    if spec.one_set:
+        off_diagonal = ~np.eye(S.shape[0], dtype=bool)
+        return float(S[off_diagonal].mean()) if off_diagonal.any() else math.nan
+    return float(S.mean())
+
+
+@contextlib.contextmanager
+def _random_state_preserved() -> Iterator[None]:
+    """Restores the global random states on exit, so measuring never shifts training's draws.
+
+    Nothing in a measurement is meant to draw random numbers, but a user's model may (e.g. a
+    layer calling `keras.random.*` without a seed), and a measurement that moved the NumPy or
+    Python state would change a data pipeline that shuffles with them.
+    """
+    import keras
+
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    # TensorFlow's eager op-seed stream (private; absent when no global seed is set).
+    tf_context = _tf_context()
+    tf_rng = getattr(tf_context, "_rng", None)
+    tf_state = tf_rng.getstate() if tf_rng is not None else None
+    keras_generator = _keras_global_seed_generator()
+    keras_state = (None if keras_generator is None
+                   else keras.ops.convert_to_numpy(keras_generator.state))
+    try:
+        yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+        if tf_rng is not None and getattr(tf_context, "_rng", None) is tf_rng:
+            tf_rng.setstate(tf_state)
+        if keras_generator is not None:
+            keras_generator.state.assign(keras_state)
+
+
+def _tf_context() -> Any:
+    try:
+        from tensorflow.python.eager import context
+    except ImportError:  # pragma: no cover - layout of a future TensorFlow
+        return None
+    return context.context()
+
+
+def _keras_global_seed_generator() -> Any:
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+    except ImportError:  # pragma: no cover - layout of a future Keras
+        return None
+    return global_state.get_global_attribute(GLOBAL_SEED_GENERATOR)
+
+
+def _as_array(x: Any, name: str) -> np.ndarray:
+    array = None if isinstance(x, dict) else np.asarray(x)
+    if array is None or array.dtype == object:
+        raise TypeError(f"{name}: expected one array of inputs [N, ...]; multi-input models "
+                        "are not supported.")
+    if array.ndim == 0 or len(array) == 0:
+        raise ValueError(f"{name}: expected a non-empty array with a leading example axis.")
+    return array
+
+
+def _check_length(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> None:
+    if y.ndim == 0 or len(y) != len(x):
+        raise ValueError(f"{y_name}: expected {len(x)} labels (one per example of {x_name}), "
+                         f"got shape {y.shape}.")
+
+
+def _class_labels(y: np.ndarray, name: str) -> np.ndarray:
+    """Integer classes of integer or one-hot labels (class matrices need classes)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return y.argmax(axis=1).astype(np.int64)
+    y = y.reshape(len(y), -1)
+    if y.shape[1] != 1:
+        raise ValueError(f"{name}: expected [N] class labels or [N, K] one-hot labels, got "
+                         f"shape {y.shape}.")
+    y = y[:, 0]
+    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
+        raise ValueError(f"{name}: class stiffness needs integer class labels, got {y.dtype} "
+                         "values that are not whole numbers.")
+    return y.astype(np.int64)
+
+
+def positive_int(value: Any, name: str) -> int:
+    """`value` as an int, or a ValueError naming `name` when it is not a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}.")
+    return int(value)
