@@ -206,6 +206,7 @@ def _distributed(strategy, rows: _BlockFactors, cols: _BlockFactors, one_set: bo
     block = rows.block
     rows(0)  # one eager call first: a source may check itself there (the ghost path does)
     local_ids = _local_replica_ids(strategy)
+
     def on_replica(xi, yi, xj, yj, pair):
         fi, fj = rows.source(xi, yi), cols.source(xj, yj)
         return pair_gram(fi, fj), sq_norms(fi), sq_norms(fj), pair
