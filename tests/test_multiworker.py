@@ -16,12 +16,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import app
 
 import tfstiffness as tfs
 from tests.models_zoo import ZOO, data_for
 from tests.multiworker_job import SETTINGS, summary_arrays
-from tfstiffness import cluster, local_cluster, streaming
+from tfstiffness import cli, cluster, local_cluster, streaming
 from tfstiffness import gram as _gram
 from tfstiffness.cli import summary_local_cluster
 
@@ -190,7 +189,7 @@ def test_launcher_cli_adds_the_multi_worker_strategy_and_refuses_others():
                                                 ["--strategy", "multi_worker"])
     assert kept[-2:] == ["--strategy", "multi_worker"]
     for given in (["--strategy=mirrored"], ["--strategy", "none"]):
-        with pytest.raises(app.UsageError, match="--strategy .*: the local cluster runs"):
+        with pytest.raises(cli.CommandError, match="--strategy .*: the local cluster runs"):
             summary_local_cluster.worker_command("tfstiffness.cli.summary", given)
     other = summary_local_cluster.worker_command("tests.multiworker_job", ["a"])
     assert other == [sys.executable, "-m", "tests.multiworker_job", "a"]

@@ -46,7 +46,8 @@ def make_strategy(name: str) -> tf.distribute.Strategy | None:
         The strategy, or None for "none".
 
     Raises:
-        ValueError: an unknown name, or "multi_worker" without a valid `TF_CONFIG`.
+        ValueError: an unknown name, "multi_worker" without a valid `TF_CONFIG`, or "tpu"
+            without a TPU.
     """
     if name not in STRATEGIES:
         raise ValueError(f"strategy: expected one of {STRATEGIES}, got {name!r}.")
@@ -63,9 +64,14 @@ def make_strategy(name: str) -> tf.distribute.Strategy | None:
                 "'mirrored', or `python -m tfstiffness.cli.summary_local_cluster` to start "
                 "local workers with their TF_CONFIG.")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
+    try:  # Not run in this project's tests: no TPU here.
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as err:
+        raise ValueError(f"strategy: 'tpu' found no TPU to connect to ({type(err).__name__}: "
+                         f"{err}). Run on a TPU VM, or set TPU_NAME to the TPU's name or "
+                         "address.") from None
     return tf.distribute.TPUStrategy(resolver)
 
 
