@@ -5,8 +5,11 @@ two local workers (slow); as a subprocess (slow)."""
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -257,3 +260,61 @@ def test_multi_worker_through_the_local_launcher_equals_one_process(saved):
     assert "[worker 1] [summary worker:1] done: Gram blocks computed by worker [14, 14]" in log
     assert not [line for line in log.splitlines() if line.startswith("[worker 1] [summary ")
                 and "wrote" in line]
+
+
+@pytest.mark.slow
+def test_killed_chief_of_the_launched_cluster_then_the_same_command_resumes(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), Scale(),
+                              keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(4)])
+    model.compile(loss=LOSS)
+    model.save(tmp_path / "model.keras")
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "data.npz", x=rng.normal(size=(200, 6)).astype("float32"),
+             y=rng.integers(0, 4, 200), fine_to_coarse=FINE_TO_COARSE)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "tfstiffness.cli.summary_local_cluster", "--workers", "2",
+               "--", *[a for a in _args(tmp_path, out, "--checkpoint_every", "0")
+                       if a != "--quiet"]]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    launcher = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env)
+    chief = None
+    state = out / "stages" / f"{study.CHECKPOINT}.npz"
+    for line in launcher.stdout:  # the launcher names the chief's pid first
+        match = re.search(r"worker 0 \(chief\): pid (\d+)", line)
+        if match:
+            chief = int(match.group(1))
+            break
+    threading.Thread(target=launcher.stdout.read, daemon=True).start()  # never a full pipe
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and launcher.poll() is None and _done(state) < 20:
+        time.sleep(0.02)
+    assert launcher.poll() is None, "the cluster finished before the chief could be killed"
+    os.kill(chief, signal.SIGKILL)
+    assert launcher.wait(timeout=120) == 128 + signal.SIGKILL
+    done_at_kill = _done(state)
+    assert 20 <= done_at_kill < 325 and not (out / "summary.json").exists()
+
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env,
+                           timeout=300, check=False)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+    assert "took over the lock left by a run" in again.stdout
+    summary = json.loads((out / "summary.json").read_text())["results"]
+    assert summary["blocks"]["resumed"] == done_at_kill
+    assert sum(summary["blocks"]["by_worker"]) + done_at_kill == 325
+    with np.load(tmp_path / "data.npz") as data, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        loaded = keras.saving.load_model(tmp_path / "model.keras",
+                                         custom_objects={"Scale": Scale})
+        expected = tfs.stiffness_summary(loaded, data["x"], data["y"], block_size=8,
+                                         radius=2.0, fine_to_coarse=FINE_TO_COARSE)
+    _check_equal(out, expected)
+
+
+def _done(state: Path) -> int:
+    try:
+        with np.load(state) as saved:
+            return len(saved["done"])
+    except (OSError, ValueError, KeyError):
+        return 0
