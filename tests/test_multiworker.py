@@ -109,6 +109,24 @@ def test_strategy_path_resumes_from_its_syncs(tmp_path, monkeypatch):
     assert again.blocks_resumed == 15 and again.blocks_by_worker == (0,)
 
 
+def test_workers_measuring_different_runs_are_named(monkeypatch):
+    fingerprint = {"data": "aa", "loss": "bb", "setting pairs": "cc"}
+
+    def two_workers(strategy, mine):  # worker 1 saw other data
+        other = mine.copy()
+        other[0] = 0.0  # not the chief
+        other[1 + 16 * sorted(fingerprint).index("data")] += 1.0
+        return np.stack([mine, other])
+
+    monkeypatch.setattr(cluster, "gather_workers", two_workers)
+    with pytest.raises(ValueError, match=r"strategy: the cluster's workers are not measuring "
+                                         r"the same run: data differs on worker\(s\) \[1\] "
+                                         r"from the chief \(0\)\. Every worker"):
+        streaming._check_same_run(None, fingerprint)
+    monkeypatch.setattr(cluster, "gather_workers", lambda s, v: np.stack([v, np.r_[0.0, v[1:]]]))
+    streaming._check_same_run(None, fingerprint)  # the same run everywhere: fine
+
+
 # ---------------------------------------------------------------------------------------------
 # Strategies and TF_CONFIG
 # ---------------------------------------------------------------------------------------------
