@@ -172,7 +172,7 @@ def stiffness_summary(
     total = _gram._num_pairs(run.n, acc.m, run.block, run.x2 is None)
     if strategy is not None:
         return _on_workers(run, acc, fingerprint, checkpoint, checkpoint_every, verbose,
-                           strategy).result(fine_to_coarse, total)
+                           strategy, fine_to_coarse, total)
     resumed = acc.load(checkpoint, fingerprint) if checkpoint else 0
     progress = _gram.Progress("stiffness_summary", total, verbose, done=resumed)
     last_save = time.monotonic()
@@ -192,7 +192,8 @@ def stiffness_summary(
 
 def _on_workers(run, acc: _Accumulator, fingerprint: dict[str, str], checkpoint,
                 checkpoint_every: float, verbose: bool | None,
-                strategy: tf.distribute.Strategy) -> _Reduced:
+                strategy: tf.distribute.Strategy, fine_to_coarse,
+                total_blocks: int) -> StiffnessSummary:
     """The summary on one worker of a cluster; every worker calls it, in step.
 
     Each worker folds only the blocks its own replicas computed into its accumulator. At a
@@ -208,8 +209,7 @@ def _on_workers(run, acc: _Accumulator, fingerprint: dict[str, str], checkpoint,
         acc.load(checkpoint, fingerprint)  # a refusal raises here; the others then stop
     sync = _Sync(strategy, acc, chief)
     done = sync.exchange(next_after=1 if checkpoint else 0)["done"]  # the chief's, to all
-    total = len(sync.pairs)
-    progress = _gram.Progress("stiffness_summary", total,
+    progress = _gram.Progress("stiffness_summary", total_blocks,
                               False if verbose is None and not chief else verbose,
                               done=len(done))
     replicas = strategy.num_replicas_in_sync
@@ -221,33 +221,21 @@ def _on_workers(run, acc: _Accumulator, fingerprint: dict[str, str], checkpoint,
         for b in blocks:
             acc.add(b)
             sync.computed += 1
-        for _ in range(min(replicas, total - progress.done)):
+        for _ in range(min(replicas, total_blocks - progress.done)):
             progress.step()
         since += 1
         if since == sync.next_after:
             seconds_per_step = (time.monotonic() - started) / since
             sync.exchange(next_after=max(1, round(checkpoint_every / max(seconds_per_step,
                                                                          1e-9))))
-            if chief:
+            if checkpoint and chief:
                 acc.save(checkpoint, fingerprint)
             since, started = 0, time.monotonic()
     progress.close()
     acc.state = sync.exchange(next_after=0)
     if checkpoint and chief:
         acc.save(checkpoint, fingerprint)
-    return _Reduced(acc, len(done), sync.by_worker)
-
-
-@dataclass
-class _Reduced:
-    """A worker's accumulator holding the cluster's total, with who computed what."""
-
-    acc: _Accumulator
-    resumed: int
-    by_worker: tuple[int, ...]
-
-    def result(self, fine_to_coarse, total: int) -> StiffnessSummary:
-        return self.acc.result(fine_to_coarse, total, self.resumed, self.by_worker)
+    return acc.result(fine_to_coarse, total_blocks, len(done), sync.by_worker)
 
 
 def _check_same_run(strategy, fingerprint: dict[str, str]) -> None:
