@@ -177,19 +177,61 @@ def block_pairs(n: int, m: int, block: int, one_set: bool) -> list[tuple[int, in
 
 
 def local_steps(source: FactorSource, x, y, x2=None, y2=None, *, block: int,
-                strategy: tf.distribute.Strategy,
+                cache_bytes: int, strategy: tf.distribute.Strategy,
                 done: frozenset = frozenset()) -> Iterator[list[GramBlock]]:
-    """One list per step of the cluster: the Gram blocks this worker's replicas computed.
+    """The Gram blocks this worker computes, as lists, one per step of the cluster.
 
-    A step gives one pair of blocks to every replica of every worker (round-robin, in
-    `block_pairs` order, `done` skipped). Nothing crosses workers: each worker gets the blocks
-    of its own replicas (all of them under a one-worker strategy such as MirroredStrategy), so
-    aggregates are reduced afterwards instead of every block being sent everywhere. A step
-    with no pair for this worker's replicas is an empty list, computed nowhere.
+    Every worker yields the same number of steps (some of them empty lists), so that workers
+    counting steps agree on when to exchange their sums. Nothing crosses workers: each keeps
+    the blocks it computed, and aggregates are reduced afterwards.
+
+    With one replica per worker (a CPU or one GPU per machine, the common cluster), the
+    column blocks are dealt to the workers, balancing their pairs, and each worker runs the
+    one-process tiling loop over its own pairs: row blocks held in a band of `cache_bytes`,
+    each of its column blocks computed once per band, the same arithmetic as one process.
+    With several replicas on a worker (MirroredStrategy over GPUs), a step gives one pair to
+    every replica of every worker, round-robin in `block_pairs` order (`_distributed`).
     """
     rows = _BlockFactors(source, x, y, block)
     cols = rows if x2 is None else _BlockFactors(source, x2, y2, block)
-    yield from _distributed(strategy, rows, cols, x2 is None, done, gather=False)
+    local_ids = _local_replica_ids(strategy)
+    if len(local_ids) > 1:
+        yield from _distributed(strategy, rows, cols, x2 is None, done, gather=False)
+        return
+    n = _structure.num_examples(x)
+    m = n if x2 is None else _structure.num_examples(x2)
+    pairs = [p for p in block_pairs(n, m, block, x2 is None) if p not in done]
+    workers = strategy.num_replicas_in_sync  # one replica each: replica id = worker rank
+    owners = deal_columns(pairs, workers)
+    mine = {p for p in pairs if owners[p[1]] == local_ids[0]}
+    loads = [sum(owners[j] == w for _, j in pairs) for w in range(workers)]
+    count = 0
+    for b in gram_blocks(source, x, y, x2, y2, block=block, cache_bytes=cache_bytes,
+                         done=frozenset(done) | (frozenset(pairs) - mine)):
+        count += 1
+        yield [b]
+    for _ in range(max(loads) - count):
+        yield []
+
+
+def deal_columns(pairs: list[tuple[int, int]], workers: int) -> dict[int, int]:
+    """Column block -> worker, balancing the workers' pairs (largest columns first, each to
+    the least loaded worker; ties to the lower worker): the same on every worker.
+
+    Example:
+        >>> deal_columns([(0, 0), (0, 1), (1, 1), (0, 2), (1, 2), (2, 2)], 2)
+        {2: 0, 1: 1, 0: 1}
+    """
+    sizes: dict[int, int] = {}
+    for _, j in pairs:
+        sizes[j] = sizes.get(j, 0) + 1
+    loads = [0] * workers
+    owners = {}
+    for j in sorted(sizes, key=lambda j: (-sizes[j], j)):
+        worker = min(range(workers), key=lambda w: (loads[w], w))
+        owners[j] = worker
+        loads[worker] += sizes[j]
+    return owners
 
 
 def _distributed(strategy, rows: _BlockFactors, cols: _BlockFactors, one_set: bool,

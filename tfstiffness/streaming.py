@@ -212,17 +212,17 @@ def _on_workers(run, acc: _Accumulator, fingerprint: dict[str, str], checkpoint,
     progress = _gram.Progress("stiffness_summary", total_blocks,
                               False if verbose is None and not chief else verbose,
                               done=len(done))
-    replicas = strategy.num_replicas_in_sync
+    workers = cluster.num_workers(strategy)
     steps = _tiling.local_steps(run.prepared.source, run.x, run.y, run.x2, run.y2,
-                                block=run.block, strategy=strategy,
-                                done=frozenset(map(tuple, done)))
+                                block=run.block, cache_bytes=_gram._CACHE_BYTES,
+                                strategy=strategy, done=frozenset(map(tuple, done)))
     since, started = 0, time.monotonic()
     for blocks in steps:
         for b in blocks:
             acc.add(b)
             sync.computed += 1
-        for _ in range(min(replicas, total_blocks - progress.done)):
-            progress.step()
+        for _ in range(min(len(blocks) * workers, total_blocks - progress.done)):
+            progress.step()  # the chief's blocks, times the workers: an estimate
         since += 1
         if since == sync.next_after:
             seconds_per_step = (time.monotonic() - started) / since
