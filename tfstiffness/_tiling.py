@@ -192,10 +192,10 @@ def local_steps(source: FactorSource, x, y, x2=None, y2=None, *, block: int,
     With several replicas on a worker (MirroredStrategy over GPUs), a step gives one pair to
     every replica of every worker, round-robin in `block_pairs` order (`_distributed`).
     """
-    rows = _BlockFactors(source, x, y, block)
-    cols = rows if x2 is None else _BlockFactors(source, x2, y2, block)
     local_ids = _local_replica_ids(strategy)
     if len(local_ids) > 1:
+        rows = _BlockFactors(source, x, y, block)
+        cols = rows if x2 is None else _BlockFactors(source, x2, y2, block)
         yield from _distributed(strategy, rows, cols, x2 is None, done, gather=False)
         return
     n = _structure.num_examples(x)
