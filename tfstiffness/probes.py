@@ -228,9 +228,10 @@ class ProbeSets:
         (NumPy, Python, TensorFlow's eager op seeds, Keras' seed generator) afterwards, so
         measuring never changes a training run.
         """
-        from tfstiffness.gram import gradient_gram  # TensorFlow: imported on first use.
-
-        from tfstiffness.gram import NonFiniteGradientError
+        from tfstiffness.gram import (
+            NonFiniteGradientError,
+            gradient_gram,  # TensorFlow: imported on first use.
+        )
 
         x, y = self.probe_x, self.probe_y
         if self.has_val:
