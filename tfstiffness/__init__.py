@@ -76,4 +76,4 @@ def __dir__():
     return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
 
 
-__all__ = [*_EXPORTS, *_SUBMODULES]
+__all__ = [*_EXPORTS, *_SUBMODULES]  # noqa: PLE0604 (strings: the keys above)
