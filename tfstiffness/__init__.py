@@ -40,6 +40,7 @@ _EXPORTS = {
     "NeighbourhoodStiffness": "neighbourhood",
     "boundary_auc": "neighbourhood",
     "neighbourhood_stiffness": "neighbourhood",
+    "roc_auc": "neighbourhood",
     "StiffnessSummary": "streaming",
     "stiffness_summary": "streaming",
     "AlignmentStatistics": "alignment",

@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tfstiffness.influence import TracInResult
+from tfstiffness.neighbourhood import roc_auc
 from tfstiffness.plots import save_figure
 
 __all__ = ["flipped_label_detection", "proponents_opponents"]
@@ -133,8 +134,6 @@ def flipped_label_detection(
         >>> fig.axes[0].get_xlabel()
         'share of training data checked'
     """
-    from tfstiffness.label_noise import roc_auc
-
     flipped = np.asarray(flipped, bool)
     fig = Figure(figsize=(4.6, 3.6), layout="constrained")
     FigureCanvasAgg(fig)
