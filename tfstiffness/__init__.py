@@ -53,6 +53,7 @@ _EXPORTS = {
     "BootstrapInterval": "uncertainty",
     "bootstrap": "uncertainty",
     "TracInAccumulator": "influence",
+    "TracInCallback": "influence_callback",
     "TracInResult": "influence",
     "tracin": "influence",
     "register_rule": "rules",
