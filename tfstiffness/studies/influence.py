@@ -142,8 +142,11 @@ def run_influence(
     experiment.check_output_dir(output_dir)
     setup = _prepare(dataset, model, data_dir, max_train_examples, seed, data_options,
                      num_test, top_k, fraction, checkpoints, checkpoint_learning_rates)
-    config = {"study": "influence", "dataset": dataset, "model": model, "epochs": epochs,
-              "learning_rate": learning_rate, "batch_size": batch_size, "num_test": num_test,
+    trains = not checkpoints  # Training settings are recorded (and compared) only if used.
+    config = {"study": "influence", "dataset": dataset, "model": model,
+              "epochs": epochs if trains else None,
+              "learning_rate": learning_rate if trains else None,
+              "batch_size": batch_size if trains else None, "num_test": num_test,
               "top_k": top_k, "kind": kind, "flip_labels": fraction,
               "checkpoints": list(checkpoints) if checkpoints else None,
               "checkpoint_learning_rates": setup["etas"] if checkpoints else None,
