@@ -33,7 +33,7 @@ import tensorflow as tf
 
 import tfstiffness as tfs
 from benchmarks._measure import report, run_child, timed
-from tfstiffness import models
+from tfstiffness import _generic, models
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 BLOCK = 512
@@ -206,7 +206,7 @@ def main() -> None:
     if unknown:
         parser.error(f"--cases: unknown {unknown}; choose from {list(DEFAULT_N)}")
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} cpus, "
-          f"oneDNN {'on' if tfs._generic._ONEDNN_ON else 'off'}")
+          f"oneDNN {'on' if _generic._ONEDNN_ON else 'off'}")
     for name in names:
         print_row(compare(name, args.n or DEFAULT_N[name], ("ghost", "vmap", "jacobian")))
     if args.quick or args.cases or args.n:

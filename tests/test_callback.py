@@ -99,7 +99,7 @@ def _direct(model, probe, val) -> dict[str, float]:
              "val_val": gradient_gram(model, vx, vy, loss=loss, by_layer=True)}
     sets = {"train_train": (px, py, None, None), "train_val": (px, py, vx, vy),
             "val_val": (vx, vy, None, None)}
-    out = {"zero_gradients/train": np.sum(grams["train_train"].sq_norms == 0),
+    out = {"undefined": 0, "zero_gradients/train": np.sum(grams["train_train"].sq_norms == 0),
            "zero_gradients/val": np.sum(grams["val_val"].sq_norms == 0)}
     for pairs, gram in grams.items():
         x1, y1, x2, y2 = sets[pairs]
@@ -138,7 +138,8 @@ def test_every_tag_at_every_step(trained):
     events, cb = trained.events, trained.cb
     layers = sorted(gradient_gram(trained.model, *trained.probe, by_layer=True).by_layer)
     assert len(layers) == 2
-    expected_scalars = {"stiffness/zero_gradients/train", "stiffness/zero_gradients/val"}
+    expected_scalars = {"stiffness/zero_gradients/train", "stiffness/zero_gradients/val",
+                        "stiffness/undefined"}
     expected_images, expected_histograms = set(), set()
     for pairs in PAIRS:
         for kind in KINDS:

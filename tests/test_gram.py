@@ -109,7 +109,7 @@ def test_vmap_on_attention_matches_with_onednn_off():
         print("ERR", relative_error(gram.total, ref))
     """)
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0")
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,  # noqa: PLW1510
                          cwd=os.path.dirname(os.path.dirname(__file__)), timeout=300)
     line = [s for s in out.stdout.splitlines() if s.startswith("ERR")]
     assert line, out.stderr[-2000:]

@@ -26,11 +26,51 @@ def test_proponents_opponents_draws_images_and_sequences(shape, tmp_path):
     path = tmp_path / "p.png"
     fig = influence_plots.proponents_opponents(_result(top_k=3), x, y, x_test, y_test, [2, 0],
                                                k=2, class_names=["cat", "dog"], path=path)
-    assert len(fig.axes) == 2 * (1 + 2 * 2) and path.stat().st_size > 0
+    titles = [text.get_text() for text in fig.axes[0].texts]
+    assert len(titles) == 2 * (1 + 2 * 2) + 1 and path.stat().st_size > 0  # + the title
     result = _result()
     best = int(np.argmax(result.scores[:, 2]))
-    titles = [ax.get_title() for ax in fig.axes]
+    worst = int(np.argmin(result.scores[:, 2]))
     assert titles[0] == "test #2\nlabel cat" and titles[1].startswith(f"#{best} label ")
+    assert titles[3].startswith(f"#{worst} label ")
+    sequences = shape in ((20,), (20, 1))
+    drawn = fig.axes[0].lines if sequences else fig.axes[0].images
+    assert len(drawn) == 10  # One line or image per example shown.
+
+
+def test_proponents_opponents_marks_flipped_labels_and_shows_test_ids():
+    x, y = np.random.default_rng(2).random((12, 6)), np.arange(12) % 3
+    original = y.copy()
+    result = _result()
+    best = int(np.argmax(result.scores[:, 1]))
+    original[best] = (y[best] + 1) % 3
+    fig = influence_plots.proponents_opponents(result, x, y, x[:3], y[:3], [1], k=1,
+                                               test_ids=[40, 41, 42], y_original=original)
+    titles = [text.get_text() for text in fig.axes[0].texts]
+    assert titles[0] == f"test #41\nlabel {y[1]}"
+    assert titles[1].endswith(f"(was {original[best]})")
+    assert "(was" not in titles[2]
+    with pytest.raises(ValueError, match=r"test_ids: expected 3 \(one per test example\)"):
+        influence_plots.proponents_opponents(result, x, y, x[:3], y[:3], test_ids=[1])
+
+
+def test_highest_self_influence_ranks_and_marks_flipped_labels(tmp_path):
+    x, y = np.random.default_rng(3).random((9, 5, 5)), np.arange(9) % 3
+    scores = np.array([0.1, 5.0, 0.2, 3.0, 3.0, 0.0, 0.3, 0.4, 0.5])
+    original = y.copy()
+    original[3] = 1  # y[3] is 0: flipped from 1.
+    fig = influence_plots.highest_self_influence(scores, x, y, count=3, y_original=original,
+                                                 path=tmp_path / "s.png")
+    titles = [text.get_text() for text in fig.axes[0].texts]
+    assert [t.split("\n")[0] for t in titles[:3]] == [
+        "1. #1 label 1", "2. #3 label 0 (was 1)", "3. #4 label 1"]  # Ties: lower index first.
+    assert titles[0].split("\n")[1] == "5"
+    assert titles[-1] == "Highest self-influence (flipped labels in red)"
+    assert len(fig.axes[0].images) == 3 and (tmp_path / "s.png").stat().st_size > 0
+    with pytest.raises(ValueError, match=r"count: expected an integer in \[1, 9\]"):
+        influence_plots.highest_self_influence(scores, x, y, count=10)
+    with pytest.raises(ValueError, match=r"self_influence: expected \[9\]"):
+        influence_plots.highest_self_influence(scores[:4], x, y)
 
 
 def test_proponents_opponents_refuses_bad_input():

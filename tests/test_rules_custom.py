@@ -1,4 +1,5 @@
-"""The custom-rule example of docs/custom_rules.md, run as written, against brute force;
+"""The README's custom-rule example (its "Making your own layer fast" section), run as written,
+against brute force;
 and the registry's argument checks."""
 
 import pathlib
@@ -12,12 +13,15 @@ import tfstiffness as tfs
 from tests.bruteforce import brute_force_gram, relative_error
 from tfstiffness.rules import _registry
 
-DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "custom_rules.md"
+DOC = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 
 def _doc_code() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
-    assert blocks, "no python example in docs/custom_rules.md"
+    text = DOC.read_text()
+    section = text[text.index("### Making your own layer fast"):]
+    section = section[:section.index("\n## ")]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    assert blocks, "no python example in the README's custom-rule section"
     return "\n".join(blocks)
 
 

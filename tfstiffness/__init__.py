@@ -40,6 +40,7 @@ _EXPORTS = {
     "NeighbourhoodStiffness": "neighbourhood",
     "boundary_auc": "neighbourhood",
     "neighbourhood_stiffness": "neighbourhood",
+    "roc_auc": "neighbourhood",
     "StiffnessSummary": "streaming",
     "stiffness_summary": "streaming",
     "AlignmentStatistics": "alignment",
@@ -52,6 +53,7 @@ _EXPORTS = {
     "BootstrapInterval": "uncertainty",
     "bootstrap": "uncertainty",
     "TracInAccumulator": "influence",
+    "TracInCallback": "influence_callback",
     "TracInResult": "influence",
     "tracin": "influence",
     "register_rule": "rules",
@@ -76,4 +78,4 @@ def __dir__():
     return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
 
 
-__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+__all__ = [*_EXPORTS, *_SUBMODULES]  # noqa: PLE0604 (strings: the keys above)

@@ -178,13 +178,17 @@ def probe_model(model: keras.Model, x: Any, argument: str) -> Any:
     return out
 
 
+class NonFiniteWeightsError(ValueError):
+    """A model variable holds NaN or inf: every loss and gradient of the model is undefined."""
+
+
 def check_finite_variables(model: keras.Model) -> None:
     """Refuses NaN or inf in any model variable (weights, moving statistics, ...)."""
     for v in model.weights:
         values = np.asarray(v.value if hasattr(v, "value") else v)
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             bad = int(np.size(values) - np.isfinite(values).sum())
-            raise ValueError(
+            raise NonFiniteWeightsError(
                 f"model: variable {v.path!r} holds {bad} NaN or inf value(s), so the loss and "
                 "its gradients are undefined; restore finite weights (e.g. an earlier "
                 "checkpoint) before measuring.")

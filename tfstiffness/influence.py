@@ -20,8 +20,9 @@ dropped, and a [block, M] slab of summed scores is folded into the result (the f
 matrix, or a running top-k per test example). So with `top_k`, memory is
 O(T * test factors + block factors + block * M), never N x M.
 
-`TracInAccumulator` takes checkpoints one at a time (what `tracin` and a training callback
-both feed); `tracin` adds loading checkpoints from models or files.
+`TracInAccumulator` takes checkpoints one at a time (what `tracin` and the training callback
+`influence_callback.TracInCallback` both feed); `tracin` adds loading checkpoints from models
+or files.
 """
 
 from __future__ import annotations

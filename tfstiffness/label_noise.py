@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfstiffness.influence import TracInAccumulator, TracInResult
+from tfstiffness.neighbourhood import roc_auc  # The package's one AUC; exported here too.
 from tfstiffness.training import batch_order
 
 __all__ = ["FlippedLabelResult", "flip_labels", "flipped_label_experiment", "roc_auc"]
@@ -66,31 +67,6 @@ def flip_labels(y: Any, fraction: float, num_classes: int | None = None,
     flipped = np.zeros(len(y), bool)
     flipped[chosen] = True
     return noisy, flipped
-
-
-def roc_auc(scores: Any, positives: Any) -> float:
-    """Probability that a random positive scores above a random negative (ties count half).
-
-    NaN when either group is empty. The Mann-Whitney U statistic with mid-ranks.
-    """
-    scores = np.asarray(scores, np.float64)
-    positives = np.asarray(positives, bool)
-    if scores.shape != positives.shape or scores.ndim != 1:
-        raise ValueError(f"scores, positives: expected two [N] arrays, got shapes "
-                         f"{scores.shape} and {positives.shape}.")
-    if not np.all(np.isfinite(scores)):
-        raise ValueError("scores: contains NaN or inf.")
-    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="stable")
-    ordered = scores[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], len(scores)]
-    ranks = np.empty(len(scores))
-    ranks[order] = np.repeat((starts + 1 + ends) / 2.0, ends - starts)  # 1-based mid-ranks
-    u = ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
 
 
 @dataclass

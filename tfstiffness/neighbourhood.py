@@ -270,6 +270,43 @@ def _midranks(scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def roc_auc(scores: Any, positives: Any) -> float:
+    """ROC AUC: the probability that a random positive scores above a random negative.
+
+    Ties count half (the Mann-Whitney U statistic from mid-ranks, over all positive-negative
+    pairs). NaN when either group is empty. The one AUC of the package: `boundary_auc` and
+    `label_noise` (flipped labels found by self-influence) both use it.
+
+    Args:
+        scores: [N] finite scores; higher means "more likely positive".
+        positives: [N] bool, which examples are positives.
+
+    Returns:
+        The AUC in [0, 1], or NaN.
+
+    Raises:
+        ValueError: shapes other than two [N] arrays, or a NaN or inf score.
+
+    Example:
+        >>> roc_auc([0.9, 0.2, 0.8, 0.1], [True, False, True, False])
+        1.0
+        >>> roc_auc([0.5, 0.5], [True, False])  # A tie counts half.
+        0.5
+    """
+    scores = np.asarray(scores, np.float64)
+    positives = np.asarray(positives, bool)
+    if scores.shape != positives.shape or scores.ndim != 1:
+        raise ValueError(f"scores, positives: expected two [N] arrays, got shapes "
+                         f"{scores.shape} and {positives.shape}.")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores: contains NaN or inf.")
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    rank_sum = _midranks(scores)[positives].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
 def boundary_auc_details(
     neighbourhood_values: Any, boundary_distance: Any, within: float = 0.1
 ) -> BoundaryAUC:
@@ -288,17 +325,14 @@ def boundary_auc_details(
         raise ValueError(f"within must be >= 0, got {within!r}")
     if np.isnan(distance).any():
         raise ValueError("boundary_distance has NaN entries")
+    if np.isinf(values).any():
+        raise ValueError("neighbourhood_values has inf entries")
     finite = ~np.isnan(values)
     scores = 1.0 - values[finite]
     positive = distance[finite] <= within
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        auc = float("nan")
-    else:
-        # Mann-Whitney U of the positives, from midranks (ties count half), over all pairs.
-        rank_sum = _midranks(scores)[positive].sum()
-        auc = float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-    return BoundaryAUC(auc=auc, positives=n_pos, negatives=n_neg, ignored=int((~finite).sum()))
+    return BoundaryAUC(auc=roc_auc(scores, positive), positives=n_pos, negatives=n_neg,
+                       ignored=int((~finite).sum()))
 
 
 def boundary_auc(

@@ -16,6 +16,9 @@ are these under ``stiffness/``):
 
 - ``zero_gradients/train`` (and ``/val``): examples whose gradient is exactly zero (their
   cosine stiffness is 0).
+- ``undefined``: 1 when the model's gradients on the probes are not finite (NaN weights, a
+  diverged run): every other value is then NaN, with a warning; measuring never raises for
+  it, so a `fit` is never aborted by its callback (`ProbeSets.undefined_count` counts them).
 - per pair set PAIRS and kind KIND (``sign``/``cosine``), under ``PAIRS/KIND/``: ``within``,
   ``between`` (`measures.within_between` of the class matrix), ``mean`` (all pairs),
   ``superclass_contrast`` (with `fine_to_coarse`), ``class_matrix`` [K, K], the within-class
@@ -57,12 +60,13 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import measures
+from tfstiffness import _structure, measures
+from tfstiffness._validation import NonFiniteWeightsError
 
 __all__ = ["XI_STATUSES", "Measurement", "ProbeSets", "scalar_values"]
 
 #: `measures.CriticalLength.status` values, in the order of the ``xi_status`` codes.
-XI_STATUSES = ("crossed", "never_crossed", "nonpositive_from_start")
+XI_STATUSES = measures.CRITICAL_LENGTH_STATUSES
 # Numbers that are not TensorBoard scalars (a status code; a bound shown in the curve image).
 _NOT_SCALARS = ("/xi_status", "/xi_bound")
 
@@ -115,7 +119,8 @@ class ProbeSets:
 
     Args:
         probe_x: [N, ...] inputs of the probe set (ideally class-balanced, e.g. about 50
-            examples per class). One array: multi-input models are not supported.
+            examples per class): one array, or a list / dict of arrays for a multi-input
+            model, as `model.fit` takes them.
         probe_y: [N] integer class labels or [N, K] one-hot labels, as the loss expects.
         val_x: optional [M, ...] inputs of a second (held-out) probe set: adds the
             ``train_val`` and ``val_val`` pair sets.
@@ -167,9 +172,9 @@ class ProbeSets:
         if self.has_val:
             val_x, val_y = _as_array(val_x, "val_x"), np.asarray(val_y)
             _check_length(val_x, val_y, "val_x", "val_y")
-            if val_x.shape[1:] != self.probe_x.shape[1:]:
-                raise ValueError(f"val_x: examples of shape {val_x.shape[1:]}, but probe_x "
-                                 f"has {self.probe_x.shape[1:]}.")
+            if _structure.shapes_key(val_x) != _structure.shapes_key(self.probe_x):
+                raise ValueError("val_x: examples of another structure, shape or dtype than "
+                                 f"probe_x's ({_describe(val_x)} vs {_describe(self.probe_x)}).")
             if val_y.shape[1:] != self.probe_y.shape[1:]:
                 raise ValueError(f"val_y: labels of shape {val_y.shape[1:]}, but probe_y "
                                  f"has {self.probe_y.shape[1:]}; use the same format.")
@@ -209,6 +214,8 @@ class ProbeSets:
         #: pair set -> the distance bin edges of the latest curve.
         self.curve_edges: dict[str, np.ndarray] = {}
         self._warned_no_curve: set[str] = set()
+        #: measurements whose gradients were not finite (recorded as NaN).
+        self.undefined_count = 0
 
     # ------------------------------------------------------------------------------------
     # Measuring
@@ -221,19 +228,26 @@ class ProbeSets:
         (NumPy, Python, TensorFlow's eager op seeds, Keras' seed generator) afterwards, so
         measuring never changes a training run.
         """
-        from tfstiffness.gram import gradient_gram  # TensorFlow: imported on first use.
+        from tfstiffness.gram import (
+            NonFiniteGradientError,
+            gradient_gram,  # TensorFlow: imported on first use.
+        )
 
         x, y = self.probe_x, self.probe_y
         if self.has_val:
             # One Gram matrix of [probe; val] gives all three pair sets as blocks, so each
             # example's gradient factors are computed once.
-            x, y = np.concatenate([x, self.val_x]), np.concatenate([y, self.val_y])
+            x, y = _structure.concat([x, self.val_x]), np.concatenate([y, self.val_y])
         with _random_state_preserved():
-            gram = gradient_gram(model, x, y, loss=self.loss, by_layer=self.by_layer,
-                                 method=self.method, batch_size=self.batch_size, verbose=False)
+            try:
+                gram = gradient_gram(model, x, y, loss=self.loss, by_layer=self.by_layer,
+                                     method=self.method, batch_size=self.batch_size,
+                                     verbose=False)
+            except (NonFiniteGradientError, NonFiniteWeightsError) as err:
+                return self._undefined(model, err)
             features = None if self.representation is None else np.asarray(
                 self.representation(model, x))
-        n = len(self.probe_x)
+        n = _structure.num_examples(self.probe_x)
         values: dict[str, Any] = {"zero_gradients/train": int(np.sum(gram.sq_norms[:n] == 0))}
         if self.has_val:
             values["zero_gradients/val"] = int(np.sum(gram.sq_norms[n:] == 0))
@@ -250,8 +264,41 @@ class ProbeSets:
                 for layer, block in gram.by_layer.items():
                     S_layer = _stiffness(block, np.diagonal(block), spec, kind)
                     values[f"{pairs}/{kind}/layer/{layer}"] = _mean_pairs(S_layer, spec)
+        values["undefined"] = 0
         return Measurement(values=values, gram_method=gram.method, stiffness=stiffness,
                            curves=curves)
+
+    def _undefined(self, model: Any, error: Exception) -> Measurement:
+        """A measurement of a model whose gradients are not finite (a diverged run): every
+        value NaN, with the same names and shapes as a defined one, and a warning. A training
+        run goes on (`TerminateOnNaN` decides whether it stops, not the measurement)."""
+        from tfstiffness._generic import layer_key
+
+        self.undefined_count += 1
+        warnings.warn(f"stiffness is undefined at this measurement ({error}); recorded as NaN "
+                      f"({self.undefined_count} undefined measurement(s) so far).",
+                      UserWarning, stacklevel=3)
+        nan, k, bins = math.nan, self.num_classes, self.distance_bins
+        values: dict[str, Any] = {"zero_gradients/train": nan, "undefined": 1}
+        if self.has_val:
+            values["zero_gradients/val"] = nan
+        layers = dict.fromkeys(layer_key(v) for v in model.trainable_variables)
+        for pairs in self._pairs:
+            for kind in self.kinds:
+                name = f"{pairs}/{kind}"
+                values.update({f"{name}/{stat}": nan for stat in ("within", "between", "mean")})
+                values[f"{name}/class_matrix"] = np.full((k, k), nan)
+                if self.fine_to_coarse is not None:
+                    values[f"{name}/superclass_contrast"] = nan
+                values.update({f"{name}/curve_edges": np.full(bins + 1, nan),
+                               f"{name}/curve_means": np.full(bins, nan),
+                               f"{name}/curve_counts": np.zeros(bins, np.int64),
+                               f"{name}/xi_crossed": nan, f"{name}/xi": nan,
+                               f"{name}/xi_status": XI_STATUSES.index("no_pairs"),
+                               f"{name}/xi_bound": nan})
+                if self.by_layer:
+                    values.update({f"{name}/layer/{layer}": nan for layer in layers})
+        return Measurement(values=values, gram_method="undefined", stiffness={}, curves={})
 
     def _pair_values(self, pairs: str, kind: str, S: np.ndarray, spec: _PairSet,
                      distances: np.ndarray, curves: dict) -> dict[str, Any]:
@@ -282,7 +329,8 @@ class ProbeSets:
                     f"{name}/xi_crossed": float(crossed),
                     f"{name}/xi": critical.xi if crossed else math.nan,
                     f"{name}/xi_status": XI_STATUSES.index(critical.status),
-                    f"{name}/xi_bound": math.nan if crossed else critical.bound})
+                    f"{name}/xi_bound": math.nan if crossed or critical.bound is None
+                    else critical.bound})
         curves[pairs, kind] = (curve, critical)
         return out
 
@@ -337,14 +385,14 @@ class ProbeSets:
 
     def _pair_specs(self) -> dict[str, _PairSet]:
         """Rows and columns of each pair set in the Gram matrix of [probe; val]."""
-        n = len(self.probe_x)
+        n = _structure.num_examples(self.probe_x)
         fixed = self.representation is None
         train = slice(0, n)
         specs = {"train_train": _PairSet(
             train, train, True, self.labels, None,
             measures.input_distances(self.probe_x) if fixed else None)}
         if self.has_val:
-            val = slice(n, n + len(self.val_x))
+            val = slice(n, n + _structure.num_examples(self.val_x))
             specs["train_val"] = _PairSet(
                 train, val, False, self.labels, self.val_labels,
                 measures.input_distances(self.probe_x, self.val_x) if fixed else None)
@@ -426,19 +474,38 @@ def _keras_global_seed_generator() -> Any:
     return global_state.get_global_attribute(GLOBAL_SEED_GENERATOR)
 
 
-def _as_array(x: Any, name: str) -> np.ndarray:
-    array = None if isinstance(x, dict) else np.asarray(x)
-    if array is None or array.dtype == object:
-        raise TypeError(f"{name}: expected one array of inputs [N, ...]; multi-input models "
-                        "are not supported.")
-    if array.ndim == 0 or len(array) == 0:
-        raise ValueError(f"{name}: expected a non-empty array with a leading example axis.")
-    return array
+def _as_array(x: Any, name: str) -> Any:
+    """The probe inputs: one array, or a list / dict of arrays (a multi-input model)."""
+    def leaf(leaf_name: str, value: Any) -> np.ndarray:
+        array = np.asarray(value)
+        if array.dtype == object:
+            raise TypeError(f"{leaf_name}: expected a numeric array [N, ...], got ragged or "
+                            "mixed data.")
+        if array.ndim == 0 or len(array) == 0:
+            raise ValueError(f"{leaf_name}: expected a non-empty array with a leading example "
+                             "axis.")
+        return array
+
+    if isinstance(x, (list, tuple)) and not all(isinstance(v, (np.ndarray, dict)) or
+                                                hasattr(v, "__array__") for v in x):
+        x = np.asarray(x)  # a nested Python list of numbers: one array
+    x = _structure.map_named(leaf, x, name)
+    lengths = {len(v) for v in _structure.leaves(x)}
+    if len(lengths) > 1:
+        raise ValueError(f"{name}: every input needs the same number of examples, got "
+                         f"{sorted(lengths)}.")
+    return x
 
 
-def _check_length(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> None:
-    if y.ndim == 0 or len(y) != len(x):
-        raise ValueError(f"{y_name}: expected {len(x)} labels (one per example of {x_name}), "
+def _describe(x: Any) -> str:
+    return ", ".join(f"{name} {tuple(leaf.shape[1:])} {leaf.dtype}"
+                     for name, leaf in _structure.named_leaves(x, "x"))
+
+
+def _check_length(x: Any, y: np.ndarray, x_name: str, y_name: str) -> None:
+    n = _structure.num_examples(x)
+    if y.ndim == 0 or len(y) != n:
+        raise ValueError(f"{y_name}: expected {n} labels (one per example of {x_name}), "
                          f"got shape {y.shape}.")
 
 
