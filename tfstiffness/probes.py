@@ -61,7 +61,6 @@ from typing import Any
 import numpy as np
 
 from tfstiffness import _structure, measures
-from tfstiffness._validation import NonFiniteWeightsError
 
 __all__ = ["XI_STATUSES", "Measurement", "ProbeSets", "scalar_values"]
 
