@@ -6,7 +6,7 @@ output directory), adds --strategy multi_worker, relays their output prefixed wi
 [worker i] and waits. When a worker fails, the others are stopped and the launcher exits with
 its status; Ctrl-C stops them all. Run the same command again to resume from the chief's
 checkpoint. On several machines, run tfstiffness-summary itself on each, with that machine's
-TF_CONFIG (docs/summary_binary.md).
+TF_CONFIG (README: "Your own model from the command line").
 
 Example:
   python -m tfstiffness.cli.summary_local_cluster --workers 2 -- \\
