@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfstiffness import measures, plots, summary
+from tfstiffness import alignment, measures, plots, summary
 from tfstiffness.callback import StiffnessCallback, load_history
 from tfstiffness.gram import gradient_gram
 
@@ -117,7 +117,14 @@ def _direct(model, probe, val) -> dict[str, float]:
             critical = measures.critical_length(curve)
             out[f"{name}/xi_crossed"] = float(critical.status == "crossed")
             if critical.status == "crossed":
-                out[f"{name}/xi"] = critical.xi
+                out[f"{name}/xi_crossing"] = critical.xi
+            fit = measures.critical_length(curve, "linear_fit")
+            out[f"{name}/xi_linear_fit_slope"] = fit.slope
+            out[f"{name}/xi_linear_fit_intercept"] = fit.intercept
+            out[f"{name}/xi_linear_fit_r2"] = fit.r_squared
+            if fit.xi is not None:
+                out[f"{name}/xi_linear_fit"] = fit.xi
+                out[f"{name}/xi_linear_fit_extrapolated"] = float(fit.extrapolated)
             for layer, block in gram.by_layer.items():
                 # Per-layer squared norms: the diagonals of each set's own layer block.
                 rows = np.diagonal(grams["val_val" if pairs == "val_val" else "train_train"]
@@ -126,7 +133,18 @@ def _direct(model, probe, val) -> dict[str, float]:
                                    .by_layer[layer])
                 S_layer = measures.stiffness_matrix(block, kind, rows, None if one_set else cols)
                 out[f"{name}/layer/{layer}"] = S_layer[off].mean()
-    return out
+        name = f"{pairs}/alignment"
+        if one_set:
+            out[f"{name}/m_coherence"] = alignment.m_coherence(gram)
+            out[f"{name}/gradient_diversity"] = alignment.gradient_diversity(gram)
+            out[f"{name}/gradient_confusion"] = alignment.gradient_confusion(gram)
+            out[f"{name}/gradient_confusion_cosine"] = alignment.gradient_confusion(gram,
+                                                                                   "cosine")
+        else:
+            out[f"{name}/summed_gradient_cosine"] = alignment.train_val_alignment(
+                gram, grams["train_train"], grams["val_val"])
+    # NaN and infinite values are not written (e.g. R^2 of a flat curve).
+    return {k: v for k, v in out.items() if np.isfinite(v)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,21 +164,30 @@ def test_every_tag_at_every_step(trained):
             name = f"stiffness/{pairs}/{kind}"
             expected_scalars |= {f"{name}/{s}" for s in
                                  ("within", "between", "mean", "superclass_contrast",
-                                  "xi_crossed")}
+                                  "xi_crossed", "xi_linear_fit_slope",
+                                  "xi_linear_fit_intercept", "xi_linear_fit_r2")}
             expected_scalars |= {f"{name}/layer/{layer}" for layer in layers}
             expected_images |= {f"{name}/class_matrix", f"{name}/vs_distance"}
             expected_histograms.add(f"{name}/values")
-    xi_tags = {t for t in events if t.endswith("/xi")}
+        if pairs == "train_val":
+            expected_scalars.add("stiffness/train_val/alignment/summed_gradient_cosine")
+        else:
+            expected_scalars |= {f"stiffness/{pairs}/alignment/{s}" for s in (
+                "m_coherence", "gradient_diversity", "gradient_confusion",
+                "gradient_confusion_cosine")}
+    xi_tags = {t for t in events if t.endswith("/xi_crossing")}
+    fit_tags = {t for t in events if t.endswith(("/xi_linear_fit",
+                                                 "/xi_linear_fit_extrapolated"))}
     by_plugin = {}
     for tag, steps in events.items():
         by_plugin.setdefault(_plugin(next(iter(steps.values()))), set()).add(tag)
-    assert by_plugin == {"scalars": expected_scalars | xi_tags, "images": expected_images,
-                         "histograms": expected_histograms}
+    assert by_plugin == {"scalars": expected_scalars | xi_tags | fit_tags,
+                         "images": expected_images, "histograms": expected_histograms}
     assert xi_tags, "xi crossed zero in no pair set at no step: the test data should make it"
     for tag in expected_scalars | expected_images | expected_histograms:
         assert sorted(events[tag]) == [0, 1, 2], tag  # untrained, then completed epochs
     for tag in xi_tags:  # xi is written exactly where the curve crossed zero
-        crossed = [s for s, v in events[tag + "_crossed"].items() if _scalar(v) == 1.0]
+        crossed = [s for s, v in events[tag[:-len("ing")] + "ed"].items() if _scalar(v) == 1.0]
         assert sorted(events[tag]) == sorted(crossed), tag
     assert [e["step"] for e in cb.history] == [0, 1, 2]
     assert [e["epoch"] for e in cb.history] == [0, 1, 2]
@@ -195,8 +222,11 @@ def test_history_equals_event_values(trained):
                 continue
             name = tag[len("stiffness/"):]
             if value is None:  # only xi is ever missing, and then the history says NaN
-                assert name.endswith("/xi") and np.isnan(entry[name]), (tag, step)
-                assert np.isfinite(entry[name + "_bound"])
+                assert name.endswith(("/xi_crossing", "/xi_linear_fit",
+                                      "/xi_linear_fit_extrapolated")), (tag, step)
+                assert np.isnan(entry[name]), (tag, step)
+                if name.endswith("/xi_crossing"):
+                    assert np.isfinite(entry[name + "_bound"])
             else:
                 assert _scalar(value) == np.float32(entry[name]), (tag, step)
         assert entry["train_loss"] > 0 if step else np.isnan(entry["train_loss"])
@@ -262,11 +292,11 @@ def test_coexists_with_keras_tensorboard_batch_summaries(tmp_path):
         assert sorted(ours[tag]) == expected_steps, tag
     assert [e["iteration"] for e in cb.history] == expected_steps
     # Within-class stiffness never crosses zero here: no xi, a 0 flag, a bound in the history.
-    assert "stiffness/train_train/cosine/xi" not in ours
+    assert "stiffness/train_train/cosine/xi_crossing" not in ours
     assert [_scalar(v) for v in ours["stiffness/train_train/cosine/xi_crossed"].values()] == [
         0.0] * 4
-    assert all(np.isnan(e["train_train/cosine/xi"]) and e["train_train/cosine/xi_bound"] > 0
-               for e in cb.history)
+    assert all(np.isnan(e["train_train/cosine/xi_crossing"])
+               and e["train_train/cosine/xi_crossing_bound"] > 0 for e in cb.history)
     # Steps are optimizer iterations: the same axis as Keras' batch summaries.
     assert set(expected_steps[1:]) <= set(keras_tags["batch_loss"])
     last = cb.history[-1]["train_train/cosine/within"]
