@@ -269,7 +269,7 @@ def test_stiffness_vs_distance_draws_both_estimators(tmp_path):
     ax = fig.axes[0]
     texts = [t.get_text() for t in (ax.get_legend() or fig.legends[0]).get_texts()]
     assert "ξ > 1.33 (never crossed)" in texts
-    assert any(t.startswith("ξ = 1.8 (linear fit, extrapolated beyond 1.33") for t in texts)
+    assert "ξ = 1.8 (linear fit, R² 0.90, extrapolated past 1.33)" in texts
     # The fitted line over the distances measured, continued to xi, where a hollow X sits.
     dotted = [ln for ln in ax.lines if ln.get_linestyle() == ":" and len(ln.get_xdata()) == 2]
     assert [tuple(ln.get_xdata()) for ln in dotted[:2]] == [(0.0, 1.33), (1.33, 1.8)]

@@ -37,7 +37,7 @@ from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 from matplotlib.transforms import offset_copy
 
 from tfstiffness._io import atomic_write
@@ -411,17 +411,17 @@ def _draw_linear_fit(ax, fit: Any, colour: str, prefix: str) -> None:
         end = min(max(xi, float(low)), _LARGEST_DISTANCE) if xi > high else max(xi, 0.0)
         reach = np.linspace(float(high) if xi > high else float(low), end, 2)
         ax.plot(reach, slope * reach + intercept, ":", color=colour, linewidth=0.8, alpha=0.7)
-    where = (f", extrapolated beyond {float(high):.3g}" if extrapolated and xi > high else
+    where = (f", extrapolated past {float(high):.3g}" if extrapolated and xi > high else
              f", extrapolated below {float(low):.3g}" if extrapolated else "")
+    if xi > _LARGEST_DISTANCE:
+        where += f" and past d = {_LARGEST_DISTANCE:g}"
+    label = f"{prefix}ξ = {xi:.3g} (linear fit{fit_text}{where})"
     if xi <= _LARGEST_DISTANCE:
         ax.plot([xi], [0.0], marker="X", color=colour, markersize=8, markeredgecolor="black",
                 markeredgewidth=0.5, linestyle=":",
-                markerfacecolor="white" if extrapolated else colour,
-                label=f"{prefix}ξ = {xi:.3g} (linear fit{where}{fit_text})", zorder=5)
+                markerfacecolor="white" if extrapolated else colour, label=label, zorder=5)
     else:
-        ax.plot([], [], ":", color=colour,
-                label=f"{prefix}ξ = {xi:.3g} (linear fit{where}, past the largest possible "
-                      f"distance {_LARGEST_DISTANCE:g}{fit_text})")
+        ax.plot([], [], ":", color=colour, label=label)
 
 
 def stiffness_vs_distance(
@@ -477,7 +477,8 @@ def stiffness_vs_distance(
     entries = _curve_entries(curve, critical, label)
     own_figure = ax is None
     if ax is None:
-        fig = _new_figure((7.5, 4.5 + 0.25 * max(len(entries) - 1, 0)))
+        with_fit = any(_estimates(entry[1])[1] is not None for entry in entries)
+        fig = _new_figure((9.0 if with_fit else 7.5, 4.5 + 0.25 * max(len(entries) - 1, 0)))
         ax = fig.add_subplot()
     else:
         fig = ax.figure
@@ -547,6 +548,9 @@ def stiffness_vs_distance(
             _draw_linear_fit(ax, fit, colour, prefix)
 
     ax.axhline(0.0, color="black", linewidth=0.8)
+    low, high = ax.get_ylim()
+    # Room below and above the zero line for the stacked bound markers.
+    ax.set_ylim(min(low, -0.08 * (high - low)), max(high, 0.08 * (high - low)))
     ax.set_xlabel("distance  d = 1 − x̂₁·x̂₂")
     ax.set_ylabel("mean stiffness")
     counts_ax.set_ylabel("pairs per bin", color="0.4")
@@ -555,8 +559,9 @@ def stiffness_vs_distance(
     if own_figure and len(handles) > 3:
         # Many entries: below the plot, where they cover no curve; one column per curve
         # (its line above its xi) when every curve has all of its entries.
-        columns = (len(entries) if len(handles) == per_entry * len(entries)
-                   and len(entries) <= 3 else 1 if per_entry == 3 else 2)
+        longest = max(len(text) for text in labels)
+        columns = (1 if longest > 48 else len(entries)
+                   if len(handles) == per_entry * len(entries) and len(entries) <= 3 else 2)
         fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=8,
                    frameon=False)
     else:
@@ -699,6 +704,8 @@ def training_curves(
     if x == "train_loss":
         if xs_all.size and np.all(xs_all > 0):
             axes[0].set_xscale("log")
+            for ax in axes:  # Minor tick labels of a short log range collide.
+                ax.xaxis.set_minor_formatter(NullFormatter())
         axes[0].invert_xaxis()  # shared x: inverting one inverts all.
     axes[0].legend(fontsize=8)
     if notes:

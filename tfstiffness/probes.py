@@ -266,6 +266,9 @@ class ProbeSets:
         #: pair set -> the distance bin edges of the latest curve.
         self.curve_edges: dict[str, np.ndarray] = {}
         self._warned_no_curve: set[str] = set()
+        #: "PAIRS/KIND/STAT" -> resamples on which a statistic was undefined (e.g. no curve
+        #: bin left to fit), summed over measurements; each name is warned about once.
+        self.bootstrap_undefined: dict[str, int] = {}
         #: measurements whose gradients were not finite (recorded as NaN).
         self.undefined_count = 0
 
@@ -375,12 +378,16 @@ class ProbeSets:
             curve = None
         statistics = self._interval_names(with_xi=curve is not None)
         if self.bootstrap_samples:
-            intervals = uncertainty.bootstrap(
-                statistics, S, spec.labels, labels2=spec.labels2, num_classes=self.num_classes,
-                fine_to_coarse=self.fine_to_coarse, distances=distances, pairs="within",
-                bins=self.distance_bins if curve is None else curve.edges,
-                num_samples=self.bootstrap_samples, confidence=self.bootstrap_confidence,
-                seed=self.bootstrap_seed)
+            with warnings.catch_warnings():  # Counted and warned about once instead.
+                warnings.simplefilter("ignore", UserWarning)
+                intervals = uncertainty.bootstrap(
+                    statistics, S, spec.labels, labels2=spec.labels2,
+                    num_classes=self.num_classes, fine_to_coarse=self.fine_to_coarse,
+                    distances=distances, pairs="within",
+                    bins=self.distance_bins if curve is None else curve.edges,
+                    num_samples=self.bootstrap_samples, confidence=self.bootstrap_confidence,
+                    seed=self.bootstrap_seed)
+            self._count_undefined(name, intervals)
             out.update(self._interval_values(name, statistics, intervals))
         if curve is None:
             return out
@@ -419,12 +426,31 @@ class ProbeSets:
                f"{name}/gradient_confusion": stats.gradient_confusion("gram"),
                f"{name}/gradient_confusion_cosine": stats.gradient_confusion("cosine")}
         if self.bootstrap_samples:
-            interval = uncertainty.bootstrap(
-                "m_coherence", block, spec.labels, num_classes=self.num_classes,
-                num_samples=self.bootstrap_samples, confidence=self.bootstrap_confidence,
-                seed=self.bootstrap_seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                interval = uncertainty.bootstrap(
+                    "m_coherence", block, spec.labels, num_classes=self.num_classes,
+                    num_samples=self.bootstrap_samples, confidence=self.bootstrap_confidence,
+                    seed=self.bootstrap_seed)
+            self._count_undefined(name, {"m_coherence": interval})
             out.update(self._interval_values(name, ("m_coherence",), {"m_coherence": interval}))
         return out
+
+    def _count_undefined(self, name: str, intervals: Mapping[str, Any]) -> None:
+        """Adds the undefined resamples of each interval to `bootstrap_undefined`; warns the
+        first time a statistic has some (its interval uses the other resamples)."""
+        for stat, interval in intervals.items():
+            if not interval.num_undefined:
+                continue
+            key = f"{name}/{stat}"
+            if key not in self.bootstrap_undefined:
+                warnings.warn(f"bootstrap: {key} is undefined on {interval.num_undefined} of "
+                              f"{interval.samples.size} resamples (e.g. a resample with "
+                              "too few pairs); its interval uses the others. Reported once; "
+                              "ProbeSets.bootstrap_undefined counts them.", UserWarning,
+                              stacklevel=4)
+            self.bootstrap_undefined[key] = (self.bootstrap_undefined.get(key, 0)
+                                             + interval.num_undefined)
 
     def _interval_names(self, with_xi: bool = True) -> list[str]:
         """The statistics given an interval in one pair set and kind."""

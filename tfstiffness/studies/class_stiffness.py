@@ -467,7 +467,10 @@ def curves_figure(epochs: Any, m: Mapping[str, np.ndarray], epoch_loss: Any = No
     if "xi" in axes:
         ax = axes["xi"]
         if "train_train/cosine/xi_crossing" in m:
-            plot(ax, "train_train/cosine/xi_crossing", "-", "C4", label="crossing")
+            crossed = np.isfinite(np.asarray(m["train_train/cosine/xi_crossing"], np.float64))
+            plot(ax, "train_train/cosine/xi_crossing", "-", "C4",
+                 label="crossing" + ("" if crossed.any() else
+                                     ": never crossed zero (ξ beyond the dotted line)"))
         if xi_key in m:
             extrapolated = np.asarray(m[f"{xi_key}_extrapolated"], np.float64) == 1
             plot(ax, xi_key, "-", "C2", hollow=extrapolated,

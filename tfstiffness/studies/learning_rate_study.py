@@ -192,20 +192,27 @@ def run_learning_rate_study(
                          figure_step=evals[-1])
 
 
-def _xi_cell(crossing: Mapping[str, Any], fit: Mapping[str, Any]) -> str:
-    """``crossing / linear fit`` of one xi pair, e.g. ``> 1.25 / 2.3 (extrapolated)``."""
+def _xi_cell(crossing: Mapping[str, Any], fit: Mapping[str, Any],
+             interval: Mapping[str, Any] | None = None) -> str:
+    """``crossing / linear fit`` of one xi pair, e.g. ``> 1.25 / 2.3 (extrapolated)``, with
+    the linear fit's interval when given."""
     if crossing["status"] == "crossed":
         first = f"{crossing['xi']:.3g}"
     elif crossing.get("bound") is not None:
         first = (">" if crossing["status"] == "never_crossed" else "<") + (
             f" {crossing['bound']:.3g}")
     else:
-        first = "n/a"
+        first = "none"
     if fit["xi"] is None:
         second = {"no_decay": "no decay", "nonpositive_at_zero": "<= 0 at 0"}.get(
-            fit["status"], "n/a")
+            fit["status"], "none")
     else:
-        second = f"{fit['xi']:.3g}" + (" (extrapolated)" if fit["extrapolated"] else "")
+        second = f"{fit['xi']:.3g}"
+        if interval is not None:
+            second += " [" + ", ".join(
+                f"{end:.3g}" if isinstance(end, float) else str(end)
+                for end in (interval["low"], interval["high"])) + "]"
+        second += " (extrapolated)" if fit["extrapolated"] else ""
     return f"{first} / {second}"
 
 
@@ -241,7 +248,8 @@ def xi_table_markdown(table: Mapping[str, Any]) -> str:
         lines.append("|---" * (len(rates) + 1) + "|")
         for row in rows:
             label = f"{row[key]:.4g}" if key == "train_loss" else str(row[key])
-            cells = [_xi_cell(row[r]["xi_crossing"], row[r]["xi_linear_fit"])
+            cells = [_xi_cell(row[r]["xi_crossing"], row[r]["xi_linear_fit"],
+                              row[r].get("xi_linear_fit_interval"))
                      if row[r] is not None else "not reached" for r in rates]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -329,6 +337,9 @@ def _results(runs, learning_rates, evals, prepared, loss_levels, bootstrap_sampl
                 row["intervals"] = {k: v for k, v in intervals.items() if v is not None}
             rows.append(row)
             at_epoch_rows[e][lr_key(lr)] = {"within": row["within"], **_xi_at(series, e)}
+            if "xi_linear_fit" in intervals and intervals["xi_linear_fit"] is not None:
+                at_epoch_rows[e][lr_key(lr)]["xi_linear_fit_interval"] = intervals[
+                    "xi_linear_fit"]
         for k, level in enumerate(levels):
             reached = np.isfinite(at_loss["within"][k])
             at_loss_rows[k][lr_key(lr)] = None if not reached else {
