@@ -394,3 +394,24 @@ def test_bad_arguments(kwargs, message):
     args = {"probe_x": np.zeros((5, 6), np.float32), "probe_y": np.arange(5) % 4} | kwargs
     with pytest.raises(ValueError, match=message):
         StiffnessCallback(**args)
+
+
+def test_bootstrap_intervals_reach_the_history_series_and_tensorboard(tmp_path):
+    x, y = _data(8, seed=0)
+    probe_x, probe_y = _data(6, seed=1)
+    model = _model()
+    cb = StiffnessCallback(probe_x, probe_y, log_dir=tmp_path, kinds=("cosine",), images=False,
+                           histograms=False, bootstrap_samples=30, bootstrap_seed=1)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[cb])
+    entry = cb.history[-1]
+    assert (entry["train_train/cosine/within_ci_low"] <= entry["train_train/cosine/within"]
+            <= entry["train_train/cosine/within_ci_high"])
+    series = cb.series()
+    assert series["within_low"].shape == series["within"].shape == (2,)
+    assert {"xi_linear_fit_low", "xi_linear_fit_high", "xi_linear_fit_extrapolated"} <= set(
+        series)
+    fig = plots.training_curves({"run": series}, metrics=("within", "xi_linear_fit"))
+    assert len(fig.axes[0].collections) == 1  # The within band.
+    events = _events(tmp_path / "stiffness")
+    assert "stiffness/train_train/cosine/within_ci_high" in events
+    assert "stiffness/train_train/alignment/m_coherence_ci_low" in events

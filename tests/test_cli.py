@@ -95,8 +95,9 @@ def _check_class_schema(summary, num_classes, superclasses):
                 assert (fit["xi"] is None) == (fit["status"] != "fitted")
                 assert (fit["extrapolated"] is None) == (fit["xi"] is None)
                 if intervals:
-                    assert {"within", "between", "xi_crossing", "xi_linear_fit"} <= set(
-                        stats["intervals"])
+                    curve = xi["status"] != "no_pairs"  # No xi without a within-class pair.
+                    assert {"within", "between"} <= set(stats["intervals"])
+                    assert ({"xi_crossing", "xi_linear_fit"} <= set(stats["intervals"])) == curve
                     for end in stats["intervals"]["within"].values():
                         assert end is None or isinstance(end, float)
             alignment = entry["alignment"][pair]

@@ -31,8 +31,8 @@ Example:
     ...                         bootstrap_samples=20, verbose=False)
     >>> sorted(s["results"]["final"]["stiffness"])
     ['train_train', 'train_val', 'val_val']
-    >>> sorted(s["results"]["final"]["stiffness"]["train_train"]["cosine"]["intervals"])[:2]
-    ['between', 'superclass_contrast']
+    >>> sorted(s["results"]["final"]["stiffness"]["train_train"]["cosine"]["intervals"])
+    ['between', 'within', 'xi_crossing', 'xi_linear_fit']
 """
 
 from __future__ import annotations
