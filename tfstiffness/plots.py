@@ -407,16 +407,20 @@ def _draw_linear_fit(ax, fit: Any, colour: str, prefix: str) -> None:
         return
     xi = float(xi)
     extrapolated = bool(_get(fit, "extrapolated"))
+    low, high = float(low), float(high)
+    # An extrapolated line is continued at most one measured range past it (and never past
+    # the largest possible distance), so a far xi does not squash the measured curve.
+    limit = min(_LARGEST_DISTANCE, high + (high - low))
     if extrapolated:
-        end = min(max(xi, float(low)), _LARGEST_DISTANCE) if xi > high else max(xi, 0.0)
-        reach = np.linspace(float(high) if xi > high else float(low), end, 2)
+        end = min(xi, limit) if xi > high else max(xi, 0.0)
+        reach = np.linspace(high if xi > high else low, end, 2)
         ax.plot(reach, slope * reach + intercept, ":", color=colour, linewidth=0.8, alpha=0.7)
-    where = (f", extrapolated past {float(high):.3g}" if extrapolated and xi > high else
-             f", extrapolated below {float(low):.3g}" if extrapolated else "")
+    where = (f", extrapolated past {high:.3g}" if extrapolated and xi > high else
+             f", extrapolated below {low:.3g}" if extrapolated else "")
     if xi > _LARGEST_DISTANCE:
         where += f" and past d = {_LARGEST_DISTANCE:g}"
     label = f"{prefix}ξ = {xi:.3g} (linear fit{fit_text}{where})"
-    if xi <= _LARGEST_DISTANCE:
+    if xi <= limit:
         ax.plot([xi], [0.0], marker="X", color=colour, markersize=8, markeredgecolor="black",
                 markeredgewidth=0.5, linestyle=":",
                 markerfacecolor="white" if extrapolated else colour, label=label, zorder=5)
@@ -441,7 +445,8 @@ def stiffness_vs_distance(
     lies, and the legend says "xi > bound" (never crossed: xi lies beyond the largest distance
     seen) or "xi < bound" (non-positive from the first bin), never an invented number. Linear
     fit: the fitted line (dotted) over the distances measured and its xi as an X on the zero
-    line; an extrapolated xi is a hollow X, reached by a thinner continuation of the line, and
+    line; an extrapolated xi is a hollow X, reached by a thinner continuation of the line
+    (drawn at most one measured range past the data: a farther xi is in the legend only), and
     the legend says "extrapolated". With more than three legend entries the legend goes below
     the plot, clear of the curves.
 
@@ -690,6 +695,16 @@ def training_curves(
     xs_all = np.concatenate(all_x) if all_x else np.array([])
     xs_all = xs_all[np.isfinite(xs_all)]
     for ax, metric in zip(axes, shown):
+        if metric.startswith("xi") and any(f"{metric}_high" in run for run in history.values()):
+            # An extrapolated xi's interval can reach thousands (a nearly flat fitted line):
+            # keep the lines readable, let such a band run off the top.
+            drawn = np.concatenate([np.ravel(np.asarray(run[key], dtype=np.float64))
+                                    for run in history.values()
+                                    for key in (metric, f"{metric}_bound") if key in run])
+            drawn = drawn[np.isfinite(drawn)]
+            if drawn.size:
+                low, high = ax.get_ylim()
+                ax.set_ylim(low, min(high, 1.5 * drawn.max()))
         ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
         ax.set_title(_METRIC_LABELS.get(metric, metric).capitalize(), fontsize=10)
         if not metric.startswith("xi"):

@@ -390,6 +390,21 @@ def seed_headline(results: Mapping[str, Any]) -> list[str]:
             f"train-train cosine " + ", ".join(parts)]
 
 
+def _cap_xi_axis(ax, series: Sequence[Any]) -> None:
+    """y up to 1.5 x the largest xi drawn (at least 2.2, past the largest possible distance
+    2), on a log scale when the xi drawn span more than a factor of 10: an extrapolated xi
+    (and its interval) can reach hundreds when the fitted slope is nearly flat, and would
+    flatten the other points; such a band runs off the top."""
+    values = np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in series] or [[]])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size and values.max() > 10 * values.min():
+        ax.set_yscale("log")
+        ax.set_ylim(values.min() / 1.5, 1.5 * values.max())
+        ax.set_ylabel("ξ (input distance, log scale)")
+        return
+    ax.set_ylim(0.0, max(2.2, 1.5 * values.max()) if values.size else 2.2)
+
+
 def curves_figure(epochs: Any, m: Mapping[str, np.ndarray], epoch_loss: Any = None,
                   title: str | None = None, band_note: str = "95% intervals"):
     """Stiffness, xi, alignment, loss and accuracy through training, and the super-class
@@ -475,6 +490,7 @@ def curves_figure(epochs: Any, m: Mapping[str, np.ndarray], epoch_loss: Any = No
             extrapolated = np.asarray(m[f"{xi_key}_extrapolated"], np.float64) == 1
             plot(ax, xi_key, "-", "C2", hollow=extrapolated,
                  label="linear fit (open: extrapolated)")
+        largest: list[float] = []
         if "train_train/cosine/curve_edges" in m:
             edges = np.asarray(m["train_train/cosine/curve_edges"], np.float64)
             counts = np.asarray(m["train_train/cosine/curve_counts"])
@@ -482,8 +498,11 @@ def curves_figure(epochs: Any, m: Mapping[str, np.ndarray], epoch_loss: Any = No
                        for e, c in zip(edges.reshape(len(epochs), -1),
                                        counts.reshape(len(epochs), -1))]
             ax.plot(epochs, largest, ":", color="0.4", label="largest distance measured")
+        _cap_xi_axis(ax, [m[key] for key in ("train_train/cosine/xi_crossing", xi_key)
+                          if key in m] + [largest])
         ax.set_title("Critical length ξ (train-train cosine)")
-        ax.set_ylabel("ξ (input distance)")
+        if ax.get_yscale() != "log":
+            ax.set_ylabel("ξ (input distance)")
         ax.legend(fontsize=8)
         ax = axes["alignment"]
         for pair, colour in (("train_train", "C0"), ("val_val", "C1")):
