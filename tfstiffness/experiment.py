@@ -393,6 +393,8 @@ class OutputDir:
             that is part of a larger one (one seed of several) writes into the larger run's
             directory, e.g. ``<outer>/tensorboard/seed=0``, so one ``tensorboard --logdir``
             shows every part.
+        started: `time.monotonic()` when the run began, if before this directory was opened
+            (the elapsed times of the progress lines count from it).
 
     Raises:
         OutputDirError: The path is a file or not writable, or another live run holds it.
@@ -418,6 +420,7 @@ class OutputDir:
         verbose: bool = True,
         printer: Callable[[str], None] | None = None,
         tensorboard_dir: str | os.PathLike | None = None,
+        started: float | None = None,
     ) -> None:
         self.path = Path(path)
         self._tensorboard_dir = None if tensorboard_dir is None else Path(tensorboard_dir)
@@ -426,7 +429,7 @@ class OutputDir:
         self.name = name or self.path.name
         self.verbose = verbose
         self._printer = printer or (lambda line: print(line, flush=True))
-        self._start = time.monotonic()
+        self._start = time.monotonic() if started is None else started
         self._eta_origin: tuple[float, float] | None = None
         self._locked = False
         check_output_dir(self.path)

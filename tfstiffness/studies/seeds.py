@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -272,6 +273,7 @@ def run_seeds(
             anything is written; `experiment.ConfigMismatchError` when ``output_dir`` holds
             a combined run of other arguments.
     """
+    started = time.monotonic()
     runner.check_arguments(seeds=seeds)
     seeds = [int(s) for s in seeds]
     output_dir = Path(output_dir)
@@ -289,7 +291,8 @@ def run_seeds(
         summaries[seed] = function(str(output_dir / f"seed={seed}"), seed=seed,
                                    verbose=verbose, tensorboard_dir=tensorboard_root
                                    / f"seed={seed}", **kwargs)
-    out = experiment.OutputDir(output_dir, config, name=study, verbose=verbose)
+    out = experiment.OutputDir(output_dir, config, name=study, verbose=verbose,
+                               started=started)
     stacked = _stacked_results([output_dir / f"seed={seed}" for seed in seeds], seeds)
     per_seed = {f"seed={seed}": summaries[seed]["results"] for seed in seeds}
     results = {"seeds": seeds,
