@@ -719,8 +719,14 @@ def training_curves(
     if x == "train_loss":
         if xs_all.size and np.all(xs_all > 0):
             axes[0].set_xscale("log")
-            for ax in axes:  # Minor tick labels of a short log range collide.
+            # Labelled ticks at 1-2-5 steps: a short log range has one power of ten or none,
+            # and matplotlib's minor labels collide.
+            nice = [m * 10.0**e for e in range(-6, 4) for m in (1, 2, 5)]
+            ticks = [t for t in nice if xs_all.min() <= t <= xs_all.max()]
+            for ax in axes:
                 ax.xaxis.set_minor_formatter(NullFormatter())
+                if len(ticks) >= 2:
+                    ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
         axes[0].invert_xaxis()  # shared x: inverting one inverts all.
     axes[0].legend(fontsize=8)
     if notes:

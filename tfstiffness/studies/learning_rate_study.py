@@ -138,7 +138,7 @@ def run_learning_rate_study(
         return seeds_lib.run_seeds(run_learning_rate_study, output_dir, seeds,
                                    study="learning_rate_study", kwargs=kwargs,
                                    figures=seed_figures, tensorboard=_seed_tensorboard,
-                                   verbose=verbose)
+                                   headline=_seed_headline, verbose=verbose)
     data_options = runner.merged_options(DATA_DEFAULTS, dataset, data_options)
     try:
         evals = training.parse_eval_epochs(eval_epochs, epochs)
@@ -455,6 +455,28 @@ def seed_figures(study: str, stacked: Mapping[str, np.ndarray],
     return figures_of(seeds_lib.mean_with_interval(stacked),
                       band_note=seeds_lib.band_note(len(seeds)), curve_arrays=first,
                       curve_note=f" (seed {seeds[0]} of {len(seeds)} seeds)")
+
+
+def _seed_headline(results: Mapping[str, Any]) -> list[str]:
+    """Per learning rate: the final within-class stiffness and linear-fit xi and the mean
+    within-class stiffness at the common loss levels, mean over seeds [95% t-interval]."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, Mapping):
+            if value.get("low") is None:
+                return runner.format_number(value.get("mean"))
+            return f"{value['mean']:.3g} [{value['low']:.3g}, {value['high']:.3g}]"
+        return runner.format_number(value)
+
+    lines = []
+    for row in results["across_seeds"]["table"]:
+        lines.append(
+            f"{lr_key(row['learning_rate'])}, mean over seeds {results['seeds']} (95% "
+            f"t-interval): final within {text(row['final_within'])}, final xi linear fit "
+            f"{text(row['final_xi_linear_fit']['xi'])}; at the common loss levels: mean "
+            f"within {text(row['mean_within_at_loss_levels'])}, mean xi linear fit "
+            f"{text(row['mean_xi_linear_fit_at_loss_levels'])}")
+    return lines
 
 
 def _seed_tensorboard(averaged: Mapping[str, np.ndarray]):

@@ -162,8 +162,7 @@ def across_seeds(values: Sequence[Any]) -> Any:
         return {key: across_seeds([v[key] for v in values]) for key in first}
     if all(isinstance(v, list) for v in values) and all(len(v) == len(first) for v in values):
         return [across_seeds(items) for items in zip(*values)]
-    if all(v == first for v in values) and not (isinstance(first, float)
-                                                 and len(values) > 1):
+    if all(v == first for v in values):
         return first
     if all(_is_number(v) or v is None for v in values) and any(_is_number(v) for v in values):
         return t_interval([math.nan if v is None else v for v in values])
