@@ -13,12 +13,15 @@ stiffness between distinct classes of one super-class minus that between classes
 different super-classes) through training, with the final values in
 ``summary.json["results"]["superclass_contrast"][pair][kind]``.
 
-Default data: ``hierarchical_images`` (20 x 5 classes, 32x32x3) with 50 examples per class and
-split (5,000 training images) and pixel noise 16: a hard set, like CIFAR-100. Measured with
-probes of 10 per class, the contrast is positive while super-classes are being learned
-(epochs 3-6: +0.02 to +0.06); with noise 4 or 8 the classes separate within 1-2 epochs and
-classes of one super-class become anti-stiff (contrast about -0.1: their examples pull their
-shared features towards different classes). See the README.
+Default data: ``hierarchical_images`` (20 x 5 classes, 32x32x3, standardised like the real
+image sets) with 50 examples per class and split (5,000 training images) and pixel noise 16:
+a hard set, like CIFAR-100. Measured (seed 0, probes of 30 per class, 6 epochs; train
+accuracy 56 %, validation 24 % at the end): the train-train cosine contrast is +0.002,
++0.035, +0.056 at epochs 0, 1, 2, while super-classes are being learned, then -0.039 and
+-0.054 at epochs 4 and 6, as the classes of one super-class separate and become anti-stiff
+(bootstrap 95 % intervals about +-0.005). With noise 4 the classes separate within an epoch
+(validation accuracy 67 % after one, 94 % after six) and the contrast is negative from
+epoch 1 on (-0.15 to -0.12, probes of 10 per class). See the README.
 
 Example:
     >>> import tempfile

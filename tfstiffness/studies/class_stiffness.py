@@ -52,7 +52,10 @@ __all__ = ["BOOTSTRAP_SAMPLES", "class_study", "curves_figure", "run_class_stiff
 
 # The synthetic hierarchy (``--dataset hierarchical_images``): 10 classes in 5 super-classes
 # of 2, 100 examples per class and split, standardised like the real image sets. Pixel noise
-# 6, measured with the fully-connected net, 10 epochs (seed 0): CALIBRATION_HIERARCHICAL.
+# 6, measured with the fully-connected net (Adam 1e-3, seed 0): 84 % validation accuracy
+# after 1 epoch, 92 % after 10, the training loss 0.019 after 1 epoch; with noise 1 it is at
+# zero loss and 100 % after one epoch; with noise 16 it memorises (train 100 %, validation
+# 27 % after 1 epoch and 41 % after 10).
 DATA_DEFAULTS = {"hierarchical_images": {
     "num_superclasses": 5, "classes_per_superclass": 2, "num_per_class": 100, "noise": 6.0}}
 #: Bootstrap resamples of the probe examples at each measurement (intervals of within,

@@ -56,9 +56,11 @@ from tfstiffness.studies import seeds as seeds_lib
 __all__ = ["SERIES", "at_loss_levels", "common_loss_levels", "lr_key",
            "run_learning_rate_study"]
 
-# --dataset gaussian_blobs: 5 blobs in 20 dimensions that overlap (spread 1), standardised;
-# measured with the fully-connected net at 1e-4 / 1e-3 / 1e-2, 10 epochs (seed 0):
-# CALIBRATION_BLOBS.
+# --dataset gaussian_blobs: 5 blobs in 20 dimensions (spread 1), standardised. Measured with
+# the fully-connected net, 10 epochs (seed 0): the training loss goes 1.60 -> 1.34 / 0.36 /
+# 0.07 (epochs 1 / 5 / 10) at 1e-4, 0.075 / 0.001 / 0.000 at 1e-3 and 0.38 / 0.007 / 0.000
+# at 1e-2, validation accuracy 96-98 %: the rates span the loss range the equal-loss
+# comparison needs, but standardised the blobs barely overlap (an easy set).
 DATA_DEFAULTS = {"gaussian_blobs": {"num_classes": 5, "dim": 20, "spread": 1.0,
                                     "num_per_class": 100}}
 #: The series compared across learning rates: name -> measurement key (train-train cosine).
