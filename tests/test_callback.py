@@ -243,10 +243,7 @@ def test_images_are_pngs_of_the_plotted_figures(trained):
                 assert C.shape == (NUM_CLASSES, NUM_CLASSES)
                 figures = {
                     "class_matrix": plots.class_matrix(C, fine_to_coarse=FINE_TO_COARSE),
-                    "vs_distance": plots.stiffness_vs_distance(
-                        measures.StiffnessCurve(cb.curve_edges[pairs], cb.curve_edges[pairs][1:],
-                                                entry[f"{name}/curve_means"],
-                                                entry[f"{name}/curve_counts"], "within")),
+                    "vs_distance": _curve_figure(cb.curve_edges[pairs], entry, name),
                 }
                 for image, fig in figures.items():
                     value = trained.events[f"stiffness/{name}/{image}"][step]
@@ -256,6 +253,16 @@ def test_images_are_pngs_of_the_plotted_figures(trained):
                     expected = np.round(fig.get_size_inches() * summary.SUMMARY_DPI)
                     assert decoded.size == tuple(expected.astype(int)) == (int(width),
                                                                            int(height))
+
+
+def _curve_figure(edges, entry, name):
+    """The curve image as the callback draws it: the curve and both critical lengths."""
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    curve = measures.StiffnessCurve(edges, centres, entry[f"{name}/curve_means"],
+                                    entry[f"{name}/curve_counts"], "within")
+    critical = [measures.critical_length(curve, method) for method in ("crossing",
+                                                                       "linear_fit")]
+    return plots.stiffness_vs_distance(curve, critical)
 
 
 def test_histograms_hold_every_pair(trained):
