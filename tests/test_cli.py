@@ -345,43 +345,39 @@ def test_mnist1d_is_the_default_with_the_fc_net_and_a_conv1d_option(tmp_path):
     assert summary["results"]["architecture"] == "mnist1d_cnn"
     assert summary["results"]["parameters"] == 5210
     # The learning-rate study's default is MNIST-1D too.
-    assert _run(lr_cli, f"--output_dir={tmp_path / 'lr'}", "--learning_rates=1e-3,1e-2",
-                "--epochs=1", "--max_train_examples=200", "--probe_per_class=2",
-                "--bootstrap_samples=0", "--quiet") == 0
-    assert _summary(tmp_path / "lr")["config"]["dataset"] == "mnist1d"
+    assert lr_cli.FLAGS["dataset"].default == "mnist1d"
 
 
 def test_seeds_repeat_the_study_and_report_the_mean_with_an_interval(tmp_path, capsys):
     out = tmp_path / "run"
     args = [f"--output_dir={out}", "--dataset=hierarchical_images", "--epochs=1",
-            "--synthetic_per_class=6", "--probe_per_class=3", "--seeds=0,1,2",
+            "--synthetic_per_class=6", "--probe_per_class=3", "--seeds=0,2",
             "--bootstrap_samples=0"]
     assert _run(class_cli, *args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert "mean over seeds [0, 1, 2]" in lines[-3]
+    assert "mean over seeds [0, 2]" in lines[-3]
     summary = _summary(out)
     results = summary["results"]
-    assert summary["config"]["seeds"] == [0, 1, 2]
-    assert results["seeds"] == [0, 1, 2] and sorted(results["per_seed"]) == [
-        "seed=0", "seed=1", "seed=2"]
+    assert summary["config"]["seeds"] == [0, 2]
+    assert results["seeds"] == [0, 2] and sorted(results["per_seed"]) == ["seed=0", "seed=2"]
     # Each seed is a run of its own, with its own seed, and the summary holds it unchanged.
-    for seed in (0, 1, 2):
+    for seed in (0, 2):
         own = _summary(out / f"seed={seed}")
         assert own["config"]["seed"] == seed
         assert results["per_seed"][f"seed={seed}"] == own["results"]
     within = [results["per_seed"][f"seed={s}"]["final"]["stiffness"]["train_train"]["cosine"]
-              ["within"] for s in (0, 1, 2)]
+              ["within"] for s in (0, 2)]
     combined = results["across_seeds"]["final"]["stiffness"]["train_train"]["cosine"]["within"]
-    assert combined["values"] == within and combined["n"] == 3
+    assert combined["values"] == within and combined["n"] == 2
     assert combined["mean"] == pytest.approx(np.mean(within))
-    half = 4.302653 * np.std(within, ddof=1) / np.sqrt(3)  # Student t, 2 degrees of freedom.
+    half = 12.706205 * np.std(within, ddof=1) / np.sqrt(2)  # Student t, 1 degree of freedom.
     assert (combined["low"], combined["high"]) == pytest.approx((np.mean(within) - half,
                                                                  np.mean(within) + half))
     assert results["across_seeds"]["final"]["epoch"] == 1  # Equal in every seed: kept.
     # Arrays stacked on a seed axis; figures with bands; TensorBoard runs per seed and mean.
     arrays = np.load(out / "results.npz")
-    assert arrays["seeds"].tolist() == [0, 1, 2]
-    assert arrays["train_train/cosine/within"].shape == (3, 2)
+    assert arrays["seeds"].tolist() == [0, 2]
+    assert arrays["train_train/cosine/within"].shape == (2, 2)
     for name in ("curves", "class_matrix", "stiffness_vs_distance"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
     runs = {p.relative_to(out / "tensorboard").parent.as_posix()
@@ -394,11 +390,12 @@ def test_seeds_repeat_the_study_and_report_the_mean_with_an_interval(tmp_path, c
     _assert_each_step_once(out / "tensorboard")
     # The same command again: every seed resumes finished, nothing retrained.
     assert _run(class_cli, *args, "--quiet") == 0
-    assert _summary(out / "seed=1")["run"]["resumed_after_epoch"] == 1
+    assert _summary(out / "seed=2")["run"]["resumed_after_epoch"] == 1
     # Other flags on the combined directory: refused before any seed runs.
-    assert _run(class_cli, *[a for a in args if a != "--seeds=0,1,2"], "--seeds=0,1") == 1
+    assert _run(class_cli, *[a for a in args if a != "--seeds=0,2"], "--seeds=0,1") == 1
     err = capsys.readouterr().err
-    assert "seeds: saved [0, 1, 2], now [0, 1]" in err
+    assert "seeds: saved [0, 2], now [0, 1]" in err
+    assert not (out / "seed=1").exists()
 
 
 def test_bert_tiny_without_keras_hub_says_how_to_install_it(tmp_path, capsys, monkeypatch):

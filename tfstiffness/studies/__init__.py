@@ -10,6 +10,9 @@
 - `neighbourhoods`: Walker's neighbourhood stiffness on the two-arcs grid.
 - `layerwise`: Walker's stiffness through the layers of small MLPs.
 
+`seeds` repeats any of them over seeds (``seeds=[0, 1, 2]``, the binaries' ``--seeds``): one
+resumable run per seed and the mean with a Student-t interval across seeds.
+
 `runner` holds what every study shares: checked arguments and output directory, data and
 fixed probes, the resumable measured training loop with live TensorBoard
 (`probes.ProbeSets`, the measuring code of `StiffnessCallback` too), progress with an
