@@ -104,7 +104,8 @@ _MODEL_HELP = {
 
 def define_model(fv: FlagValues, default: str, choices: Sequence[str]) -> None:
     flags.DEFINE_enum("model", default, list(choices),
-                      "; ".join(_MODEL_HELP[name] for name in choices) + ".", flag_values=fv)
+                      "; ".join(_MODEL_HELP.get(name, name) for name in choices) + ".",
+                      flag_values=fv)
 
 
 def _seeds_ok(values: Sequence[str] | None) -> bool:
