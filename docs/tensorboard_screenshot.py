@@ -287,7 +287,8 @@ def pages(url: str) -> dict[str, tuple[str, tuple[int, int], str | None]]:
 
     The legacy Scalars and Images dashboards take a tag filter (a regex) in the URL fragment.
     """
-    scalars = "(train_train|train_val)/cosine/(within|between|xi|superclass_contrast)$"
+    scalars = ("(train_train|train_val)/cosine/(within|between|xi_crossing|xi_linear_fit|"
+               "superclass_contrast)$")
     return {
         "tensorboard_scalars.png": (
             f"{url}/#scalars&_smoothingWeight=0&tagFilter={urllib.parse.quote(scalars, safe='')}",

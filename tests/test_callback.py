@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfstiffness import measures, plots, summary
+from tfstiffness import alignment, measures, plots, summary
 from tfstiffness.callback import StiffnessCallback, load_history
 from tfstiffness.gram import gradient_gram
 
@@ -117,7 +117,14 @@ def _direct(model, probe, val) -> dict[str, float]:
             critical = measures.critical_length(curve)
             out[f"{name}/xi_crossed"] = float(critical.status == "crossed")
             if critical.status == "crossed":
-                out[f"{name}/xi"] = critical.xi
+                out[f"{name}/xi_crossing"] = critical.xi
+            fit = measures.critical_length(curve, "linear_fit")
+            out[f"{name}/xi_linear_fit_slope"] = fit.slope
+            out[f"{name}/xi_linear_fit_intercept"] = fit.intercept
+            out[f"{name}/xi_linear_fit_r2"] = fit.r_squared
+            if fit.xi is not None:
+                out[f"{name}/xi_linear_fit"] = fit.xi
+                out[f"{name}/xi_linear_fit_extrapolated"] = float(fit.extrapolated)
             for layer, block in gram.by_layer.items():
                 # Per-layer squared norms: the diagonals of each set's own layer block.
                 rows = np.diagonal(grams["val_val" if pairs == "val_val" else "train_train"]
@@ -126,7 +133,18 @@ def _direct(model, probe, val) -> dict[str, float]:
                                    .by_layer[layer])
                 S_layer = measures.stiffness_matrix(block, kind, rows, None if one_set else cols)
                 out[f"{name}/layer/{layer}"] = S_layer[off].mean()
-    return out
+        name = f"{pairs}/alignment"
+        if one_set:
+            out[f"{name}/m_coherence"] = alignment.m_coherence(gram)
+            out[f"{name}/gradient_diversity"] = alignment.gradient_diversity(gram)
+            out[f"{name}/gradient_confusion"] = alignment.gradient_confusion(gram)
+            out[f"{name}/gradient_confusion_cosine"] = alignment.gradient_confusion(gram,
+                                                                                   "cosine")
+        else:
+            out[f"{name}/summed_gradient_cosine"] = alignment.train_val_alignment(
+                gram, grams["train_train"], grams["val_val"])
+    # NaN and infinite values are not written (e.g. R^2 of a flat curve).
+    return {k: v for k, v in out.items() if np.isfinite(v)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,21 +164,30 @@ def test_every_tag_at_every_step(trained):
             name = f"stiffness/{pairs}/{kind}"
             expected_scalars |= {f"{name}/{s}" for s in
                                  ("within", "between", "mean", "superclass_contrast",
-                                  "xi_crossed")}
+                                  "xi_crossed", "xi_linear_fit_slope",
+                                  "xi_linear_fit_intercept", "xi_linear_fit_r2")}
             expected_scalars |= {f"{name}/layer/{layer}" for layer in layers}
             expected_images |= {f"{name}/class_matrix", f"{name}/vs_distance"}
             expected_histograms.add(f"{name}/values")
-    xi_tags = {t for t in events if t.endswith("/xi")}
+        if pairs == "train_val":
+            expected_scalars.add("stiffness/train_val/alignment/summed_gradient_cosine")
+        else:
+            expected_scalars |= {f"stiffness/{pairs}/alignment/{s}" for s in (
+                "m_coherence", "gradient_diversity", "gradient_confusion",
+                "gradient_confusion_cosine")}
+    xi_tags = {t for t in events if t.endswith("/xi_crossing")}
+    fit_tags = {t for t in events if t.endswith(("/xi_linear_fit",
+                                                 "/xi_linear_fit_extrapolated"))}
     by_plugin = {}
     for tag, steps in events.items():
         by_plugin.setdefault(_plugin(next(iter(steps.values()))), set()).add(tag)
-    assert by_plugin == {"scalars": expected_scalars | xi_tags, "images": expected_images,
-                         "histograms": expected_histograms}
+    assert by_plugin == {"scalars": expected_scalars | xi_tags | fit_tags,
+                         "images": expected_images, "histograms": expected_histograms}
     assert xi_tags, "xi crossed zero in no pair set at no step: the test data should make it"
     for tag in expected_scalars | expected_images | expected_histograms:
         assert sorted(events[tag]) == [0, 1, 2], tag  # untrained, then completed epochs
     for tag in xi_tags:  # xi is written exactly where the curve crossed zero
-        crossed = [s for s, v in events[tag + "_crossed"].items() if _scalar(v) == 1.0]
+        crossed = [s for s, v in events[tag[:-len("ing")] + "ed"].items() if _scalar(v) == 1.0]
         assert sorted(events[tag]) == sorted(crossed), tag
     assert [e["step"] for e in cb.history] == [0, 1, 2]
     assert [e["epoch"] for e in cb.history] == [0, 1, 2]
@@ -195,8 +222,11 @@ def test_history_equals_event_values(trained):
                 continue
             name = tag[len("stiffness/"):]
             if value is None:  # only xi is ever missing, and then the history says NaN
-                assert name.endswith("/xi") and np.isnan(entry[name]), (tag, step)
-                assert np.isfinite(entry[name + "_bound"])
+                assert name.endswith(("/xi_crossing", "/xi_linear_fit",
+                                      "/xi_linear_fit_extrapolated")), (tag, step)
+                assert np.isnan(entry[name]), (tag, step)
+                if name.endswith("/xi_crossing"):
+                    assert np.isfinite(entry[name + "_bound"])
             else:
                 assert _scalar(value) == np.float32(entry[name]), (tag, step)
         assert entry["train_loss"] > 0 if step else np.isnan(entry["train_loss"])
@@ -213,10 +243,7 @@ def test_images_are_pngs_of_the_plotted_figures(trained):
                 assert C.shape == (NUM_CLASSES, NUM_CLASSES)
                 figures = {
                     "class_matrix": plots.class_matrix(C, fine_to_coarse=FINE_TO_COARSE),
-                    "vs_distance": plots.stiffness_vs_distance(
-                        measures.StiffnessCurve(cb.curve_edges[pairs], cb.curve_edges[pairs][1:],
-                                                entry[f"{name}/curve_means"],
-                                                entry[f"{name}/curve_counts"], "within")),
+                    "vs_distance": _curve_figure(cb.curve_edges[pairs], entry, name),
                 }
                 for image, fig in figures.items():
                     value = trained.events[f"stiffness/{name}/{image}"][step]
@@ -226,6 +253,16 @@ def test_images_are_pngs_of_the_plotted_figures(trained):
                     expected = np.round(fig.get_size_inches() * summary.SUMMARY_DPI)
                     assert decoded.size == tuple(expected.astype(int)) == (int(width),
                                                                            int(height))
+
+
+def _curve_figure(edges, entry, name):
+    """The curve image as the callback draws it: the curve and both critical lengths."""
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    curve = measures.StiffnessCurve(edges, centres, entry[f"{name}/curve_means"],
+                                    entry[f"{name}/curve_counts"], "within")
+    critical = [measures.critical_length(curve, method) for method in ("crossing",
+                                                                       "linear_fit")]
+    return plots.stiffness_vs_distance(curve, critical)
 
 
 def test_histograms_hold_every_pair(trained):
@@ -262,11 +299,11 @@ def test_coexists_with_keras_tensorboard_batch_summaries(tmp_path):
         assert sorted(ours[tag]) == expected_steps, tag
     assert [e["iteration"] for e in cb.history] == expected_steps
     # Within-class stiffness never crosses zero here: no xi, a 0 flag, a bound in the history.
-    assert "stiffness/train_train/cosine/xi" not in ours
+    assert "stiffness/train_train/cosine/xi_crossing" not in ours
     assert [_scalar(v) for v in ours["stiffness/train_train/cosine/xi_crossed"].values()] == [
         0.0] * 4
-    assert all(np.isnan(e["train_train/cosine/xi"]) and e["train_train/cosine/xi_bound"] > 0
-               for e in cb.history)
+    assert all(np.isnan(e["train_train/cosine/xi_crossing"])
+               and e["train_train/cosine/xi_crossing_bound"] > 0 for e in cb.history)
     # Steps are optimizer iterations: the same axis as Keras' batch summaries.
     assert set(expected_steps[1:]) <= set(keras_tags["batch_loss"])
     last = cb.history[-1]["train_train/cosine/within"]
@@ -364,3 +401,24 @@ def test_bad_arguments(kwargs, message):
     args = {"probe_x": np.zeros((5, 6), np.float32), "probe_y": np.arange(5) % 4} | kwargs
     with pytest.raises(ValueError, match=message):
         StiffnessCallback(**args)
+
+
+def test_bootstrap_intervals_reach_the_history_series_and_tensorboard(tmp_path):
+    x, y = _data(8, seed=0)
+    probe_x, probe_y = _data(6, seed=1)
+    model = _model()
+    cb = StiffnessCallback(probe_x, probe_y, log_dir=tmp_path, kinds=("cosine",), images=False,
+                           histograms=False, bootstrap_samples=30, bootstrap_seed=1)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[cb])
+    entry = cb.history[-1]
+    assert (entry["train_train/cosine/within_ci_low"] <= entry["train_train/cosine/within"]
+            <= entry["train_train/cosine/within_ci_high"])
+    series = cb.series()
+    assert series["within_low"].shape == series["within"].shape == (2,)
+    assert {"xi_linear_fit_low", "xi_linear_fit_high", "xi_linear_fit_extrapolated"} <= set(
+        series)
+    fig = plots.training_curves({"run": series}, metrics=("within", "xi_linear_fit"))
+    assert len(fig.axes[0].collections) == 1  # The within band.
+    events = _events(tmp_path / "stiffness")
+    assert "stiffness/train_train/cosine/within_ci_high" in events
+    assert "stiffness/train_train/alignment/m_coherence_ci_low" in events

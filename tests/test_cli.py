@@ -77,16 +77,37 @@ def _check_class_schema(summary, num_classes, superclasses):
             assert isinstance(entry[key], float), key
         assert 0.0 <= entry["train_accuracy"] <= 1.0
         assert set(entry["stiffness"]) == set(PAIRS)
+        intervals = summary["config"].get("bootstrap_samples", 0) > 0
         for pair in PAIRS:
             assert set(entry["stiffness"][pair]) == {"sign", "cosine"}
             for stats in entry["stiffness"][pair].values():
-                expected = {"within", "between", "mean", "xi"}
+                expected = {"within", "between", "mean", "xi_crossing", "xi_linear_fit"}
                 expected |= {"superclass_contrast"} if superclasses else set()
+                expected |= {"intervals"} if intervals else set()
                 assert set(stats) == expected
-                xi = stats["xi"]
+                xi = stats["xi_crossing"]
                 assert xi["status"] in ("crossed", "never_crossed", "nonpositive_from_start",
                                         "no_pairs")
                 assert (xi["xi"] is None) == (xi["status"] != "crossed")
+                fit = stats["xi_linear_fit"]
+                assert fit["status"] in ("fitted", "no_decay", "nonpositive_at_zero",
+                                         "too_few_bins", "no_pairs")
+                assert (fit["xi"] is None) == (fit["status"] != "fitted")
+                assert (fit["extrapolated"] is None) == (fit["xi"] is None)
+                if intervals:
+                    curve = xi["status"] != "no_pairs"  # No xi without a within-class pair.
+                    assert {"within", "between"} <= set(stats["intervals"])
+                    assert ({"xi_crossing", "xi_linear_fit"} <= set(stats["intervals"])) == curve
+                    for end in stats["intervals"]["within"].values():
+                        assert end is None or isinstance(end, float)
+            alignment = entry["alignment"][pair]
+            if pair == "train_val":
+                assert set(alignment) == {"summed_gradient_cosine"}
+            else:
+                assert {"m_coherence", "class_m_coherence", "gradient_diversity",
+                        "gradient_confusion", "gradient_confusion_cosine"} <= set(alignment)
+                assert len(alignment["class_m_coherence"]) == num_classes
+                assert ("intervals" in alignment) == intervals
         assert set(entry["zero_gradients"]) == {"train", "val"}
     if superclasses:
         contrast = res["superclass_contrast"]
@@ -166,7 +187,11 @@ def test_bad_flags_are_one_line_and_write_nothing(tmp_path, capsys, args, messag
 
 @pytest.mark.parametrize("binary, args, message", [
     (class_cli, ["--eval_epochs", "3,12", "--epochs", "10"], "eval epoch 12 is outside [0, 10]"),
-    (class_cli, ["--probe_per_class", "500"], "per_class=500 but class 0 has only 100"),
+    (class_cli, ["--dataset", "hierarchical_images", "--probe_per_class", "500"],
+     "per_class=500 but class 0 has only 100"),
+    (class_cli, ["--seed", "3", "--seeds", "0,1"], "--seed and --seeds: give one"),
+    (class_cli, ["--seeds", "0,0"], "--seeds must be distinct"),
+    (class_cli, ["--bootstrap_samples", "-1"], "--bootstrap_samples=-1"),
     (class_cli, ["--dataset", "mnist", "--synthetic_noise", "3"],
      "--synthetic_noise apply to --dataset hierarchical_images only"),
     (lr_cli, ["--learning_rates", "1e-3,0"], "--learning_rates must be comma-separated"),
@@ -227,11 +252,13 @@ def test_cifar100_superclass_on_the_synthetic_hierarchy(tmp_path, capsys):
     np.testing.assert_array_equal(res["superclass_order"][:5],
                                   np.flatnonzero(FINE_TO_COARSE == 0))
     _check_files(out, ["class_matrix", "superclass_matrix", "curves", "stiffness_vs_distance"])
-    # The binaries write what the callback writes: histograms and xi_crossed.
+    # The binaries write what the callback writes: histograms, xi_crossed, the alignment.
     tags = _events(out / "tensorboard" / "stiffness")
     assert "stiffness/train_val/cosine/values" in tags
     assert [s for s, _ in tags["stiffness/train_train/cosine/xi_crossed"]] == [0, 1]
     assert "stiffness/train_train/cosine/class_matrix" in tags
+    assert "stiffness/train_train/alignment/m_coherence" in tags
+    assert "stiffness/train_train/cosine/xi_linear_fit_slope" in tags
     assert {"metrics/loss", "metrics/accuracy", "metrics/batch_loss"} <= set(
         _events(out / "tensorboard" / "train"))
     # Same directory, other flags: one line naming the flag.
@@ -242,8 +269,9 @@ def test_cifar100_superclass_on_the_synthetic_hierarchy(tmp_path, capsys):
 
 def test_class_stiffness_on_synthetic_images(tmp_path):
     out = tmp_path / "run"
-    assert _run(class_cli, f"--output_dir={out}", "--epochs=2", "--synthetic_per_class=6",
-                "--probe_per_class=3", "--eval_epochs=2", "--quiet") == 0
+    assert _run(class_cli, f"--output_dir={out}", "--dataset=hierarchical_images",
+                "--epochs=2", "--synthetic_per_class=6", "--probe_per_class=3",
+                "--eval_epochs=2", "--bootstrap_samples=20", "--quiet") == 0
     summary = _summary(out)
     _check_class_schema(summary, 10, superclasses=True)  # 5 super-classes of 2.
     assert summary["config"]["eval_epochs"] == [0, 2]
@@ -255,16 +283,32 @@ def test_class_stiffness_on_synthetic_images(tmp_path):
 
 def test_learning_rate_study(tmp_path):
     out = tmp_path / "run"
-    assert _run(lr_cli, f"--output_dir={out}", "--epochs=2", "--learning_rates=1e-3,3e-2",
-                "--synthetic_per_class=12", "--probe_per_class=6", "--quiet") == 0
+    assert _run(lr_cli, f"--output_dir={out}", "--dataset=gaussian_blobs", "--epochs=2",
+                "--learning_rates=1e-3,3e-2", "--synthetic_per_class=12", "--probe_per_class=6",
+                "--bootstrap_samples=20", "--quiet") == 0
     res = _summary(out)["results"]
     assert list(res["learning_rates"]) == ["lr=0.001", "lr=0.03"]
     assert [row["learning_rate"] for row in res["table"]] == [0.001, 0.03]
+    for row in res["table"]:
+        assert row["final_xi_linear_fit"]["status"] in ("fitted", "no_decay",
+                                                        "nonpositive_at_zero")
+        assert set(row["final_intervals"]) == {"within", "between", "xi_crossing",
+                                               "xi_linear_fit", "m_coherence"}
     for entry in res["learning_rates"].values():
         assert [e["epoch"] for e in entry["epochs"]] == [0, 1, 2]
         for e in entry["epochs"]:
-            assert (e["xi"]["xi"] is None) == (e["xi"]["status"] != "crossed")
+            assert (e["xi_crossing"]["xi"] is None) == (e["xi_crossing"]["status"] != "crossed")
+            fit = e["xi_linear_fit"]
+            assert (fit["extrapolated"] is None) == (fit["xi"] is None)
         assert all(len(v) == len(res["loss_levels"]) for v in entry["at_loss_levels"].values())
+    # xi by both estimators per rate at equal epoch and at equal loss, also as Markdown.
+    table = res["xi_table"]
+    assert [row["epoch"] for row in table["at_equal_epoch"]] == [0, 1, 2]
+    assert set(table["at_equal_epoch"][0]) == {"epoch", "lr=0.001", "lr=0.03"}
+    assert len(table["at_equal_loss"]) == len(res["loss_levels"])
+    markdown = (out / "xi_table.md").read_text()
+    assert "## At equal epoch" in markdown and "## At equal training loss" in markdown
+    assert "| epoch | lr=0.001 | lr=0.03 |" in markdown
     arrays = np.load(out / "results.npz")
     np.testing.assert_array_equal(arrays["learning_rates"], [1e-3, 3e-2])
     assert arrays["lr1/curve_means"].shape == (3, 20)
@@ -284,6 +328,108 @@ def test_text_transformer_on_synthetic_text(tmp_path):
     summary = _summary(out)
     _check_class_schema(summary, 2, superclasses=False)
     assert summary["results"]["distance_space"] == "pooled"
+    _check_files(out, ["class_matrix", "curves", "stiffness_vs_distance"])
+
+
+def test_mnist1d_is_the_default_with_the_fc_net_and_a_conv1d_option(tmp_path):
+    tiny = ["--epochs=1", "--max_train_examples=300", "--max_val_examples=300",
+            "--probe_per_class=2", "--eval_epochs=1", "--bootstrap_samples=0", "--quiet"]
+    assert _run(class_cli, f"--output_dir={tmp_path / 'fc'}", *tiny) == 0
+    summary = _summary(tmp_path / "fc")
+    assert (summary["config"]["dataset"], summary["config"]["model"]) == ("mnist1d", "fc")
+    assert summary["config"]["epochs"] == 1 and summary["config"]["bootstrap_samples"] == 0
+    _check_class_schema(summary, 10, superclasses=False)
+    assert summary["results"]["architecture"] == "fully_connected"
+    assert _run(class_cli, f"--output_dir={tmp_path / 'cnn'}", "--model=cnn", *tiny) == 0
+    summary = _summary(tmp_path / "cnn")
+    assert summary["results"]["architecture"] == "mnist1d_cnn"
+    assert summary["results"]["parameters"] == 5210
+    # The learning-rate study's default is MNIST-1D too.
+    assert lr_cli.FLAGS["dataset"].default == "mnist1d"
+
+
+def test_seeds_repeat_the_study_and_report_the_mean_with_an_interval(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [f"--output_dir={out}", "--dataset=hierarchical_images", "--epochs=1",
+            "--synthetic_per_class=6", "--probe_per_class=3", "--seeds=0,2",
+            "--bootstrap_samples=0"]
+    assert _run(class_cli, *args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "mean over seeds [0, 2]" in lines[-3]
+    summary = _summary(out)
+    results = summary["results"]
+    assert summary["config"]["seeds"] == [0, 2]
+    assert results["seeds"] == [0, 2] and sorted(results["per_seed"]) == ["seed=0", "seed=2"]
+    # Each seed is a run of its own, with its own seed, and the summary holds it unchanged.
+    for seed in (0, 2):
+        own = _summary(out / f"seed={seed}")
+        assert own["config"]["seed"] == seed
+        assert results["per_seed"][f"seed={seed}"] == own["results"]
+    within = [results["per_seed"][f"seed={s}"]["final"]["stiffness"]["train_train"]["cosine"]
+              ["within"] for s in (0, 2)]
+    combined = results["across_seeds"]["final"]["stiffness"]["train_train"]["cosine"]["within"]
+    assert combined["values"] == within and combined["n"] == 2
+    assert combined["mean"] == pytest.approx(np.mean(within))
+    half = 12.706205 * np.std(within, ddof=1) / np.sqrt(2)  # Student t, 1 degree of freedom.
+    assert (combined["low"], combined["high"]) == pytest.approx((np.mean(within) - half,
+                                                                 np.mean(within) + half))
+    assert results["across_seeds"]["final"]["epoch"] == 1  # Equal in every seed: kept.
+    # Arrays stacked on a seed axis; figures with bands; TensorBoard runs per seed and mean.
+    arrays = np.load(out / "results.npz")
+    assert arrays["seeds"].tolist() == [0, 2]
+    assert arrays["train_train/cosine/within"].shape == (2, 2)
+    for name in ("curves", "class_matrix", "stiffness_vs_distance"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+    runs = {p.relative_to(out / "tensorboard").parent.as_posix()
+            for p in (out / "tensorboard").rglob("events.out.tfevents.*")}
+    assert {"seed=0/stiffness", "seed=2/train", "mean_over_seeds/stiffness", "figures"} <= runs
+    assert not (out / "seed=0" / "tensorboard").exists()
+    mean_tags = _events(out / "tensorboard" / "mean_over_seeds" / "stiffness")
+    got = dict(mean_tags["stiffness/train_train/cosine/within"])
+    assert got[1] == pytest.approx(np.mean(within), rel=1e-5)
+    _assert_each_step_once(out / "tensorboard")
+    # The same command again: every seed resumes finished, nothing retrained.
+    assert _run(class_cli, *args, "--quiet") == 0
+    assert _summary(out / "seed=2")["run"]["resumed_after_epoch"] == 1
+    # Other flags on the combined directory: refused before any seed runs.
+    assert _run(class_cli, *[a for a in args if a != "--seeds=0,2"], "--seeds=0,1") == 1
+    err = capsys.readouterr().err
+    assert "seeds: saved [0, 2], now [0, 1]" in err
+    assert not (out / "seed=1").exists()
+
+
+def test_bert_tiny_without_keras_hub_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_keras_hub(name, *args, **kwargs):
+        if name == "keras_hub" or name.startswith("keras_hub."):
+            raise ImportError("No module named 'keras_hub'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_keras_hub)
+    out = tmp_path / "run"
+    assert _run(text_cli, f"--output_dir={out}", "--model=bert_tiny") == 1
+    err = capsys.readouterr().err
+    assert "--model bert_tiny needs keras_hub" in err and "pip install keras-hub" in err
+    assert "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.slow  # ~40 s: keras_hub's BERT is traced for training and for the ghost Gram.
+def test_bert_tiny_on_synthetic_text(tmp_path):
+    pytest.importorskip("keras_hub")
+    out = tmp_path / "run"
+    assert _run(text_cli, f"--output_dir={out}", "--model=bert_tiny", "--epochs=1",
+                "--synthetic_per_split=16", "--probe_per_class=3", "--sequence_length=12",
+                "--eval_epochs=1", "--bootstrap_samples=0", "--quiet") == 0
+    summary = _summary(out)
+    _check_class_schema(summary, 2, superclasses=False)
+    results = summary["results"]
+    assert results["architecture"].startswith("bert_text_classifier")
+    assert results["distance_space"] == "pooled" and results["gram_method"] == "ghost"
+    assert summary["config"]["model_options"] == {"num_layers": 2, "num_heads": 2,
+                                                  "hidden_dim": 64, "intermediate_dim": 128}
     _check_files(out, ["class_matrix", "curves", "stiffness_vs_distance"])
 
 
@@ -375,7 +521,9 @@ def _env():
 
 def _command(out, *extra):
     return [sys.executable, "-m", "tfstiffness.cli.class_stiffness", f"--output_dir={out}",
-            "--synthetic_per_class=60", "--probe_per_class=5", *extra]
+            "--dataset=hierarchical_images", "--synthetic_per_class=60", "--probe_per_class=5",
+            # Tiny probes: some bootstrap resamples would be undefined, and warned about.
+            "--bootstrap_samples=0", *extra]
 
 
 def _epochs_done(out):

@@ -192,7 +192,7 @@ def _history():
             "train_loss": 2.3 * np.exp(-(k + 1) * epoch / 4) + 0.01,
             "within": np.linspace(0.6, 0.2, 8),
             "between": np.linspace(0.0, 0.1, 8),
-            "xi": xi,
+            "xi_crossing": xi,
         }
     return history
 
@@ -200,11 +200,12 @@ def _history():
 def test_training_curves_mark_where_xi_is_undefined(tmp_path):
     history = _history()
     for run in history.values():
-        run["xi_status"] = np.where(np.isnan(run["xi"]), 1, 0)  # never_crossed where NaN
-        run["xi_bound"] = np.where(np.isnan(run["xi"]), 1.4, np.nan)
-    history["lr=0.1"]["xi"][3] = np.nan
-    history["lr=0.1"]["xi_status"][3] = 2  # nonpositive_from_start
-    history["lr=0.1"]["xi_bound"][3] = 0.2
+        xi = run["xi_crossing"]
+        run["xi_crossing_status"] = np.where(np.isnan(xi), 1, 0)  # never_crossed where NaN
+        run["xi_crossing_bound"] = np.where(np.isnan(xi), 1.4, np.nan)
+    history["lr=0.1"]["xi_crossing"][3] = np.nan
+    history["lr=0.1"]["xi_crossing_status"][3] = 2  # nonpositive_from_start
+    history["lr=0.1"]["xi_crossing_bound"][3] = 0.2
     fig = plots.training_curves(history, path=tmp_path / "xi.png")
     _assert_png(tmp_path / "xi.png", fig)
     xi_ax = fig.axes[2]
@@ -224,7 +225,7 @@ def test_training_curves_epoch_and_equal_loss(tmp_path):
     _assert_png(tmp_path / "train.png", fig)
     axes = [ax for ax in fig.axes if ax.lines]
     assert [ax.get_ylabel() for ax in axes] == [
-        "within-class stiffness", "between-class stiffness", "critical length ξ"]
+        "within-class stiffness", "between-class stiffness", "critical length ξ (crossing)"]
     assert all(len([ln for ln in ax.lines if ln.get_label().startswith("lr=")]) == 3
                for ax in axes)
     assert not axes[0].xaxis_inverted()
@@ -236,6 +237,50 @@ def test_training_curves_epoch_and_equal_loss(tmp_path):
     assert axes[0].get_xscale() == "log"
     with pytest.raises(KeyError):
         plots.training_curves({"a": {"within": np.ones(3)}}, x="train_loss")
+
+
+def test_training_curves_bands_and_extrapolated_points(tmp_path):
+    history = _history()
+    for run in history.values():
+        run["within_low"], run["within_high"] = run["within"] - 0.05, run["within"] + 0.05
+        run["within_high"][2] = np.inf  # An unbounded end leaves the band out there.
+        run["xi_linear_fit"] = np.linspace(2.5, 1.0, 8)
+        run["xi_linear_fit_extrapolated"] = (run["xi_linear_fit"] > 1.5).astype(float)
+    fig = plots.training_curves(history, path=tmp_path / "bands.png")
+    _assert_png(tmp_path / "bands.png", fig)
+    within_ax, fit_ax = fig.axes[0], fig.axes[3]
+    assert len(within_ax.collections) == 3  # One band per run.
+    paths = within_ax.collections[0].get_paths()
+    assert len(paths) == 2  # Split where the upper end is infinite.
+    hollow = [ln for ln in fit_ax.lines if ln.get_markerfacecolor() == "white"]
+    assert len(hollow) == 3 and all(len(ln.get_xdata()) == 5 for ln in hollow)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("extrapolated" in t for t in legend) and any("interval" in t for t in legend)
+
+
+def test_stiffness_vs_distance_draws_both_estimators(tmp_path):
+    curve = _curve([0.5, 0.4, 0.3])
+    crossing = SimpleNamespace(method="crossing", xi=None, status="never_crossed", bound=1.33)
+    fit = SimpleNamespace(method="linear_fit", xi=1.8, status="fitted", slope=-0.25,
+                          intercept=0.45, r_squared=0.9, extrapolated=True,
+                          distance_range=(0.0, 1.33))
+    fig = plots.stiffness_vs_distance(curve, (crossing, fit), path=tmp_path / "both.png")
+    _assert_png(tmp_path / "both.png", fig)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in (ax.get_legend() or fig.legends[0]).get_texts()]
+    assert "ξ > 1.33 (never crossed)" in texts
+    assert "ξ = 1.8 (linear fit, R² 0.90, extrapolated past 1.33)" in texts
+    # The fitted line over the distances measured, continued to xi, where a hollow X sits.
+    dotted = [ln for ln in ax.lines if ln.get_linestyle() == ":" and len(ln.get_xdata()) == 2]
+    assert [tuple(ln.get_xdata()) for ln in dotted[:2]] == [(0.0, 1.33), (1.33, 1.8)]
+    xs = [ln for ln in ax.lines if ln.get_marker() == "X"]
+    assert xs[0].get_xdata()[0] == 1.8 and xs[0].get_markerfacecolor() == "white"
+    no_decay = SimpleNamespace(method="linear_fit", xi=None, status="no_decay", slope=0.1,
+                               intercept=0.2, r_squared=0.3, extrapolated=None,
+                               distance_range=(0.0, 1.33))
+    fig = plots.stiffness_vs_distance(curve, [crossing, no_decay])
+    texts = [t.get_text() for t in (fig.axes[0].get_legend() or fig.legends[0]).get_texts()]
+    assert any("no ξ (no decay; slope +0.1" in t for t in texts)
 
 
 def _arcs_grid(n=30):

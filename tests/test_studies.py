@@ -138,10 +138,15 @@ def test_cifar100_superclass_refuses_data_without_superclasses(tmp_path):
     ({"max_train_examples": 0}, "max_train_examples: expected an integer >= 1"),
     ({"method": "fast"}, "method: expected one of"),
     ({"eval_epochs": ["a", "b"]}, "eval_epochs: eval epoch 'a' is not an integer"),
-    ({"eval_epochs": [11]}, "eval_epochs: eval epoch 11 is outside"),
+    ({"eval_epochs": [21]}, "eval_epochs: eval epoch 21 is outside"),
     ({"dataset": "nosuch"}, "nosuch: name: unknown data set"),
     ({"probe_per_class": 500}, "per_class=500 but class 0 has only"),
-    ({"model": "cnn", "dataset": "gaussian_blobs"}, "the cnn needs images"),
+    ({"model": "resnet20", "dataset": "gaussian_blobs"}, "resnet20 needs images"),
+    ({"model": "cnn", "dataset": "gaussian_blobs", "data_options": {"dim": 2}},
+     "input_length must be at least 7"),
+    ({"bootstrap_samples": -1}, "bootstrap_samples: expected an integer >= 0"),
+    ({"seeds": [0, 0]}, "seeds: expected distinct values"),
+    ({"seeds": []}, "seeds: expected at least one seed"),
 ])
 def test_bad_study_arguments_are_refused_before_writing(tmp_path, kwargs, message):
     with pytest.raises(studies.StudyInputError) as info:

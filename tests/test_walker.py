@@ -278,3 +278,22 @@ def test_sigkill_after_first_stage_then_restart_gives_same_results(tmp_path):
     summary_b = json.loads((reference / "summary.json").read_text())
     assert summary_a["results"] == summary_b["results"]
     assert [p.name for p in killed.rglob(".*.tmp")] == []
+
+
+def test_seeds_for_walkers_studies(tmp_path):
+    """Both Walker studies repeat over seeds: per-seed runs, the mean with an interval."""
+    nb = studies.run_neighbourhoods(str(tmp_path / "nb"), verbose=False, seeds=[0, 1], **TINY_NB)
+    aucs = [nb["results"]["per_seed"][f"seed={s}"]["stages"]["trained"]["radii"] for s in (0, 1)]
+    radius = next(iter(aucs[0]))
+    combined = nb["results"]["across_seeds"]["stages"]["trained"]["radii"][radius]["auc"]
+    values = [a[radius]["auc"] for a in aucs]
+    if values[0] != values[1]:
+        assert combined["values"] == values and combined["mean"] == pytest.approx(
+            np.mean(values))
+    assert (tmp_path / "nb" / "figures" / "neighbourhoods.png").stat().st_size > 1000
+    assert (tmp_path / "nb" / "tensorboard" / "seed=1" / "stiffness").is_dir()
+    lw = studies.run_layerwise(str(tmp_path / "lw"), verbose=False, seeds=[0, 1], **TINY_LW)
+    key = next(iter(lw["results"]["per_seed"]["seed=0"]["models"]))
+    within = lw["results"]["across_seeds"]["models"][key]["trained"]["within"]
+    assert len(within) == len(lw["results"]["per_seed"]["seed=0"]["models"][key]["layers"])
+    assert (tmp_path / "lw" / "figures" / "layerwise.png").stat().st_size > 1000

@@ -4,8 +4,11 @@ At each measurement the callback measures through `tfstiffness.probes.ProbeSets`
 study binaries use too: the exact Gram matrix of per-example loss gradients on the probe set
 (and a second, validation probe set when given), sign and cosine stiffness, class stiffness
 matrices, within/between-class summaries, the super-class contrast, stiffness against input
-distance and the critical length xi. It keeps every number in `callback.history` and, with a
-`log_dir`, writes them as TensorBoard scalars, images and histograms.
+distance and the critical length xi by both estimators (crossing and linear fit), the
+gradient-alignment family (m-coherence, gradient diversity and confusion, train-val
+alignment) and, with `bootstrap_samples`, bootstrap intervals. It keeps every number in
+`callback.history` and, with a `log_dir`, writes them as TensorBoard scalars, images and
+histograms.
 
 Measuring never changes training: forward passes run with `training=False`, weights and
 optimizer are only read, and the global random states (NumPy, Python, TensorFlow's eager
@@ -16,13 +19,20 @@ also `train_val` and `val_val`; KIND is each of `kinds`):
 
 - scalars `stiffness/PAIRS/KIND/within`, `.../between`, `.../mean` (mean over all pairs, self
   pairs excluded), `.../superclass_contrast` (with `fine_to_coarse`), `.../xi_crossed` (1 when
-  the within-class stiffness-vs-distance curve crosses zero, else 0), `.../xi` (only when it
-  crosses), `.../layer/LAYER` (with `by_layer`: mean off-diagonal stiffness over that layer's
-  parameters), and `stiffness/zero_gradients/train` (and `/val`): examples whose gradient is
-  exactly zero (their cosine stiffness is 0).
+  the within-class stiffness-vs-distance curve crosses zero, else 0), `.../xi_crossing` (only
+  when it crosses), `.../xi_linear_fit` (only when the fitted line falls to zero at a positive
+  distance), `.../xi_linear_fit_slope`, `.../xi_linear_fit_intercept`, `.../xi_linear_fit_r2`,
+  `.../xi_linear_fit_extrapolated` (1 when that xi lies beyond the distances measured),
+  `.../layer/LAYER` (with `by_layer`: mean off-diagonal stiffness over that layer's
+  parameters), `stiffness/PAIRS/alignment/...` (`m_coherence`, `gradient_diversity`,
+  `gradient_confusion`, `gradient_confusion_cosine` of the train and val probes,
+  `summed_gradient_cosine` of train_val), with `bootstrap_samples` the interval ends
+  `..._ci_low` / `..._ci_high` of within, between, the super-class contrast, both xi and
+  m-coherence, and `stiffness/zero_gradients/train` (and `/val`): examples whose gradient is
+  exactly zero (their cosine stiffness is 0). The full list is in `tfstiffness.probes`.
 - images `stiffness/PAIRS/KIND/class_matrix` (grouped by super-class when `fine_to_coarse` is
   given; colour range fixed to [-1, 1] so steps compare) and `stiffness/PAIRS/KIND/vs_distance`
-  (mean within-class stiffness per distance bin, xi marked).
+  (mean within-class stiffness per distance bin, xi by both estimators marked).
 - histograms `stiffness/PAIRS/KIND/values`: every pairwise stiffness value, self pairs excluded.
 
 Example:
@@ -86,8 +96,9 @@ class StiffnessCallback(keras.callbacks.Callback):
             `iteration` (optimizer iterations), `train_loss` (the loss in Keras' logs at that
             point, a running mean over the epoch; NaN before training), `seconds` (time the
             measurement took), every scalar by its tag without the `stiffness/` prefix (e.g.
-            `train_train/cosine/within`; `.../xi` is NaN when the curve does not cross zero,
-            and then `.../xi_bound` says where xi lies, see `measures.CriticalLength`), and
+            `train_train/cosine/within`; `.../xi_crossing` is NaN when the curve does not
+            cross zero, and then `.../xi_crossing_bound` says where xi lies, see
+            `measures.CriticalLength`), and
             arrays: `PAIRS/KIND/class_matrix` [K, K] (NaN for class pairs without examples),
             `PAIRS/KIND/curve_means` and `PAIRS/KIND/curve_counts` [distance_bins].
         curve_edges: PAIRS -> [distance_bins + 1] distance bin edges of the curves (input
@@ -129,12 +140,16 @@ class StiffnessCallback(keras.callbacks.Callback):
         images: bool = True,
         histograms: bool = True,
         run_name: str = "stiffness",
+        bootstrap_samples: int = 0,
+        bootstrap_confidence: float = 0.95,
+        bootstrap_seed: int = 0,
     ):
         """Creates the callback; the probe sets are fixed for the whole of training.
 
         Args:
             probe_x: [N, ...] inputs of the probe set (ideally class-balanced, e.g. about 50
-                examples per class). One array: multi-input models are not supported.
+                examples per class): one array, or a list / dict of arrays for a
+                multi-input model, as `model.fit` takes them.
             probe_y: [N] integer class labels or [N, K] one-hot labels, as the loss expects.
             val_x: optional [M, ...] inputs of a second probe set (e.g. held-out data). Then
                 train-val (every probe example against every val example) and val-val
@@ -165,6 +180,11 @@ class StiffnessCallback(keras.callbacks.Callback):
             run_name: subdirectory of `log_dir` for the callback's event files, shown by
                 TensorBoard as a run of that name next to Keras' `train` and `validation`
                 runs; "" writes into `log_dir` itself.
+            bootstrap_samples: bootstrap resamples of the probe examples for the intervals
+                (`probes.ProbeSets`); 0 (the default) measures none. 200 resamples add about
+                0.3 s per measurement for probes of 100 + 100 examples here.
+            bootstrap_confidence: nominal coverage of the intervals.
+            bootstrap_seed: seed of the resampling.
 
         Raises:
             ValueError: inconsistent lengths or shapes, labels that are not classes, an
@@ -175,7 +195,9 @@ class StiffnessCallback(keras.callbacks.Callback):
         self.probes = ProbeSets(
             probe_x, probe_y, val_x, val_y, loss=loss, num_classes=num_classes,
             fine_to_coarse=fine_to_coarse, kinds=kinds, distance_bins=distance_bins,
-            by_layer=by_layer, method=method, batch_size=batch_size)
+            by_layer=by_layer, method=method, batch_size=batch_size,
+            bootstrap_samples=bootstrap_samples, bootstrap_confidence=bootstrap_confidence,
+            bootstrap_seed=bootstrap_seed)
         self.every_n_epochs = positive_int(every_n_epochs, "every_n_epochs")
         self.every_n_steps = (None if every_n_steps is None
                               else positive_int(every_n_steps, "every_n_steps"))
@@ -279,8 +301,11 @@ class StiffnessCallback(keras.callbacks.Callback):
             kind: "sign" or "cosine".
 
         Returns:
-            "step", "epoch", "iteration", "train_loss", "within", "between", "mean", "xi"
-            (NaN where not crossed) -> [T] arrays; "superclass_contrast" with fine_to_coarse.
+            "step", "epoch", "iteration", "train_loss", "within", "between", "mean",
+            "xi_crossing" (NaN where not crossed), "xi_linear_fit" (NaN without a fitted xi)
+            and "xi_linear_fit_extrapolated" -> [T] arrays; "superclass_contrast" with
+            fine_to_coarse; with bootstrap intervals also "NAME_low" and "NAME_high" for each
+            measure that has one (the bands of `plots.training_curves`).
 
         Example:
             >>> cb = StiffnessCallback(np.zeros((4, 2)), np.array([0, 0, 1, 1]))
@@ -290,14 +315,19 @@ class StiffnessCallback(keras.callbacks.Callback):
         if pairs not in self.pair_sets or kind not in self.kinds:
             raise ValueError(f"pairs, kind: expected one of {self.pair_sets} and one of "
                              f"{self.kinds}, got {pairs!r}, {kind!r}.")
-        names = ["within", "between", "mean", "xi"]
+        names = ["within", "between", "mean", "xi_crossing", "xi_linear_fit",
+                 "xi_linear_fit_extrapolated"]
         if self.fine_to_coarse is not None:
             names.append("superclass_contrast")
         out = {k: np.array([e[k] for e in self.history], np.float64)
                for k in ("step", "epoch", "iteration", "train_loss")}
         for name in names:
-            out[name] = np.array([e[f"{pairs}/{kind}/{name}"] for e in self.history],
-                                 np.float64)
+            key = f"{pairs}/{kind}/{name}"
+            out[name] = np.array([e.get(key, np.nan) for e in self.history], np.float64)
+            if any(f"{key}_ci_low" in e for e in self.history):
+                for end in ("low", "high"):
+                    out[f"{name}_{end}"] = np.array(
+                        [e.get(f"{key}_ci_{end}", np.nan) for e in self.history], np.float64)
         return out
 
     def save(self, path: str | os.PathLike) -> str:

@@ -54,6 +54,7 @@ __all__ = [
     "OutputDirBusyError",
     "OutputDirError",
     "atomic_write",
+    "check_config",
     "check_output_dir",
     "format_seconds",
     "jsonable",
@@ -243,6 +244,39 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_config(path: str | os.PathLike, config: Mapping[str, Any]) -> None:
+    """Refuses a directory whose ``config.json`` differs from `config`; writes nothing.
+
+    A directory without ``config.json`` passes. `OutputDir` does the same check when it
+    opens a directory; this is for a run that must refuse before it creates anything.
+
+    Raises:
+        ConfigMismatchError: naming each differing key with its saved and new value.
+
+    Example:
+        >>> import tempfile
+        >>> check_config(tempfile.mkdtemp(), {"epochs": 3})  # No config.json yet: fine.
+    """
+    path = Path(path)
+    config_path = path / "config.json"
+    if not config_path.exists():
+        return
+    config = json.loads(json.dumps(jsonable(dict(config))))
+    saved = read_json(config_path)
+    if saved == config:
+        return
+    differences = []
+    for key in sorted(set(saved) | set(config)):
+        old, new = saved.get(key, "<absent>"), config.get(key, "<absent>")
+        if old != new:
+            differences.append(f"{key}: saved {old}, now {new}")
+    raise ConfigMismatchError(
+        f"output directory {path} holds results of a different configuration "
+        f"({'; '.join(differences)}). Use another output directory, or delete this one "
+        "to start over."
+    )
+
+
 def _writable(directory: Path) -> bool:
     if not os.access(directory, os.W_OK | os.X_OK):
         return False
@@ -355,6 +389,12 @@ class OutputDir:
         name: Prefix of the progress lines (default: the directory's name).
         verbose: Print progress lines (to stdout, flushed).
         printer: Where progress lines go instead of `print` (e.g. `logging.info`).
+        tensorboard_dir: Where the TensorBoard runs go; default ``path/tensorboard``. A run
+            that is part of a larger one (one seed of several) writes into the larger run's
+            directory, e.g. ``<outer>/tensorboard/seed=0``, so one ``tensorboard --logdir``
+            shows every part.
+        started: `time.monotonic()` when the run began, if before this directory was opened
+            (the elapsed times of the progress lines count from it).
 
     Raises:
         OutputDirError: The path is a file or not writable, or another live run holds it.
@@ -379,14 +419,17 @@ class OutputDir:
         name: str | None = None,
         verbose: bool = True,
         printer: Callable[[str], None] | None = None,
+        tensorboard_dir: str | os.PathLike | None = None,
+        started: float | None = None,
     ) -> None:
         self.path = Path(path)
+        self._tensorboard_dir = None if tensorboard_dir is None else Path(tensorboard_dir)
         # Round-trip through JSON so tuples and lists, numpy and Python numbers compare equal.
         self.config = json.loads(json.dumps(jsonable(dict(config))))
         self.name = name or self.path.name
         self.verbose = verbose
         self._printer = printer or (lambda line: print(line, flush=True))
-        self._start = time.monotonic()
+        self._start = time.monotonic() if started is None else started
         self._eta_origin: tuple[float, float] | None = None
         self._locked = False
         check_output_dir(self.path)
@@ -430,19 +473,7 @@ class OutputDir:
         if not self.config_path.exists():
             write_json(self.config_path, self.config)
             return
-        saved = read_json(self.config_path)
-        if saved == self.config:
-            return
-        differences = []
-        for key in sorted(set(saved) | set(self.config)):
-            old, new = saved.get(key, "<absent>"), self.config.get(key, "<absent>")
-            if old != new:
-                differences.append(f"{key}: saved {old}, now {new}")
-        raise ConfigMismatchError(
-            f"output directory {self.path} holds results of a different configuration "
-            f"({'; '.join(differences)}). Use another output directory, or delete this one "
-            "to start over."
-        )
+        check_config(self.path, self.config)
 
     def _remove_stale_temporaries(self) -> None:
         # Left by a run killed while writing; never a result (they are renamed when complete),
@@ -465,7 +496,8 @@ class OutputDir:
 
     @property
     def tensorboard_dir(self) -> Path:
-        return self.path / "tensorboard"
+        return self.path / "tensorboard" if self._tensorboard_dir is None else (
+            self._tensorboard_dir)
 
     def _stage_path(self, stage: str) -> Path:
         if not stage or "/" in stage or stage.startswith("."):

@@ -36,8 +36,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Circle
-from matplotlib.ticker import MaxNLocator
+from matplotlib.patches import Circle, Patch
+from matplotlib.ticker import MaxNLocator, NullFormatter
 from matplotlib.transforms import offset_copy
 
 from tfstiffness._io import atomic_write
@@ -364,6 +364,70 @@ def _xi_status(critical: Any) -> tuple[float | None, str | None, float | None]:
     return xi, status, bound
 
 
+def _estimates(critical: Any) -> tuple[Any, Any]:
+    """(crossing, linear fit) of `critical`: one estimate, a sequence of them, or None."""
+    if critical is None or isinstance(critical, (int, float, np.number)):
+        return critical, None
+    items = list(critical) if isinstance(critical, (list, tuple)) else [critical]
+    crossing = fit = None
+    for item in items:
+        if item is None:
+            continue
+        if _get(item, "method") == "linear_fit":
+            fit = item
+        else:
+            crossing = item
+    return crossing, fit
+
+
+# Distances d = 1 - cos lie in [0, 2]: a fitted xi beyond is not drawn on the axis.
+_LARGEST_DISTANCE = 2.0
+
+
+def _draw_linear_fit(ax, fit: Any, colour: str, prefix: str) -> None:
+    """The fitted line over the distances it saw, continued (thinner) to its xi when xi is
+    extrapolated, xi as an x on the zero line, and a legend entry saying which."""
+    slope, intercept = _get(fit, "slope"), _get(fit, "intercept")
+    status, xi = _get(fit, "status"), _get(fit, "xi")
+    r_squared = _get(fit, "r_squared")
+    fit_text = "" if r_squared is None or not math.isfinite(float(r_squared)) else (
+        f", R² {float(r_squared):.2f}")
+    if slope is None or intercept is None or not math.isfinite(float(slope)):
+        ax.plot([], [], linestyle="none", label=f"{prefix}linear fit: no ξ ({status})")
+        return
+    slope, intercept = float(slope), float(intercept)
+    low, high = _get(fit, "distance_range") or ax.get_xlim()
+    seen = np.linspace(float(low), float(high), 2)
+    ax.plot(seen, slope * seen + intercept, ":", color=colour, linewidth=1.6)
+    if status != "fitted" or xi is None or not math.isfinite(float(xi)):
+        reason = {"no_decay": "no decay", "nonpositive_at_zero": "≤ 0 at distance 0"}.get(
+            status, str(status))
+        ax.plot([], [], ":", color=colour,
+                label=f"{prefix}linear fit: no ξ ({reason}; slope {slope:+.3g}{fit_text})")
+        return
+    xi = float(xi)
+    extrapolated = bool(_get(fit, "extrapolated"))
+    low, high = float(low), float(high)
+    # An extrapolated line is continued at most one measured range past it (and never past
+    # the largest possible distance), so a far xi does not squash the measured curve.
+    limit = min(_LARGEST_DISTANCE, high + (high - low))
+    if extrapolated:
+        end = min(xi, limit) if xi > high else max(xi, 0.0)
+        reach = np.linspace(high if xi > high else low, end, 2)
+        ax.plot(reach, slope * reach + intercept, ":", color=colour, linewidth=0.8, alpha=0.7)
+    where = (f", extrapolated past {high:.3g}" if extrapolated and xi > high else
+             f", extrapolated below {low:.3g}" if extrapolated else "")
+    if xi > _LARGEST_DISTANCE:
+        where += f" and past d = {_LARGEST_DISTANCE:g}"
+    label = f"{prefix}ξ = {xi:.3g} (linear fit{fit_text}{where})"
+    if xi <= limit:
+        ax.plot([xi], [0.0], marker="X", color=colour, markersize=8, markeredgecolor="black",
+                markeredgewidth=0.5, linestyle=":",
+                markerfacecolor="white" if extrapolated else colour, label=label, zorder=5)
+    else:
+        ax.plot([], [], ":", color=colour, label=label)
+
+
 def stiffness_vs_distance(
     curve: Any,
     critical: Any = None,
@@ -372,22 +436,29 @@ def stiffness_vs_distance(
     ax: Any = None,
     title: str | None = None,
 ) -> Figure:
-    """Mean stiffness per distance bin, with pair counts and the critical length xi.
+    """Mean stiffness per distance bin, with pair counts and the critical length xi by both
+    estimators.
 
     Empty bins (NaN mean) are skipped. The count per bin is a light bar chart on a twin axis.
-    When the curve crossed zero, xi is a dashed vertical line with its value in the legend;
-    otherwise a triangle on the zero line at the bound points to where xi lies, and the legend
-    says "xi > bound" (never crossed: xi lies beyond the largest distance seen) or
-    "xi < bound" (non-positive from the first bin), never an invented number. With more than
-    three legend entries the legend goes below the plot, clear of the curves.
+    Crossing estimator: when the curve crossed zero, xi is a dashed vertical line with its
+    value in the legend; otherwise a triangle on the zero line at the bound points to where xi
+    lies, and the legend says "xi > bound" (never crossed: xi lies beyond the largest distance
+    seen) or "xi < bound" (non-positive from the first bin), never an invented number. Linear
+    fit: the fitted line (dotted) over the distances measured and its xi as an X on the zero
+    line; an extrapolated xi is a hollow X, reached by a thinner continuation of the line
+    (drawn at most one measured range past the data: a farther xi is in the legend only), and
+    the legend says "extrapolated". With more than three legend entries the legend goes below
+    the plot, clear of the curves.
 
     Args:
         curve: An object (or mapping) with `edges` [B+1] (optional), `centres` [B], `means` [B]
             (NaN for empty bins), `counts` [B] (optional) and `pairs` (str, optional). Or a list
             of `curve` or `(curve, critical, label)` entries to overlay, e.g. one per learning
             rate; then `critical` and `label` are ignored.
-        critical: The critical length: an object with `xi`, `status` ("crossed",
-            "never_crossed" or "nonpositive_from_start") and `bound`, or a plain float xi.
+        critical: The critical length: an object with `xi`, `status` and `bound` (and, for the
+            linear fit, `method` "linear_fit", `slope`, `intercept`, `r_squared`,
+            `extrapolated`, `distance_range`: a `measures.CriticalLength`), a sequence of such
+            objects (one per estimator), or a plain float xi.
         path: Where to save the figure (.png/.pdf/.svg), or None.
         label: Legend label of the curve.
         ax: Existing axes to draw into (its figure is returned and saved); default a new figure.
@@ -411,7 +482,8 @@ def stiffness_vs_distance(
     entries = _curve_entries(curve, critical, label)
     own_figure = ax is None
     if ax is None:
-        fig = _new_figure((7.5, 4.5 + 0.25 * max(len(entries) - 1, 0)))
+        with_fit = any(_estimates(entry[1])[1] is not None for entry in entries)
+        fig = _new_figure((9.0 if with_fit else 7.5, 4.5 + 0.25 * max(len(entries) - 1, 0)))
         ax = fig.add_subplot()
     else:
         fig = ax.figure
@@ -422,6 +494,7 @@ def stiffness_vs_distance(
 
     multi = len(entries) > 1
     pair_kinds = set()
+    per_entry = 1
     for index, (entry_curve, entry_critical, entry_label) in enumerate(entries):
         colour = f"C{index % 10}"
         centres = np.asarray(_get(entry_curve, "centres"), dtype=np.float64).reshape(-1)
@@ -450,12 +523,15 @@ def stiffness_vs_distance(
             counts_ax.stairs(counts, edges, fill=True, color=bar_colour,
                              alpha=0.18 if not multi else 0.10)
 
-        xi, status, bound = _xi_status(entry_critical)
+        crossing, fit = _estimates(entry_critical)
+        per_entry = max(per_entry, 1 + (crossing is not None) + (fit is not None))
+        xi, status, bound = _xi_status(crossing)
         prefix = f"{entry_label}: " if (multi and entry_label is not None) else ""
+        how = " (crossing)" if fit is not None else ""
         if status == "crossed" and xi is not None:
             ax.axvline(xi, color=colour, linestyle="--", linewidth=1.2,
-                       label=f"{prefix}ξ = {xi:.3g}")
-        elif entry_critical is not None:
+                       label=f"{prefix}ξ = {xi:.3g}{how}")
+        elif crossing is not None:
             # No crossing: a marker on the zero line at the bound, pointing to where xi lies,
             # and the statement in the legend (text in the plot would cross the curves).
             if status == "never_crossed" and bound is not None:
@@ -473,8 +549,13 @@ def stiffness_vs_distance(
                         label=text, zorder=5, transform=lift)
             else:
                 ax.plot([], [], linestyle="none", label=text)
+        if fit is not None:
+            _draw_linear_fit(ax, fit, colour, prefix)
 
     ax.axhline(0.0, color="black", linewidth=0.8)
+    low, high = ax.get_ylim()
+    # Room below and above the zero line for the stacked bound markers.
+    ax.set_ylim(min(low, -0.08 * (high - low)), max(high, 0.08 * (high - low)))
     ax.set_xlabel("distance  d = 1 − x̂₁·x̂₂")
     ax.set_ylabel("mean stiffness")
     counts_ax.set_ylabel("pairs per bin", color="0.4")
@@ -482,8 +563,10 @@ def stiffness_vs_distance(
     handles, labels = ax.get_legend_handles_labels()
     if own_figure and len(handles) > 3:
         # Many entries: below the plot, where they cover no curve; one column per curve
-        # (its line above its xi) when every curve has both.
-        columns = len(entries) if len(handles) == 2 * len(entries) <= 6 else 2
+        # (its line above its xi) when every curve has all of its entries.
+        longest = max(len(text) for text in labels)
+        columns = (1 if longest > 48 else len(entries)
+                   if len(handles) == per_entry * len(entries) and len(entries) <= 3 else 2)
         fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=8,
                    frameon=False)
     else:
@@ -510,6 +593,8 @@ _METRIC_LABELS = {
     "within": "within-class stiffness",
     "between": "between-class stiffness",
     "xi": "critical length ξ",
+    "xi_crossing": "critical length ξ (crossing)",
+    "xi_linear_fit": "critical length ξ (linear fit)",
 }
 
 
@@ -517,7 +602,7 @@ def training_curves(
     history: Mapping[str, Mapping[str, Any]],
     x: str = "epoch",
     path: str | os.PathLike | None = None,
-    metrics: Sequence[str] = ("within", "between", "xi"),
+    metrics: Sequence[str] = ("within", "between", "xi_crossing", "xi_linear_fit"),
     title: str | None = None,
 ) -> Figure:
     """Stiffness and xi over training, one line per run (e.g. per learning rate).
@@ -528,10 +613,13 @@ def training_curves(
 
     Args:
         history: Run label (e.g. "lr=0.001") -> mapping of equal-length arrays with the `x` key
-            and the metric keys; NaN (e.g. xi undefined) leaves a gap. With ``xi_status``
-            (`probes.XI_STATUSES` codes or names) and ``xi_bound`` arrays, the xi panel marks
-            each point where xi is undefined with an open triangle at its bound (up: xi lies
-            above it; down: below), explained in a legend below the panels.
+            and the metric keys; NaN (e.g. xi undefined) leaves a gap. Optional companions of
+            a metric M: ``M_low`` and ``M_high`` draw a shaded band (a confidence interval;
+            infinite or NaN ends leave the band out there); ``M_status``
+            (`probes.XI_STATUSES` codes or names) and ``M_bound`` mark each point where a
+            crossing xi is undefined with an open triangle at its bound (up: xi lies above
+            it; down: below); ``M_extrapolated`` (1/0) draws the points of an extrapolated
+            linear-fit xi hollow. Each marking is explained in a legend below the panels.
         x: "epoch" or "train_loss" (any key present in every run works).
         path: Where to save the figure (.png/.pdf/.svg), or None.
         metrics: One panel per metric key, in order; keys absent from every run are dropped.
@@ -544,22 +632,25 @@ def training_curves(
         >>> import numpy as np
         >>> h = {"lr=0.01": {"epoch": np.arange(3), "train_loss": np.array([2.0, 1.0, 0.5]),
         ...                  "within": np.array([0.5, 0.4, 0.3]),
+        ...                  "within_low": np.array([0.4, 0.3, 0.2]),
+        ...                  "within_high": np.array([0.6, 0.5, 0.4]),
         ...                  "between": np.array([0.0, 0.1, 0.05]),
-        ...                  "xi": np.array([np.nan, 0.9, 0.6])}}
+        ...                  "xi_linear_fit": np.array([2.5, 0.9, 0.6]),
+        ...                  "xi_linear_fit_extrapolated": np.array([1, 0, 0])}}
         >>> fig = training_curves(h, x="train_loss")
-        >>> bool(fig.axes[0].xaxis_inverted())
-        True
+        >>> bool(fig.axes[0].xaxis_inverted()), len(fig.axes)
+        (True, 3)
     """
     if not history:
         raise ValueError("history is empty")
     shown = [m for m in metrics if any(m in run for run in history.values())]
     if not shown:
         raise ValueError(f"none of the metrics {list(metrics)} is in the history")
-    fig = _new_figure((4.6 * len(shown), 4.3))
+    fig = _new_figure((4.3 * len(shown), 4.3))
     axes = fig.subplots(1, len(shown), sharex=True, squeeze=False)[0]
 
     all_x = []
-    undefined_xi: set[str] = set()
+    notes: set[str] = set()
     for index, (run_label, run) in enumerate(history.items()):
         if x in run:
             xs = np.asarray(run[x], dtype=np.float64).reshape(-1)
@@ -576,19 +667,47 @@ def training_curves(
                 raise ValueError(f"run {run_label!r}: {metric} has {ys.size} values, "
                                  f"{x} has {xs.size}")
             colour = f"C{index % 10}"
-            ax.plot(xs, ys, "o-", markersize=3, color=colour, label=str(run_label))
-            if metric == "xi" and "xi_bound" in run and "xi_status" in run:
+            if f"{metric}_low" in run and f"{metric}_high" in run:
+                low = np.asarray(run[f"{metric}_low"], dtype=np.float64).reshape(-1)
+                high = np.asarray(run[f"{metric}_high"], dtype=np.float64).reshape(-1)
+                finite = np.isfinite(low) & np.isfinite(high)
+                if finite.any():
+                    ax.fill_between(xs, np.where(finite, low, np.nan),
+                                    np.where(finite, high, np.nan), color=colour, alpha=0.18,
+                                    linewidth=0, where=finite)
+                    notes.add("band")
+            ax.plot(xs, ys, "-", color=colour, label=str(run_label))
+            hollow = np.zeros(ys.shape, bool)
+            if f"{metric}_extrapolated" in run:
+                hollow = np.asarray(run[f"{metric}_extrapolated"],
+                                    dtype=np.float64).reshape(-1) == 1
+                if (hollow & np.isfinite(ys)).any():
+                    notes.add("extrapolated")
+            ax.plot(xs[~hollow], ys[~hollow], "o", markersize=3.5, color=colour)
+            ax.plot(xs[hollow], ys[hollow], "o", markersize=5, markerfacecolor="white",
+                    markeredgecolor=colour)
+            if f"{metric}_bound" in run and f"{metric}_status" in run:
                 # Runs often share a bound (the same probe): dodge so each stays visible.
                 dodge = index - (len(history) - 1) / 2
                 shifted = xs * 1.03**dodge if x == "train_loss" else xs + 0.08 * dodge
-                undefined_xi |= _xi_bounds(ax, shifted, ys, run, colour)
+                notes |= _xi_bounds(ax, shifted, ys, run, metric, colour)
 
     xs_all = np.concatenate(all_x) if all_x else np.array([])
     xs_all = xs_all[np.isfinite(xs_all)]
     for ax, metric in zip(axes, shown):
+        if metric.startswith("xi") and any(f"{metric}_high" in run for run in history.values()):
+            # An extrapolated xi's interval can reach thousands (a nearly flat fitted line):
+            # keep the lines readable, let such a band run off the top.
+            drawn = np.concatenate([np.ravel(np.asarray(run[key], dtype=np.float64))
+                                    for run in history.values()
+                                    for key in (metric, f"{metric}_bound") if key in run])
+            drawn = drawn[np.isfinite(drawn)]
+            if drawn.size:
+                low, high = ax.get_ylim()
+                ax.set_ylim(low, min(high, 1.5 * drawn.max()))
         ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
         ax.set_title(_METRIC_LABELS.get(metric, metric).capitalize(), fontsize=10)
-        if metric != "xi":
+        if not metric.startswith("xi"):
             ax.axhline(0.0, color="black", linewidth=0.6)
         ax.grid(alpha=0.3)
         if x == "train_loss":
@@ -600,13 +719,19 @@ def training_curves(
     if x == "train_loss":
         if xs_all.size and np.all(xs_all > 0):
             axes[0].set_xscale("log")
+            # Labelled ticks at 1-2-5 steps: a short log range has one power of ten or none,
+            # and matplotlib's minor labels collide.
+            nice = [m * 10.0**e for e in range(-6, 4) for m in (1, 2, 5)]
+            ticks = [t for t in nice if xs_all.min() <= t <= xs_all.max()]
+            for ax in axes:
+                ax.xaxis.set_minor_formatter(NullFormatter())
+                if len(ticks) >= 2:
+                    ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
         axes[0].invert_xaxis()  # shared x: inverting one inverts all.
     axes[0].legend(fontsize=8)
-    if undefined_xi:
-        handles = [Line2D([], [], marker=_BOUND_MARKERS[status], markerfacecolor="white",
-                          markeredgecolor="0.3", linestyle="none", label=_BOUND_TEXT[status])
-                   for status in sorted(undefined_xi)]
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
+    if notes:
+        handles = [_NOTE_HANDLES[note]() for note in sorted(notes)]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 2),
                    fontsize=8, frameon=False)
     if title is not None:
         fig.suptitle(title)
@@ -614,17 +739,26 @@ def training_curves(
 
 
 _BOUND_MARKERS = {"never_crossed": "^", "nonpositive_from_start": "v"}
-_BOUND_TEXT = {"never_crossed": "ξ undefined, above the bound: stiffness > 0 at every distance",
-               "nonpositive_from_start": "ξ undefined, below the bound: stiffness ≤ 0 from the "
-                                         "first bin"}
+_NOTE_HANDLES = {
+    "never_crossed": lambda: Line2D(
+        [], [], marker="^", markerfacecolor="white", markeredgecolor="0.3", linestyle="none",
+        label="ξ (crossing) undefined, above the bound: stiffness > 0 at every distance"),
+    "nonpositive_from_start": lambda: Line2D(
+        [], [], marker="v", markerfacecolor="white", markeredgecolor="0.3", linestyle="none",
+        label="ξ (crossing) undefined, below the bound: stiffness ≤ 0 from the first bin"),
+    "extrapolated": lambda: Line2D(
+        [], [], marker="o", markerfacecolor="white", markeredgecolor="0.3", linestyle="none",
+        label="open circle: ξ (linear fit) extrapolated beyond the distances measured"),
+    "band": lambda: Patch(color="0.3", alpha=0.18, label="shaded: confidence interval"),
+}
 _XI_STATUS_NAMES = ("crossed", "never_crossed", "nonpositive_from_start")
 
 
-def _xi_bounds(ax, xs: np.ndarray, xi: np.ndarray, run: Mapping[str, Any],
+def _xi_bounds(ax, xs: np.ndarray, xi: np.ndarray, run: Mapping[str, Any], metric: str,
                colour: str) -> set[str]:
     """Open triangles at the bound where xi is undefined; returns the statuses drawn."""
-    bounds = np.asarray(run["xi_bound"], dtype=np.float64).reshape(-1)
-    statuses = list(np.asarray(run["xi_status"]).reshape(-1))
+    bounds = np.asarray(run[f"{metric}_bound"], dtype=np.float64).reshape(-1)
+    statuses = list(np.asarray(run[f"{metric}_status"]).reshape(-1))
     drawn = set()
     for status, marker in _BOUND_MARKERS.items():
         codes = [_XI_STATUS_NAMES.index(status), status]

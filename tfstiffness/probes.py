@@ -23,13 +23,33 @@ are these under ``stiffness/``):
   ``between`` (`measures.within_between` of the class matrix), ``mean`` (all pairs),
   ``superclass_contrast`` (with `fine_to_coarse`), ``class_matrix`` [K, K], the within-class
   stiffness-vs-distance curve ``curve_edges`` [B + 1], ``curve_means`` [B], ``curve_counts``
-  [B] and its critical length: ``xi_crossed`` (1/0), ``xi`` (NaN unless crossed),
-  ``xi_status`` (index into `XI_STATUSES`), ``xi_bound`` (where xi lies when it did not cross),
-  and ``layer/LAYER`` with `by_layer` (mean stiffness of that layer's parameters alone).
+  [B], its critical length by both estimators of `measures.critical_length`:
 
-Scalars are the 0-d values except ``xi_status`` and ``xi_bound``; NaN scalars are skipped by
-the writer (xi where the curve did not cross). Images: the class matrix and the
-stiffness-vs-distance curve of each pair set and kind. Histograms: every pairwise value.
+  - crossing: ``xi_crossed`` (1/0), ``xi_crossing`` (NaN unless crossed),
+    ``xi_crossing_status`` (index into `XI_STATUSES`), ``xi_crossing_bound`` (where xi lies
+    when it did not cross);
+  - linear fit: ``xi_linear_fit`` (NaN unless a line with a negative slope reaches zero at a
+    positive distance), ``xi_linear_fit_status``, ``xi_linear_fit_slope``,
+    ``xi_linear_fit_intercept``, ``xi_linear_fit_r2`` and ``xi_linear_fit_extrapolated`` (1
+    when xi lies outside the distances measured, 0 inside, NaN without xi);
+
+  and ``layer/LAYER`` with `by_layer` (mean stiffness of that layer's parameters alone).
+- per pair set, under ``PAIRS/alignment/`` (from the Gram block itself, not a stiffness kind;
+  `tfstiffness.alignment`): for ``train_train`` and ``val_val`` ``m_coherence``,
+  ``class_m_coherence`` [K], ``gradient_diversity``, ``gradient_confusion`` and
+  ``gradient_confusion_cosine``; for ``train_val`` ``summed_gradient_cosine`` (the train-val
+  alignment: the cosine between the summed train and the summed val gradients).
+- with ``bootstrap_samples > 0``: percentile bootstrap intervals (`uncertainty.bootstrap`,
+  probe examples resampled within classes, from the Gram matrix already computed: no extra
+  gradient) as ``NAME_ci_low`` and ``NAME_ci_high`` beside ``within``, ``between``,
+  ``superclass_contrast``, ``xi_crossing``, ``xi_linear_fit`` and ``alignment/m_coherence``.
+  An xi interval end is +inf (-inf) when more than (1 - confidence) / 2 of the resamples have
+  no xi below (above) the distances measured.
+
+Scalars are the 0-d values except the xi statuses and the crossing bound; NaN and infinite
+scalars are skipped by the writer (xi where there is none). Images: the class matrix and the
+stiffness-vs-distance curve (both estimators) of each pair set and kind. Histograms: every
+pairwise value.
 
 Adding a measure: compute it in `_pair_values` (it sees one pair set's stiffness matrix, its
 Gram block, labels and distances) and return it under a new name. It then reaches the
@@ -60,14 +80,21 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import _structure, measures
+from tfstiffness import _structure, alignment, measures, uncertainty
 
-__all__ = ["XI_STATUSES", "Measurement", "ProbeSets", "scalar_values"]
+__all__ = ["INTERVAL_STATISTICS", "XI_ESTIMATORS", "XI_STATUSES", "Measurement", "ProbeSets",
+           "scalar_values"]
 
-#: `measures.CriticalLength.status` values, in the order of the ``xi_status`` codes.
+#: `measures.CriticalLength.status` values, in the order of the ``xi_*_status`` codes.
 XI_STATUSES = measures.CRITICAL_LENGTH_STATUSES
-# Numbers that are not TensorBoard scalars (a status code; a bound shown in the curve image).
-_NOT_SCALARS = ("/xi_status", "/xi_bound")
+#: The critical-length estimators (`measures.critical_length` methods), as in the value names.
+XI_ESTIMATORS = ("crossing", "linear_fit")
+#: Statistics given a bootstrap interval, per pair set and kind (``superclass_contrast`` only
+#: with super-classes, the xi only where the pair set has a curve).
+INTERVAL_STATISTICS = ("within", "between", "superclass_contrast", "xi_crossing",
+                       "xi_linear_fit")
+# Numbers that are not TensorBoard scalars (status codes; a bound shown in the curve image).
+_NOT_SCALARS = ("/xi_crossing_status", "/xi_crossing_bound", "/xi_linear_fit_status")
 
 
 @dataclasses.dataclass
@@ -79,8 +106,9 @@ class Measurement:
             checkpoints and results keep.
         gram_method: the `gradient_gram` method that computed the Gram matrix.
         stiffness: (pairs, kind) -> the pair set's stiffness matrix (for histograms; not kept).
-        curves: (pairs, kind) -> (`measures.StiffnessCurve`, `measures.CriticalLength`), for
-            the images; absent for a pair set without two examples of one class.
+        curves: (pairs, kind) -> (`measures.StiffnessCurve`, (crossing, linear fit)
+            `measures.CriticalLength`s), for the images; absent for a pair set without two
+            examples of one class.
     """
 
     values: dict[str, Any]
@@ -93,7 +121,8 @@ def scalar_values(values: Mapping[str, Any]) -> dict[str, float]:
     """The TensorBoard scalars among a measurement's values: finite-or-NaN numbers.
 
     Example:
-        >>> scalar_values({"a/within": 0.5, "a/class_matrix": np.eye(2), "a/xi_status": 1})
+        >>> scalar_values({"a/within": 0.5, "a/class_matrix": np.eye(2),
+        ...                "a/xi_crossing_status": 1})
         {'a/within': 0.5}
     """
     return {key: float(value) for key, value in values.items()
@@ -139,10 +168,17 @@ class ProbeSets:
         representation: optional ``f(model, x) -> [n, d]`` features in which distances are
             measured at each measurement (e.g. a pooled hidden layer); None: input distances,
             computed once.
+        bootstrap_samples: resamples of the bootstrap intervals (``..._ci_low`` /
+            ``..._ci_high`` values); 0 (the default) measures no interval. A few hundred give
+            stable 95% ends; the cost grows linearly with it and is mostly the xi estimators
+            refitted on each resample.
+        bootstrap_confidence: nominal coverage of the intervals, in (0, 1).
+        bootstrap_seed: seed of the resampling (the same resamples at every measurement).
 
     Raises:
         ValueError: inconsistent lengths or shapes, labels that are not classes, an unknown
-            kind, a non-positive bin count, or `fine_to_coarse` not of length `num_classes`.
+            kind, a non-positive bin count, `fine_to_coarse` not of length `num_classes`, or
+            bootstrap settings out of range.
     """
 
     def __init__(
@@ -161,6 +197,9 @@ class ProbeSets:
         method: str = "auto",
         batch_size: int | None = None,
         representation: Callable[[Any, np.ndarray], np.ndarray] | None = None,
+        bootstrap_samples: int = 0,
+        bootstrap_confidence: float = 0.95,
+        bootstrap_seed: int = 0,
     ):
         self.probe_x = _as_array(probe_x, "probe_x")
         self.probe_y = np.asarray(probe_y)
@@ -186,6 +225,20 @@ class ProbeSets:
         self.distance_bins = positive_int(distance_bins, "distance_bins")
         self.loss, self.by_layer, self.method, self.batch_size = loss, by_layer, method, batch_size
         self.representation = representation
+        if isinstance(bootstrap_samples, bool) or not isinstance(
+                bootstrap_samples, (int, np.integer)) or bootstrap_samples < 0:
+            raise ValueError("bootstrap_samples: expected an integer >= 0 (0: no intervals), "
+                             f"got {bootstrap_samples!r}.")
+        if isinstance(bootstrap_confidence, bool) or not isinstance(
+                bootstrap_confidence, (int, float)) or not 0 < bootstrap_confidence < 1:
+            raise ValueError("bootstrap_confidence: expected a number in (0, 1), e.g. 0.95, "
+                             f"got {bootstrap_confidence!r}.")
+        if isinstance(bootstrap_seed, bool) or not isinstance(
+                bootstrap_seed, (int, np.integer)) or bootstrap_seed < 0:
+            raise ValueError(f"bootstrap_seed: expected an integer >= 0, got {bootstrap_seed!r}.")
+        self.bootstrap_samples = int(bootstrap_samples)
+        self.bootstrap_confidence = float(bootstrap_confidence)
+        self.bootstrap_seed = int(bootstrap_seed)
 
         self.labels = _class_labels(self.probe_y, "probe_y")
         self.val_labels = _class_labels(val_y, "val_y") if self.has_val else None
@@ -213,6 +266,9 @@ class ProbeSets:
         #: pair set -> the distance bin edges of the latest curve.
         self.curve_edges: dict[str, np.ndarray] = {}
         self._warned_no_curve: set[str] = set()
+        #: "PAIRS/KIND/STAT" -> resamples on which a statistic was undefined (e.g. no curve
+        #: bin left to fit), summed over measurements; each name is warned about once.
+        self.bootstrap_undefined: dict[str, int] = {}
         #: measurements whose gradients were not finite (recorded as NaN).
         self.undefined_count = 0
 
@@ -227,10 +283,9 @@ class ProbeSets:
         (NumPy, Python, TensorFlow's eager op seeds, Keras' seed generator) afterwards, so
         measuring never changes a training run.
         """
-        from tfstiffness.gram import (
-            NonFiniteGradientError,
-            gradient_gram,  # TensorFlow: imported on first use.
-        )
+        # TensorFlow: imported on first use (the binaries quieten its start-up log first).
+        from tfstiffness._validation import NonFiniteWeightsError
+        from tfstiffness.gram import NonFiniteGradientError, gradient_gram
 
         x, y = self.probe_x, self.probe_y
         if self.has_val:
@@ -256,6 +311,7 @@ class ProbeSets:
             if features is not None:
                 distances = measures.input_distances(
                     features[spec.rows], None if spec.one_set else features[spec.cols])
+            values.update(self._alignment_values(pairs, spec, gram.total))
             for kind in self.kinds:
                 S = _stiffness(gram.total, gram.sq_norms, spec, kind)
                 stiffness[pairs, kind] = S
@@ -283,6 +339,7 @@ class ProbeSets:
             values["zero_gradients/val"] = nan
         layers = dict.fromkeys(layer_key(v) for v in model.trainable_variables)
         for pairs in self._pairs:
+            values.update(self._alignment_values(pairs, self._pairs[pairs], None))
             for kind in self.kinds:
                 name = f"{pairs}/{kind}"
                 values.update({f"{name}/{stat}": nan for stat in ("within", "between", "mean")})
@@ -291,10 +348,9 @@ class ProbeSets:
                     values[f"{name}/superclass_contrast"] = nan
                 values.update({f"{name}/curve_edges": np.full(bins + 1, nan),
                                f"{name}/curve_means": np.full(bins, nan),
-                               f"{name}/curve_counts": np.zeros(bins, np.int64),
-                               f"{name}/xi_crossed": nan, f"{name}/xi": nan,
-                               f"{name}/xi_status": XI_STATUSES.index("no_pairs"),
-                               f"{name}/xi_bound": nan})
+                               f"{name}/curve_counts": np.zeros(bins, np.int64)})
+                values.update(_xi_values(name, None, None))
+                values.update(self._interval_values(name, self._interval_names(), None))
                 if self.by_layer:
                     values.update({f"{name}/layer/{layer}": nan for layer in layers})
         return Measurement(values=values, gram_method="undefined", stiffness={}, curves={})
@@ -319,18 +375,100 @@ class ProbeSets:
                 self._warned_no_curve.add(pairs)
                 warnings.warn(f"{pairs} has no pair of examples of the same class, so no "
                               "stiffness-vs-distance curve or xi.", stacklevel=3)
+            curve = None
+        statistics = self._interval_names(with_xi=curve is not None)
+        if self.bootstrap_samples:
+            with warnings.catch_warnings():  # Counted and warned about once instead.
+                warnings.simplefilter("ignore", UserWarning)
+                intervals = uncertainty.bootstrap(
+                    statistics, S, spec.labels, labels2=spec.labels2,
+                    num_classes=self.num_classes, fine_to_coarse=self.fine_to_coarse,
+                    distances=distances, pairs="within",
+                    bins=self.distance_bins if curve is None else curve.edges,
+                    num_samples=self.bootstrap_samples, confidence=self.bootstrap_confidence,
+                    seed=self.bootstrap_seed)
+            self._count_undefined(name, intervals)
+            out.update(self._interval_values(name, statistics, intervals))
+        if curve is None:
             return out
         self.curve_edges[pairs] = curve.edges
-        critical = measures.critical_length(curve)
-        crossed = critical.status == "crossed"
+        critical = tuple(measures.critical_length(curve, method) for method in XI_ESTIMATORS)
         out.update({f"{name}/curve_edges": curve.edges, f"{name}/curve_means": curve.means,
-                    f"{name}/curve_counts": curve.counts,
-                    f"{name}/xi_crossed": float(crossed),
-                    f"{name}/xi": critical.xi if crossed else math.nan,
-                    f"{name}/xi_status": XI_STATUSES.index(critical.status),
-                    f"{name}/xi_bound": math.nan if crossed or critical.bound is None
-                    else critical.bound})
+                    f"{name}/curve_counts": curve.counts})
+        out.update(_xi_values(name, *critical))
         curves[pairs, kind] = (curve, critical)
+        return out
+
+    def _alignment_values(self, pairs: str, spec: _PairSet,
+                          G: np.ndarray | None) -> dict[str, Any]:
+        """The gradient-alignment family of one pair set from its Gram block (None: NaN, for an
+        undefined measurement). One set: m-coherence (overall and per class), gradient
+        diversity and confusion; two sets: the cosine of the summed gradients."""
+        name = f"{pairs}/alignment"
+        if not spec.one_set:
+            if G is None:
+                return {f"{name}/summed_gradient_cosine": math.nan}
+            return {f"{name}/summed_gradient_cosine": alignment.train_val_alignment(
+                G[spec.rows, spec.cols], G[spec.rows, spec.rows], G[spec.cols, spec.cols])}
+        if G is None:
+            out = {f"{name}/{stat}": math.nan for stat in (
+                "m_coherence", "gradient_diversity", "gradient_confusion",
+                "gradient_confusion_cosine")}
+            out[f"{name}/class_m_coherence"] = np.full(self.num_classes, math.nan)
+            if self.bootstrap_samples:
+                out.update(self._interval_values(name, ("m_coherence",), None))
+            return out
+        block = G[spec.rows, spec.cols]
+        stats = alignment.alignment_statistics(block, spec.labels, self.num_classes)
+        out = {f"{name}/m_coherence": stats.m_coherence(),
+               f"{name}/class_m_coherence": stats.class_m_coherence(),
+               f"{name}/gradient_diversity": stats.gradient_diversity(),
+               f"{name}/gradient_confusion": stats.gradient_confusion("gram"),
+               f"{name}/gradient_confusion_cosine": stats.gradient_confusion("cosine")}
+        if self.bootstrap_samples:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                interval = uncertainty.bootstrap(
+                    "m_coherence", block, spec.labels, num_classes=self.num_classes,
+                    num_samples=self.bootstrap_samples, confidence=self.bootstrap_confidence,
+                    seed=self.bootstrap_seed)
+            self._count_undefined(name, {"m_coherence": interval})
+            out.update(self._interval_values(name, ("m_coherence",), {"m_coherence": interval}))
+        return out
+
+    def _count_undefined(self, name: str, intervals: Mapping[str, Any]) -> None:
+        """Adds the undefined resamples of each interval to `bootstrap_undefined`; warns the
+        first time a statistic has some (its interval uses the other resamples)."""
+        for stat, interval in intervals.items():
+            if not interval.num_undefined:
+                continue
+            key = f"{name}/{stat}"
+            if key not in self.bootstrap_undefined:
+                warnings.warn(f"bootstrap: {key} is undefined on {interval.num_undefined} of "
+                              f"{interval.samples.size} resamples (e.g. a resample with "
+                              "too few pairs); its interval uses the others. Reported once; "
+                              "ProbeSets.bootstrap_undefined counts them.", UserWarning,
+                              stacklevel=4)
+            self.bootstrap_undefined[key] = (self.bootstrap_undefined.get(key, 0)
+                                             + interval.num_undefined)
+
+    def _interval_names(self, with_xi: bool = True) -> list[str]:
+        """The statistics given an interval in one pair set and kind."""
+        return [stat for stat in INTERVAL_STATISTICS
+                if (stat != "superclass_contrast" or self.fine_to_coarse is not None)
+                and (with_xi or not stat.startswith("xi_"))]
+
+    def _interval_values(self, name: str, statistics: Sequence[str],
+                         intervals: Mapping[str, Any] | None) -> dict[str, float]:
+        """``NAME/STAT_ci_low`` and ``_ci_high`` (NaN when `intervals` is None); nothing
+        without bootstrap samples."""
+        if not self.bootstrap_samples:
+            return {}
+        out = {}
+        for stat in statistics:
+            interval = None if intervals is None else intervals[stat]
+            out[f"{name}/{stat}_ci_low"] = math.nan if interval is None else interval.low
+            out[f"{name}/{stat}_ci_high"] = math.nan if interval is None else interval.high
         return out
 
     # ------------------------------------------------------------------------------------
@@ -417,6 +555,38 @@ def _stiffness(G: np.ndarray, sq_norms: np.ndarray, spec: _PairSet, kind: str) -
             return measures.stiffness_matrix(block, kind, sq_norms=sq_norms[rows])
         return measures.stiffness_matrix(block, kind, sq_norms=sq_norms[rows],
                                          sq_norms2=sq_norms[cols])
+
+
+def _xi_values(name: str, crossing: measures.CriticalLength | None,
+               fit: measures.CriticalLength | None) -> dict[str, float | int]:
+    """The critical length by both estimators as numbers (None, None: an undefined
+    measurement, every number NaN and the statuses "no_pairs")."""
+    nan, no_pairs = math.nan, XI_STATUSES.index("no_pairs")
+    if crossing is None:
+        out: dict[str, float | int] = {f"{name}/xi_crossed": nan, f"{name}/xi_crossing": nan,
+                                       f"{name}/xi_crossing_status": no_pairs,
+                                       f"{name}/xi_crossing_bound": nan}
+    else:
+        crossed = crossing.status == "crossed"
+        out = {f"{name}/xi_crossed": float(crossed),
+               f"{name}/xi_crossing": crossing.xi if crossed else nan,
+               f"{name}/xi_crossing_status": XI_STATUSES.index(crossing.status),
+               f"{name}/xi_crossing_bound": nan if crossed or crossing.bound is None
+               else crossing.bound}
+    fitted = fit is not None and fit.xi is not None
+
+    def number(value: float | None) -> float:
+        return nan if value is None else float(value)
+
+    out.update({
+        f"{name}/xi_linear_fit": fit.xi if fitted else nan,
+        f"{name}/xi_linear_fit_status": no_pairs if fit is None else XI_STATUSES.index(
+            fit.status),
+        f"{name}/xi_linear_fit_slope": nan if fit is None else number(fit.slope),
+        f"{name}/xi_linear_fit_intercept": nan if fit is None else number(fit.intercept),
+        f"{name}/xi_linear_fit_r2": nan if fit is None else number(fit.r_squared),
+        f"{name}/xi_linear_fit_extrapolated": float(fit.extrapolated) if fitted else nan})
+    return out
 
 
 def _mean_pairs(S: np.ndarray, spec: _PairSet) -> float:

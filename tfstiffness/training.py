@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import experiment
+from tfstiffness import _structure, experiment
 
 __all__ = ["EpochReport", "TrainingRun", "batch_order", "evaluate", "parse_eval_epochs",
            "train_resumable"]
@@ -132,8 +132,11 @@ def _loss_fn():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> tuple[float, float]:
+def evaluate(model, x: Any, y: np.ndarray, batch_size: int = 512) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of a logits model, in inference mode.
+
+    `x` is what the model takes: one array, or a list / dict of arrays (e.g. a keras_hub
+    text model's ``token_ids``, ``padding_mask`` and ``segment_ids``).
 
     Example:
         >>> import numpy as np
@@ -150,7 +153,7 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> tupl
     total_loss, correct = 0.0, 0
     loss_fn = tf.keras.losses.sparse_categorical_crossentropy
     for start in range(0, len(y), batch_size):
-        logits = model(x[start:start + batch_size], training=False)
+        logits = model(_structure.take(x, slice(start, start + batch_size)), training=False)
         labels = y[start:start + batch_size]
         total_loss += float(tf.reduce_sum(loss_fn(labels, logits, from_logits=True)))
         correct += int(np.sum(np.argmax(np.asarray(logits), axis=1) == labels))
@@ -188,7 +191,7 @@ class EpochReport:
 def train_resumable(
     out: experiment.OutputDir,
     build_model: Callable[[], Any],
-    x: np.ndarray,
+    x: Any,
     y: np.ndarray,
     *,
     epochs: int,
@@ -211,7 +214,8 @@ def train_resumable(
     Args:
         out: The experiment's output directory.
         build_model: Makes the (untrained) model; called after seeding Keras with `seed`.
-        x: Training inputs [N, ...].
+        x: Training inputs [N, ...]: one array, or a list / dict of arrays as the model
+            takes them.
         y: int training labels [N].
         epochs: Training epochs.
         learning_rate: Adam's constant learning rate.
@@ -312,7 +316,7 @@ def train_resumable(
         losses, weights = [], []
         for first in range(0, n, batch_size):
             idx = order[first:first + batch_size]
-            losses.append(float(train_step(x[idx], y[idx])))
+            losses.append(float(train_step(_structure.take(x, idx), y[idx])))
             weights.append(len(idx))
         epoch_loss.append(float(np.average(losses, weights=weights)) if losses else float("nan"))
         train_seconds.append(time.monotonic() - start)

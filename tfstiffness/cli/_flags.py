@@ -90,10 +90,52 @@ def define_data_dir(fv: FlagValues) -> None:
                         "then copy the folder).", flag_values=fv)
 
 
+_MODEL_HELP = {
+    "fc": "fc: fully connected 500-300-100",
+    "cnn": "cnn: the CNN for the data's shape, three 3x3 convolutions (16, 32, 32) with "
+           "max-pooling for images, Greydanus' three stride-2 Conv1D layers (25 channels) for "
+           "MNIST-1D signals",
+    "resnet20": "resnet20: ResNet20v1 without batch norm",
+    "transformer": "transformer: the package's small transformer classifier",
+    "bert_tiny": "bert_tiny: keras_hub's BertTextClassifier, 2 layers, 2 heads, hidden 64, "
+                 "random weights (needs `pip install keras-hub`)",
+}
+
+
 def define_model(fv: FlagValues, default: str, choices: Sequence[str]) -> None:
-    flags.DEFINE_enum("model", default, list(choices), "fc: fully connected 500-300-100; cnn: "
-                      "three 3x3 convolutions (16, 32, 32) with max-pooling; resnet20: "
-                      "ResNet20v1 without batch norm.", flag_values=fv)
+    flags.DEFINE_enum("model", default, list(choices),
+                      "; ".join(_MODEL_HELP.get(name, name) for name in choices) + ".",
+                      flag_values=fv)
+
+
+def _seeds_ok(values: Sequence[str] | None) -> bool:
+    if values is None:
+        return True
+    try:
+        seeds = [int(v) for v in values]
+    except ValueError:
+        return False
+    return bool(seeds) and min(seeds) >= 0 and len(set(seeds)) == len(seeds)
+
+
+def define_seeds(fv: FlagValues) -> None:
+    """--seeds: repeat the study over seeds (`studies.seeds.run_seeds`)."""
+    flags.DEFINE_list("seeds", None, "Repeat the study for each of these seeds, e.g. 0,1,2: one "
+                      "resumable run per seed in <output_dir>/seed=S, then the mean with a 95% "
+                      "interval across seeds in <output_dir> (summary.json, figures with bands, "
+                      "TensorBoard runs seed=S/... and mean_over_seeds). Replaces --seed.",
+                      flag_values=fv)
+    flags.register_validator("seeds", _seeds_ok,
+                             message="--seeds must be distinct comma-separated integers >= 0",
+                             flag_values=fv)
+
+
+def define_bootstrap_samples(fv: FlagValues, default: int) -> None:
+    flags.DEFINE_integer("bootstrap_samples", default, "Bootstrap resamples of the probe "
+                         "examples at each measurement (within classes, from the Gram matrix "
+                         "already computed): 95% intervals of within/between stiffness, the "
+                         "super-class contrast, both xi estimators and m-coherence; 0: none.",
+                         lower_bound=0, flag_values=fv)
 
 
 def define_probe_per_class(fv: FlagValues, default: int, splits: str) -> None:
@@ -217,21 +259,36 @@ def define_study(fv: FlagValues, run: Callable[..., Any], binary: str, *,
         define_max_examples(fv, validation="max_val_examples" in params)
     if "bins" in params:
         define_bins(fv, study_default(run, "bins"))
-    define_common(fv, seed_help or "Seed of the synthetic data, probes, initial weights and "
-                  "batch order.")
+    if "bootstrap_samples" in params:
+        define_bootstrap_samples(fv, study_default(run, "bootstrap_samples"))
+    define_common(fv, seed_help or "Seed of the synthetic data, probes, initial weights, "
+                  "batch order and bootstrap.")
+    if "seeds" in params:
+        define_seeds(fv)
 
 
 def study_kwargs(fv: FlagValues, run: Callable[..., Any]) -> dict[str, Any]:
     """`run`'s keyword arguments from the flags of the same names (``verbose``: not --quiet;
-    ``eval_epochs`` converted by `eval_epochs`)."""
+    ``eval_epochs`` converted by `eval_epochs`; ``seeds`` as integers).
+
+    Raises:
+        cli.CommandError: --seed and --seeds both given.
+    """
     kwargs: dict[str, Any] = {}
     for name in inspect.signature(run).parameters:
         if name == "verbose":
             kwargs[name] = not fv["quiet"].value
         elif name == "eval_epochs" and name in fv:
             kwargs[name] = eval_epochs(fv[name].value)
+        elif name == "seeds" and name in fv:
+            kwargs[name] = None if fv[name].value is None else [int(v) for v in fv[name].value]
         elif name in fv:
             kwargs[name] = fv[name].value
+    if kwargs.get("seeds") is not None and "seed" in fv and fv["seed"].present:
+        from tfstiffness.cli import CommandError
+
+        raise CommandError("--seed and --seeds: give one (--seeds runs the study once per "
+                           "seed)")
     return kwargs
 
 

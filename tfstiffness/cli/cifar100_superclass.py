@@ -6,7 +6,7 @@ class stiffness on fixed probes of 30 examples per class (3,000): the 100 x 100 
 ordered by super-class, the 20 x 20 super-class matrix and the super-class contrast (stiffness
 between classes of the same super-class minus between classes of different ones), with
 everything the class_stiffness binary measures. Default data: a synthetic hierarchy of 100
-image classes in 20 super-classes with CIFAR-100's label convention, no download (about two
+image classes in 20 super-classes with CIFAR-100's label convention, no download (about four
 minutes on 2 CPU cores). --dataset cifar100 reads CIFAR-100 from --data_dir.
 
 Writes config.json, summary.json, results.npz, figures/*.png and tensorboard/ (runs stiffness,
@@ -42,7 +42,7 @@ _DEFAULTS = study.DATA_DEFAULTS[_SYNTHETIC]
 flags.DEFINE_integer("synthetic_per_class", _DEFAULTS["num_per_class"], "hierarchical_images: "
                      "images per class and split.", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_float("synthetic_noise", _DEFAULTS["noise"], "hierarchical_images: per-pixel "
-                   "noise std (higher is harder; at 4 classes separate within an epoch or two).",
+                   "noise std (higher is harder; at 4 the classes separate within an epoch).",
                    lower_bound=0, flag_values=FLAGS)
 flags.DEFINE_float("synthetic_class_scale", 0.5, "hierarchical_images: std of each class's "
                    "pattern relative to its super-class prototype.", lower_bound=0,

@@ -3,13 +3,16 @@
 Trains one model per learning rate with Adam (same initial weights and batch order) and
 measures, at every epoch by default, stiffness on a fixed class-balanced training probe:
 within- and between-class stiffness and the within-class stiffness against input distance
-with its critical length xi. Compares the rates at equal epoch and at equal training loss.
-Default data: 5 overlapping Gaussian blobs in 20 dimensions, no download. --dataset mnist
-(fashion_mnist, cifar10, cifar100) reads a TensorFlow Datasets set from --data_dir.
+with its critical length xi by two estimators (crossing; linear fit, flagged when
+extrapolated), with bootstrap 95% intervals. Compares the rates at equal epoch and at equal
+training loss. Default data: MNIST-1D (generated offline), the paper's fully-connected net;
+about 2 minutes on 2 CPU cores. --dataset gaussian_blobs is synthetic; mnist (fashion_mnist,
+cifar10, cifar100) reads a TensorFlow Datasets set from --data_dir.
 
-Writes config.json, summary.json, results.npz, figures/*.png and tensorboard/ (one HParams
-session per rate, lr=<rate>, with runs lr=<rate>/stiffness and lr=<rate>/train written live)
-under --output_dir. Rerunning the same command resumes after the last finished epoch.
+Writes config.json, summary.json, xi_table.md (xi per rate at each epoch and loss level),
+results.npz, figures/*.png and tensorboard/ (one HParams session per rate, lr=<rate>, with
+runs lr=<rate>/stiffness and lr=<rate>/train written live) under --output_dir. Rerunning the
+same command resumes after the last finished epoch.
 
 Example:
   python -m tfstiffness.cli.learning_rate_study --learning_rates 1e-4,1e-3,1e-2 --epochs 20 \\
@@ -30,9 +33,10 @@ FLAGS = flags.FlagValues()
 _RUN = study.run_learning_rate_study
 _SYNTHETIC = "gaussian_blobs"
 _flags.define_study(FLAGS, _RUN, "learning_rate_study",
-                    datasets=[_SYNTHETIC, "mnist", "fashion_mnist", "cifar10", "cifar100"],
-                    dataset_help="gaussian_blobs (synthetic, offline) or a TensorFlow Datasets "
-                                 "image set.",
+                    datasets=["mnist1d", _SYNTHETIC, "mnist", "fashion_mnist", "cifar10",
+                              "cifar100"],
+                    dataset_help="mnist1d or gaussian_blobs (generated offline), or a "
+                                 "TensorFlow Datasets image set.",
                     models=["fc", "cnn", "resnet20"], probe_splits="from the training split")
 _flags.define_float_list(FLAGS, "learning_rates", _flags.study_default(_RUN, "learning_rates"),
                          "Adam's constant learning rates, one training run each.")

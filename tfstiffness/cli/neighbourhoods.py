@@ -44,6 +44,7 @@ flags.DEFINE_float("within", _flags.study_default(_RUN, "within"), "Distance to 
                    "boundary that counts as 'on the boundary' for the AUC.", lower_bound=0,
                    flag_values=FLAGS)
 _flags.define_common(FLAGS, "Seed of the initial weights and batch order.")
+_flags.define_seeds(FLAGS)
 
 
 def main(argv: Sequence[str]) -> None:

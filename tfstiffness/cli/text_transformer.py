@@ -1,19 +1,26 @@
 """Class stiffness of a small transformer text classifier, with stiffness against distance in
-its pooled representation (the paper fine-tuned BERT; this trains a small transformer from
-scratch).
+its pooled representation (the paper fine-tuned BERT; this trains a small transformer, or
+keras_hub's BERT classifier in a small configuration, from scratch).
 
-Trains the transformer (token and position embeddings, post-LN encoder blocks, masked mean
-pooling) with Adam at a constant learning rate and measures class stiffness through training
-on fixed class-balanced probes, as the class_stiffness binary does, with distances between
-the probes' pooled representations. Default data: synthetic token sequences (2 classes, 1,000
-per split), no download. --dataset glue/sst2 or imdb_reviews reads TensorFlow Datasets text
-from --data_dir.
+Trains the model with Adam at a constant learning rate and measures class stiffness through
+training on fixed class-balanced probes, as the class_stiffness binary does, with distances
+between the probes' pooled representations. --model transformer (default): token and
+position embeddings, post-LN encoder blocks, masked mean pooling. --model bert_tiny:
+keras_hub's BertTextClassifier (preprocessor=None) on a BertBackbone of 2 layers, 2 heads,
+hidden 64, intermediate 128, random weights, fed the package tokenizer's ids as keras_hub's
+dict inputs (token_ids, padding_mask, segment_ids); its pooled representation is the
+backbone's pooled_output. bert_tiny needs keras_hub: pip install keras-hub. --embed_dim,
+--num_heads and --num_blocks size either model (for bert_tiny: hidden_dim, num_heads,
+num_layers, with intermediate 2 x hidden). Default data: synthetic token sequences (2
+classes, 1,000 per split), no download. --dataset glue/sst2 or imdb_reviews reads TensorFlow
+Datasets text from --data_dir.
 
 Writes config.json, summary.json, results.npz, figures/*.png and tensorboard/ (runs stiffness,
 train, validation, written live) under --output_dir. Rerunning the same command resumes after
 the last finished epoch.
 
 Example:
+  python -m tfstiffness.cli.text_transformer --model bert_tiny --output_dir runs/bert_tiny
   python -m tfstiffness.cli.text_transformer --dataset glue/sst2 --epochs 5 \\
       --probe_per_class 250 --data_dir ~/tensorflow_datasets --output_dir runs/sst2
 """
@@ -33,6 +40,7 @@ _RUN = study.run_text_transformer
 _SYNTHETIC = "synthetic_text"
 _flags.define_study(FLAGS, _RUN, "text_transformer", datasets=study.DATASETS,
                     dataset_help="synthetic_text (offline) or a TensorFlow Datasets text set.",
+                    models=study.MODELS,
                     probe_splits="from the training and from the validation split")
 flags.DEFINE_integer("synthetic_per_split", 1000, "synthetic_text: sequences per split.",
                      lower_bound=2, flag_values=FLAGS)
@@ -41,12 +49,23 @@ flags.DEFINE_integer("vocab_size", None, "Vocabulary size, padding and out-of-vo
                      lower_bound=3, flag_values=FLAGS)
 flags.DEFINE_integer("sequence_length", None, "Padded sequence length; none: 32 for "
                      "synthetic_text, 64 for real text.", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_integer("embed_dim", study.MODEL_DEFAULTS["embed_dim"], "Transformer width.",
+flags.DEFINE_integer("embed_dim", None, "Width; none: "
+                     f"{study.MODEL_DEFAULTS['embed_dim']} for transformer, "
+                     f"{study.BERT_TINY_DEFAULTS['hidden_dim']} for bert_tiny.",
                      lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_integer("num_heads", study.MODEL_DEFAULTS["num_heads"], "Attention heads.",
+flags.DEFINE_integer("num_heads", None, "Attention heads; none: "
+                     f"{study.MODEL_DEFAULTS['num_heads']} for transformer, "
+                     f"{study.BERT_TINY_DEFAULTS['num_heads']} for bert_tiny.",
                      lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_integer("num_blocks", study.MODEL_DEFAULTS["num_blocks"], "Transformer blocks.",
+flags.DEFINE_integer("num_blocks", None, "Encoder blocks (layers); none: "
+                     f"{study.MODEL_DEFAULTS['num_blocks']} for transformer, "
+                     f"{study.BERT_TINY_DEFAULTS['num_layers']} for bert_tiny.",
                      lower_bound=1, flag_values=FLAGS)
+# Flag -> option of each model.
+_SIZE_OPTIONS = {"transformer": {"embed_dim": "embed_dim", "num_heads": "num_heads",
+                                 "num_blocks": "num_blocks"},
+                 "bert_tiny": {"embed_dim": "hidden_dim", "num_heads": "num_heads",
+                               "num_blocks": "num_layers"}}
 
 
 def main(argv: Sequence[str]) -> None:
@@ -59,8 +78,11 @@ def main(argv: Sequence[str]) -> None:
     for name in ("vocab_size", "sequence_length"):
         if FLAGS[name].value is not None:
             options[name] = FLAGS[name].value
-    model_options = {name: FLAGS[name].value for name in ("embed_dim", "num_heads",
-                                                          "num_blocks")}
+    model_options = {option: FLAGS[flag].value
+                     for flag, option in _SIZE_OPTIONS[FLAGS.model].items()
+                     if FLAGS[flag].value is not None}
+    if FLAGS.model == "bert_tiny" and "hidden_dim" in model_options:
+        model_options["intermediate_dim"] = 2 * model_options["hidden_dim"]
     _RUN(**{**_flags.study_kwargs(FLAGS, _RUN), "data_options": options,
             "model_options": model_options})
 

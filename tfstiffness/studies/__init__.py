@@ -10,6 +10,9 @@
 - `neighbourhoods`: Walker's neighbourhood stiffness on the two-arcs grid.
 - `layerwise`: Walker's stiffness through the layers of small MLPs.
 
+`seeds` repeats any of them over seeds (``seeds=[0, 1, 2]``, the binaries' ``--seeds``): one
+resumable run per seed and the mean with a Student-t interval across seeds.
+
 `runner` holds what every study shares: checked arguments and output directory, data and
 fixed probes, the resumable measured training loop with live TensorBoard
 (`probes.ProbeSets`, the measuring code of `StiffnessCallback` too), progress with an
@@ -27,6 +30,7 @@ Example:
 from tfstiffness.studies.cifar100_superclass import run_cifar100_superclass
 from tfstiffness.studies.class_stiffness import run_class_stiffness
 from tfstiffness.studies.layerwise import run_layerwise
+from tfstiffness.studies.influence import run_influence
 from tfstiffness.studies.learning_rate_study import (
     at_loss_levels,
     common_loss_levels,
@@ -41,6 +45,7 @@ from tfstiffness.studies.runner import (
     load_splits,
     validation_split,
 )
+from tfstiffness.studies.summary import run_summary
 from tfstiffness.studies.text_transformer import run_text_transformer
 
 __all__ = [
@@ -53,9 +58,11 @@ __all__ = [
     "load_splits",
     "run_cifar100_superclass",
     "run_class_stiffness",
+    "run_influence",
     "run_layerwise",
     "run_learning_rate_study",
     "run_neighbourhoods",
+    "run_summary",
     "run_text_transformer",
     "validation_split",
 ]

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ import numpy as np
 
 from tfstiffness import experiment, training
 from tfstiffness.studies import runner
+from tfstiffness.studies import seeds as seeds_lib
 
 __all__ = ["ACTIVATIONS", "layerwise_figure", "model_key", "run_layerwise"]
 
@@ -101,12 +103,14 @@ def run_layerwise(
     learning_rate: float = 0.1,
     probe_per_class: int = 100,
     seed: int = 0,
+    seeds: Sequence[int] | None = None,
     data_dir: str | None = None,
     grid_n: int = 50,
     batch_size: int = 32,
     max_train_examples: int | None = None,
     method: str = "auto",
     verbose: bool = True,
+    tensorboard_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Walker's layer-wise stiffness study (see the module docstring).
 
@@ -131,12 +135,15 @@ def run_layerwise(
         learning_rate: SGD learning rate.
         probe_per_class: Probe examples per class.
         seed: Seed of the probe, the initial weights and the batch order.
+        seeds: Repeat the study for each of these seeds (`studies.seeds`): mean and interval
+            across seeds in the summary, bands in the figure.
         data_dir: tfds data directory.
         grid_n: Grid size of "two_arcs".
         batch_size: SGD mini-batch size.
         max_train_examples: Keep only the first this many training examples (None: all).
         method: `gradient_gram` method.
         verbose: Print progress lines.
+        tensorboard_dir: Where the TensorBoard runs go (default ``output_dir/tensorboard``).
 
     Returns:
         The summary (what ``summary.json`` holds).
@@ -144,6 +151,15 @@ def run_layerwise(
     import keras
 
     from tfstiffness import models, summary, synthetic
+
+    if seeds is not None:
+        kwargs = {"dataset": dataset, "hidden_widths": [list(w) for w in hidden_widths],
+                  "activations": list(activations), "epochs": epochs,
+                  "learning_rate": learning_rate, "probe_per_class": probe_per_class,
+                  "data_dir": data_dir, "grid_n": grid_n, "batch_size": batch_size,
+                  "max_train_examples": max_train_examples, "method": method}
+        return seeds_lib.run_seeds(run_layerwise, output_dir, seeds, study="layerwise",
+                                   kwargs=kwargs, figures=_seed_figures, verbose=verbose)
 
     runner.check_arguments(epochs=epochs, learning_rate=learning_rate,
                            probe_per_class=probe_per_class, seed=seed, grid_n=grid_n,
@@ -179,7 +195,8 @@ def run_layerwise(
             raise runner.StudyInputError(f"{dataset}: {err}") from None
     probe = _balanced_indices(y, probe_per_class, seed)
     xp, yp = x[probe], y[probe]
-    out = experiment.OutputDir(output_dir, config, name="layerwise", verbose=verbose)
+    out = experiment.OutputDir(output_dir, config, name="layerwise", verbose=verbose,
+                               tensorboard_dir=tensorboard_dir)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     keys = [model_key(w, a) for w in hidden_widths for a in activations]
     skipped = [k for k in keys if out.done(k)]
@@ -261,6 +278,30 @@ def run_layerwise(
                          figure_step=epochs)
 
 
+def _seed_figures(study: str, stacked: Mapping[str, np.ndarray],
+                  config: Mapping[str, Any]) -> dict[str, Any]:
+    """The per-layer curves of the mean over seeds, bands across seeds."""
+    averaged = seeds_lib.mean_with_interval(stacked)
+    results = {}
+    for widths in config["hidden_widths"]:
+        for activation in config["activations"]:
+            key = model_key(widths, activation)
+            entry: dict[str, Any] = {"layers": [str(n) for n in averaged[f"{key}/layers"]]}
+            for phase in ("untrained", "trained"):
+                entry[phase] = {}
+                for metric in ("within", "between"):
+                    for suffix in ("", "_ci_low", "_ci_high"):
+                        name = f"{key}/{phase}/{metric}{suffix}"
+                        if name in averaged:
+                            entry[phase][metric + suffix.replace("_ci", "")] = averaged[
+                                name].tolist()
+            results[key] = entry
+    fig = layerwise_figure(results, config["hidden_widths"], config["activations"])
+    fig.suptitle(f"Layer-wise stiffness, mean over {len(stacked['seeds'])} seeds (shaded: "
+                 f"{seeds_lib.band_note(len(stacked['seeds']))})")
+    return {"layerwise": fig}
+
+
 def layerwise_figure(
     model_results: Mapping[str, Mapping[str, Any]],
     hidden_widths: Sequence[Sequence[int]],
@@ -272,7 +313,8 @@ def layerwise_figure(
 
     Args:
         model_results: `model_key` -> {"layers": [...], "untrained"/"trained": {"within":
-            [...], "between": [...]}}, as in the summary of `run_layerwise`.
+            [...], "between": [...]}}, as in the summary of `run_layerwise`; optional
+            ``"within_low"`` / ``"within_high"`` (and between) lists draw a shaded band.
         hidden_widths: The widths configurations (rows).
         activations: The activations (colours).
 
@@ -307,6 +349,11 @@ def layerwise_figure(
                                       dtype=np.float64)
                     ax.plot(np.arange(values.size), values, style, marker="o", markersize=4,
                             color=colours[activation])
+                    if f"{metric}_low" in entry[phase]:
+                        ax.fill_between(np.arange(values.size),
+                                        np.asarray(entry[phase][f"{metric}_low"], float),
+                                        np.asarray(entry[phase][f"{metric}_high"], float),
+                                        color=colours[activation], alpha=0.15, linewidth=0)
             sizes = [str(int(w)) for w in widths] + ["out"]
             ax.set_xticks(np.arange(len(layers)),
                           labels=[f"{name}\n({size})" for name, size in zip(layers, sizes)],

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ import numpy as np
 
 from tfstiffness import experiment, training
 from tfstiffness.studies import runner
+from tfstiffness.studies import seeds as seeds_lib
 
 __all__ = ["STAGES", "neighbourhoods_figure", "radius_key", "run_neighbourhoods"]
 
@@ -78,11 +80,13 @@ def run_neighbourhoods(
     epochs: int = 60,
     radii: Sequence[float] = (0.05, 0.10, 0.15),
     seed: int = 0,
+    seeds: Sequence[int] | None = None,
     method: str = "auto",
     weighting: str = "uniform",
     batch_size: int = 32,
     within: float = 0.1,
     verbose: bool = True,
+    tensorboard_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Walker's neighbourhood-stiffness study on the two-arcs grid (see the module docstring).
 
@@ -104,11 +108,15 @@ def run_neighbourhoods(
         epochs: Training epochs.
         radii: Neighbourhood radii (input units; the grid step is ``2 / (grid_n - 1)``).
         seed: Seed of the initial weights and of the batch order.
+        seeds: Repeat the study for each of these seeds (`studies.seeds`): the summary
+            gives each AUC as the mean over seeds with its interval, and the figure maps
+            each point's mean over seeds.
         method: `gradient_gram` method.
         weighting: "uniform" or "gaussian" neighbour weights.
         batch_size: SGD mini-batch size.
         within: Distance to the true boundary that makes a point positive for the AUC.
         verbose: Print progress lines.
+        tensorboard_dir: Where the TensorBoard runs go (default ``output_dir/tensorboard``).
 
     Returns:
         The summary (what ``summary.json`` holds).
@@ -119,6 +127,14 @@ def run_neighbourhoods(
 
     runner.check_arguments(grid_n=grid_n, learning_rate=learning_rate, epochs=epochs,
                            seed=seed, method=method, batch_size=batch_size)
+    if seeds is not None:
+        kwargs = {"grid_n": grid_n, "widths": list(widths), "learning_rate": learning_rate,
+                  "epochs": epochs, "radii": list(radii), "method": method,
+                  "weighting": weighting, "batch_size": batch_size, "within": within}
+        return seeds_lib.run_seeds(run_neighbourhoods, output_dir, seeds,
+                                   study="neighbourhoods", kwargs=kwargs,
+                                   figures=_seed_figures, headline=_seed_headline,
+                                   verbose=verbose)
     radii = [float(r) for r in radii]
     widths = [int(w) for w in widths]
     if not radii or not all(np.isfinite(r) and r > 0 for r in radii):
@@ -135,7 +151,8 @@ def run_neighbourhoods(
               "method": method, "weighting": weighting, "batch_size": batch_size,
               "within": within}
     experiment.check_output_dir(output_dir)
-    out = experiment.OutputDir(output_dir, config, name="neighbourhoods", verbose=verbose)
+    out = experiment.OutputDir(output_dir, config, name="neighbourhoods", verbose=verbose,
+                               tensorboard_dir=tensorboard_dir)
     x, y = synthetic.two_arcs_grid(grid_n)
     distance = synthetic.arcs_boundary_distance(x)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -240,6 +257,35 @@ def run_neighbourhoods(
                 "stage_seconds": {s: float(a["seconds"]) for s, a in stages.items()}}
     return runner.finish(out, results, arrays, {"neighbourhoods": fig}, run_info,
                          headline=headline, figure_step=epochs)
+
+
+def _seed_figures(study: str, stacked: Mapping[str, np.ndarray],
+                  config: Mapping[str, Any]) -> dict[str, Any]:
+    """The maps of each point's mean over seeds (`seeds.run_seeds`)."""
+    averaged = seeds_lib.mean_with_interval(stacked)
+    fig = neighbourhoods_figure(
+        averaged["x"], averaged["y"], {stage: averaged[f"{stage}_values"] for stage in STAGES},
+        averaged["radii"].tolist())
+    fig.suptitle(f"Neighbourhood stiffness, mean over {len(stacked['seeds'])} seeds "
+                 "(grey: no neighbour, or undefined in some seed)")
+    return {"neighbourhoods": fig}
+
+
+def _seed_headline(results: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for stage in STAGES:
+        parts = []
+        for key, value in results["across_seeds"]["stages"][stage]["radii"].items():
+            auc = value["auc"]
+            if isinstance(auc, Mapping) and auc.get("low") is not None:
+                parts.append(f"r={key}: {auc['mean']:.3f} [{auc['low']:.3f}, {auc['high']:.3f}]")
+            elif isinstance(auc, Mapping):
+                parts.append(f"r={key}: {runner.format_number(auc.get('mean'))}")
+            else:
+                parts.append(f"r={key}: {runner.format_number(auc)}")
+        lines.append(f"{stage}: boundary AUC, mean over seeds {results['seeds']} (95% "
+                     "t-interval): " + ", ".join(parts))
+    return lines
 
 
 def neighbourhoods_figure(

@@ -33,22 +33,31 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import experiment, training
+from tfstiffness import _structure, experiment, training
 from tfstiffness.probes import XI_STATUSES, ProbeSets
 
 __all__ = [
+    "CRITICAL_LENGTH_NOTE",
     "KINDS",
     "MODELS",
     "PAIRS",
     "EtaModel",
     "Prepared",
     "StudyInputError",
+    "alignment_stats",
+    "bootstrap_note",
     "build_model",
     "check_arguments",
+    "critical_lengths",
+    "curve_at",
     "finish",
     "fit_sgd",
     "format_number",
+    "interval_end",
+    "linear_fit_dict",
     "load_splits",
+    "model_inputs",
+    "pair_stats",
     "prepare",
     "set_weights",
     "train_measured",
@@ -59,7 +68,7 @@ __all__ = [
 ]
 
 #: Model names accepted by `build_model`.
-MODELS = ("fc", "cnn", "resnet20", "transformer")
+MODELS = ("fc", "cnn", "resnet20", "transformer", "bert_tiny")
 #: Probe pairings: rows from the first probe set, columns from the second.
 PAIRS = ("train_train", "train_val", "val_val")
 KINDS = ("sign", "cosine")
@@ -83,8 +92,8 @@ def check_arguments(**values: Any) -> None:
     ``epochs`` an integer >= 1; ``batch_size``, ``probe_per_class``, ``bins``,
     ``loss_levels``, ``grid_n`` integers >= 1; ``max_train_examples``, ``max_val_examples``
     None or integers >= 1; ``learning_rate`` and each of ``learning_rates`` a finite number
-    > 0; ``seed`` an integer >= 0; ``method`` a `gradient_gram` method. Others are not
-    checked here.
+    > 0; ``seed`` and ``bootstrap_samples`` integers >= 0; ``seeds`` None or distinct
+    integers >= 0; ``method`` a `gradient_gram` method. Others are not checked here.
 
     Raises:
         StudyInputError: naming the argument, the value and what was expected.
@@ -99,8 +108,16 @@ def check_arguments(**values: Any) -> None:
         if name in ("epochs", "batch_size", "probe_per_class", "bins", "loss_levels",
                     "grid_n") or (name.startswith("max_") and value is not None):
             _check_int(name, value, 1)
-        elif name == "seed":
+        elif name in ("seed", "bootstrap_samples"):
             _check_int(name, value, 0)
+        elif name == "seeds" and value is not None:
+            seeds = list(value)
+            if not seeds:
+                raise StudyInputError("seeds: expected at least one seed")
+            for seed in seeds:
+                _check_int("seeds", seed, 0)
+            if len(set(seeds)) != len(seeds):
+                raise StudyInputError(f"seeds: expected distinct values, got {seeds}")
         elif name in ("learning_rate", "learning_rates"):
             rates = list(value) if name == "learning_rates" else [value]
             if not rates:
@@ -189,34 +206,64 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int,
                 vocab_size: int | None = None, **options: Any):
     """One of the paper's models (`tfstiffness.models`), returning logits.
 
-    "fc": fully connected 500-300-100; "cnn": three 3x3 convolutions (16, 32, 32) with 2x2
-    max-pooling; "resnet20": ResNet20v1 without batch normalisation; "transformer": the small
-    transformer classifier (needs `vocab_size`; `options` go to it, e.g. ``embed_dim``).
+    "fc": fully connected 500-300-100; "cnn": the CNN for the data's shape, the paper's three
+    3x3 convolutions (16, 32, 32) with 2x2 max-pooling for images [H, W, C], Greydanus'
+    MNIST-1D CNN (three stride-2 Conv1D layers of 25 channels, `models.mnist1d_cnn`) for
+    signals [L]; "resnet20": ResNet20v1 without batch normalisation; "transformer": the small
+    transformer classifier (needs `vocab_size`; `options` go to it, e.g. ``embed_dim``);
+    "bert_tiny": keras_hub's BERT classifier in a small configuration with random weights
+    (`text_transformer.bert_tiny`; needs `vocab_size`; dict inputs, see `model_inputs`).
 
     Example:
         >>> build_model("cnn", (32, 32, 3), 10).count_params()
         19466
+        >>> build_model("cnn", (40,), 10).name
+        'mnist1d_cnn'
     """
     from tfstiffness import models
 
     if name == "fc":
         return models.fully_connected(input_shape, num_classes)
     if name == "cnn":
-        if len(input_shape) != 3:
-            raise ValueError(f"the cnn needs images [H, W, C], got inputs of shape "
-                             f"{tuple(input_shape)}; use --model fc")
-        return models.paper_cnn(input_shape, num_classes)
+        if len(input_shape) == 3:
+            return models.paper_cnn(input_shape, num_classes)
+        if len(input_shape) == 1:
+            return models.mnist1d_cnn(int(input_shape[0]), num_classes)
+        raise ValueError(f"the cnn needs images [H, W, C] or signals [L], got inputs of shape "
+                         f"{tuple(input_shape)}; use --model fc")
     if name == "resnet20":
         if len(input_shape) != 3:
             raise ValueError(f"resnet20 needs images [H, W, C], got inputs of shape "
                              f"{tuple(input_shape)}; use --model fc")
         return models.resnet20v1(input_shape, num_classes)
-    if name == "transformer":
+    if name in ("transformer", "bert_tiny"):
         if vocab_size is None:
-            raise ValueError("the transformer needs vocab_size (a text data set)")
-        return models.transformer_classifier(vocab_size, int(input_shape[0]), num_classes,
-                                             **options)
+            raise ValueError(f"the {name} needs vocab_size (a text data set)")
+        if name == "transformer":
+            return models.transformer_classifier(vocab_size, int(input_shape[0]), num_classes,
+                                                 **options)
+        from tfstiffness.studies.text_transformer import bert_tiny
+
+        return bert_tiny(vocab_size, int(input_shape[0]), num_classes, **options)
     raise ValueError(f"model must be one of {MODELS}, got {name!r}")
+
+
+def model_inputs(name: str, x: np.ndarray) -> Any:
+    """The inputs model `name` takes for data inputs `x` (`data.LoadedData.x`).
+
+    The data's own arrays, except for "bert_tiny", whose keras_hub classifier takes a dict:
+    ``token_ids`` (the package tokenizer's ids, 0 = padding), ``padding_mask`` (1 where the
+    id is not padding) and ``segment_ids`` (0: one segment).
+
+    Example:
+        >>> sorted(model_inputs("bert_tiny", np.array([[5, 3, 0]])))
+        ['padding_mask', 'segment_ids', 'token_ids']
+    """
+    if name != "bert_tiny":
+        return x
+    ids = np.asarray(x).astype(np.int32)
+    return {"token_ids": ids, "padding_mask": (ids != 0).astype(np.int32),
+            "segment_ids": np.zeros_like(ids)}
 
 
 def _vocab_size(train, options: Mapping[str, Any]) -> int | None:
@@ -238,6 +285,8 @@ class Prepared:
             validation probe).
         probes: The `probes.ProbeSets` measured at each measured epoch.
         make_model: Builds the untrained model (seed Keras first).
+        train_x, val_x: The splits' inputs as the model takes them (`model_inputs`: the
+            data's arrays, or a dict of them); None means ``train.x`` and ``val.x``.
     """
 
     train: Any
@@ -247,6 +296,14 @@ class Prepared:
     val_idx: np.ndarray | None
     probes: ProbeSets
     make_model: Callable[[], Any]
+    train_x: Any = None
+    val_x: Any = None
+
+    def __post_init__(self) -> None:
+        if self.train_x is None:
+            self.train_x = self.train.x
+        if self.val_x is None:
+            self.val_x = self.val.x
 
 
 def prepare(
@@ -264,8 +321,12 @@ def prepare(
     method: str = "auto",
     bins: int = 20,
     representation: Callable[[Any, np.ndarray], np.ndarray] | None = None,
+    bootstrap_samples: int = 0,
 ) -> Prepared:
     """Loads the data, draws the fixed class-balanced probes and checks the model builds.
+
+    The probes measure with `bootstrap_samples` bootstrap resamples (0: no intervals), seeded
+    by `seed`; the model's inputs come from `model_inputs`.
 
     Raises:
         StudyInputError: the data cannot be loaded or probed, or the model does not fit the
@@ -298,13 +359,16 @@ def prepare(
         make_model()  # A check: the model must fit the data before anything is written.
     except ValueError as err:
         raise StudyInputError(f"--model {model} on {dataset}: {err}") from None
+    train_x, val_x = model_inputs(model, train.x), model_inputs(model, val.x)
     probes = ProbeSets(
-        train.x[train_idx], train.y[train_idx],
-        *((val.x[val_idx], val.y[val_idx]) if val_probe else (None, None)),
+        _structure.take(train_x, train_idx), train.y[train_idx],
+        *((_structure.take(val_x, val_idx), val.y[val_idx]) if val_probe else (None, None)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         num_classes=num_classes, fine_to_coarse=train.fine_to_coarse, kinds=KINDS,
-        distance_bins=bins, method=method, representation=representation)
-    return Prepared(train, val, num_classes, train_idx, val_idx, probes, make_model)
+        distance_bins=bins, method=method, representation=representation,
+        bootstrap_samples=bootstrap_samples, bootstrap_seed=seed)
+    return Prepared(train, val, num_classes, train_idx, val_idx, probes, make_model,
+                    train_x=train_x, val_x=val_x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,7 +569,7 @@ def train_measured(
                      remaining=eta.remaining())
 
     return training.train_resumable(
-        out, prepared.make_model, prepared.train.x, prepared.train.y, epochs=epochs,
+        out, prepared.make_model, prepared.train_x, prepared.train.y, epochs=epochs,
         learning_rate=learning_rate, batch_size=batch_size, seed=seed, eval_epochs=eval_epochs,
         measure=measure, label=label, on_epoch=on_epoch)
 
@@ -592,8 +656,37 @@ def write_epoch_losses(out: experiment.OutputDir, run: str, losses: Sequence[flo
 # --------------------------------------------------------------------------------------------
 
 
+#: summary.json's note on the two critical-length estimators.
+CRITICAL_LENGTH_NOTE = (
+    "xi_crossing: the distance where the binned within-class stiffness first crosses zero "
+    "(linear interpolation between the two bins around it); when it never crosses, xi is "
+    "beyond 'bound', the largest distance binned, and no number is given. xi_linear_fit: "
+    "where a straight line fitted to the bin means (weighted by their pair counts) reaches "
+    "zero; 'extrapolated' is true when that distance lies outside the distances measured "
+    "(a slope >= 0 gives no xi: status no_decay). See measures.critical_length.")
+
+
+def bootstrap_note(samples: int, seed: int, confidence: float = 0.95) -> dict[str, Any] | None:
+    """summary.json's description of the bootstrap intervals (None without them).
+
+    Example:
+        >>> bootstrap_note(200, 0)["samples"]
+        200
+    """
+    if not samples:
+        return None
+    return {"samples": int(samples), "confidence": confidence, "seed": int(seed),
+            "method": "percentile bootstrap; probe examples resampled with replacement within "
+                      "each class; every statistic recomputed from the Gram matrix already "
+                      "measured (tfstiffness.uncertainty.bootstrap)",
+            "infinite_ends": "an xi interval end '+inf' ('-inf') means that more than the "
+                             "tail's share of resamples had no xi below (above) the distances "
+                             "measured"}
+
+
 def xi_dict(xi: float, status: int, bound: float) -> dict[str, Any]:
-    """{"xi", "status", "bound"} of a critical length stored as numbers (status < 0: no pair).
+    """{"xi", "status", "bound"} of a crossing critical length stored as numbers (status < 0:
+    no pair).
 
     Example:
         >>> xi_dict(float("nan"), 1, 1.25)
@@ -605,11 +698,80 @@ def xi_dict(xi: float, status: int, bound: float) -> dict[str, Any]:
             "bound": None if np.isnan(bound) else float(bound)}
 
 
+def linear_fit_dict(xi: float, status: int, slope: float, r_squared: float,
+                    extrapolated: float, intercept: float = math.nan) -> dict[str, Any]:
+    """{"xi", "status", "slope", "intercept", "r_squared", "extrapolated"} of a linear-fit
+    critical length stored as numbers (NaN -> None; status < 0: no pair).
+
+    Example:
+        >>> linear_fit_dict(2.5, 3, -0.1, 0.8, 1.0)["extrapolated"]
+        True
+    """
+    if status < 0:
+        status = XI_STATUSES.index("no_pairs")
+
+    def number(value: float) -> float | None:
+        return None if value is None or not math.isfinite(float(value)) else float(value)
+
+    fitted = number(xi) is not None
+    return {"xi": number(xi), "status": XI_STATUSES[int(status)], "slope": number(slope),
+            "intercept": number(intercept), "r_squared": number(r_squared),
+            "extrapolated": bool(extrapolated == 1) if fitted else None}
+
+
+def interval_end(value: float) -> float | str | None:
+    """An interval end for JSON: a number, "+inf" / "-inf" (an xi beyond the distances
+    measured in more than the tail's share of resamples), or None (undefined).
+
+    Example:
+        >>> interval_end(0.5), interval_end(float("inf")), interval_end(float("nan"))
+        (0.5, '+inf', None)
+    """
+    value = float(value)
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "+inf" if value > 0 else "-inf"
+    return value
+
+
+def _interval_entries(m: Mapping[str, np.ndarray], e: int, prefix: str) -> dict[str, Any]:
+    """STAT -> {"low", "high"} of every ``PREFIX STAT_ci_low`` / ``_ci_high`` pair."""
+    intervals = {}
+    for key in m:
+        if key.startswith(prefix) and key.endswith("_ci_low") and "/" not in key[len(prefix):]:
+            stat = key[len(prefix):-len("_ci_low")]
+            intervals[stat] = {"low": interval_end(m[key][e]),
+                               "high": interval_end(m[f"{prefix}{stat}_ci_high"][e])}
+    return intervals
+
+
+def critical_lengths(m: Mapping[str, np.ndarray], e: int, pair: str,
+                     kind: str) -> dict[str, dict[str, Any]]:
+    """{"xi_crossing": `xi_dict`, "xi_linear_fit": `linear_fit_dict`} of one pair set and
+    kind at measured epoch index `e` (statuses "no_pairs" without a curve)."""
+    key = f"{pair}/{kind}"
+    if f"{key}/xi_crossing_status" not in m:
+        return {"xi_crossing": xi_dict(np.nan, -1, np.nan),
+                "xi_linear_fit": linear_fit_dict(np.nan, -1, np.nan, np.nan, np.nan)}
+    return {"xi_crossing": xi_dict(m[f"{key}/xi_crossing"][e], m[f"{key}/xi_crossing_status"][e],
+                                   m[f"{key}/xi_crossing_bound"][e]),
+            "xi_linear_fit": linear_fit_dict(
+                m[f"{key}/xi_linear_fit"][e], m[f"{key}/xi_linear_fit_status"][e],
+                m[f"{key}/xi_linear_fit_slope"][e], m[f"{key}/xi_linear_fit_r2"][e],
+                m[f"{key}/xi_linear_fit_extrapolated"][e],
+                m[f"{key}/xi_linear_fit_intercept"][e]
+                if f"{key}/xi_linear_fit_intercept" in m else math.nan)}
+
+
 def pair_stats(m: Mapping[str, np.ndarray], e: int, pair: str, kind: str) -> dict[str, Any]:
-    """Every scalar measure of one pair set and kind at measured epoch index `e`, with xi.
+    """Every scalar measure of one pair set and kind at measured epoch index `e`, with xi by
+    both estimators (`critical_lengths`) and, when measured, the bootstrap intervals
+    (``"intervals": {stat: {"low", "high"}}``, ends as `interval_end`).
 
     Scalars are taken generically (every 0-d measure of `probes.ProbeSets` except the xi
-    bookkeeping), so a measure added there reaches summary.json without a change here.
+    bookkeeping and the interval ends), so a measure added there reaches summary.json
+    without a change here.
     """
     prefix = f"{pair}/{kind}/"
     stats: dict[str, Any] = {}
@@ -617,34 +779,56 @@ def pair_stats(m: Mapping[str, np.ndarray], e: int, pair: str, kind: str) -> dic
         if not key.startswith(prefix) or series.ndim != 1 or "/" in key[len(prefix):]:
             continue
         name = key[len(prefix):]
-        if name in ("xi", "xi_status", "xi_bound", "xi_crossed"):
+        if name.startswith("xi_") or name.endswith(("_ci_low", "_ci_high")):
             continue
         value = float(series[e])
         stats[name] = value if math.isfinite(value) else None
-    if f"{prefix}xi_status" in m:
-        stats["xi"] = xi_dict(m[f"{prefix}xi"][e], m[f"{prefix}xi_status"][e],
-                              m[f"{prefix}xi_bound"][e])
-    else:
-        stats["xi"] = xi_dict(np.nan, -1, np.nan)
+    stats.update(critical_lengths(m, e, pair, kind))
+    intervals = _interval_entries(m, e, prefix)
+    if intervals:
+        stats["intervals"] = intervals
+    return stats
+
+
+def alignment_stats(m: Mapping[str, np.ndarray], e: int, pair: str) -> dict[str, Any]:
+    """The gradient-alignment measures of one pair set at measured epoch index `e`: scalars,
+    ``class_m_coherence`` as a list, and the intervals as in `pair_stats`."""
+    prefix = f"{pair}/alignment/"
+    stats: dict[str, Any] = {}
+    for key, series in m.items():
+        if not key.startswith(prefix) or key.endswith(("_ci_low", "_ci_high")):
+            continue
+        value = series[e]
+        stats[key[len(prefix):]] = (float(value) if math.isfinite(value) else None) if (
+            np.ndim(value) == 0) else [float(v) if math.isfinite(v) else None for v in value]
+    intervals = _interval_entries(m, e, prefix)
+    if intervals:
+        stats["intervals"] = intervals
     return stats
 
 
 def curve_at(m: Mapping[str, np.ndarray], e: int, pair: str = "train_train",
              kind: str = "cosine"):
-    """(curve, critical) of measured epoch index `e`, as `plots.stiffness_vs_distance` takes
-    them, or None when the pair set has no within-class pair."""
+    """(curve, (crossing, linear fit)) of measured epoch index `e`, as
+    `plots.stiffness_vs_distance` takes them, or None when the pair set has no within-class
+    pair."""
     from types import SimpleNamespace
 
     key = f"{pair}/{kind}"
     if f"{key}/curve_edges" not in m:
         return None
     edges = m[f"{key}/curve_edges"][e]
-    curve = SimpleNamespace(edges=edges, means=m[f"{key}/curve_means"][e],
-                            counts=m[f"{key}/curve_counts"][e], pairs="within",
-                            centres=0.5 * (edges[1:] + edges[:-1]))
-    critical = SimpleNamespace(**xi_dict(m[f"{key}/xi"][e], int(m[f"{key}/xi_status"][e]),
-                                         m[f"{key}/xi_bound"][e]))
-    return curve, critical
+    counts = m[f"{key}/curve_counts"][e]
+    curve = SimpleNamespace(edges=edges, means=m[f"{key}/curve_means"][e], counts=counts,
+                            pairs="within", centres=0.5 * (edges[1:] + edges[:-1]))
+    xi = critical_lengths(m, e, pair, kind)
+    filled = np.flatnonzero(np.asarray(counts) > 0)
+    distance_range = ((float(edges[filled[0]]), float(edges[filled[-1] + 1])) if filled.size
+                      else None)
+    crossing = SimpleNamespace(method="crossing", **xi["xi_crossing"])
+    fit = SimpleNamespace(method="linear_fit", distance_range=distance_range,
+                          **xi["xi_linear_fit"])
+    return curve, (crossing, fit)
 
 
 def finish(
@@ -674,14 +858,17 @@ def finish(
                                     "figures": sorted(figures)})
     for line in headline:
         out.progress(line)
-    for line in written_lines(out.path, [f"{name}.png" for name in figures]):
+    for line in written_lines(out.path, [f"{name}.png" for name in figures],
+                              out.tensorboard_dir):
         out.progress(line)
     out.close()
     return experiment.read_json(out.path / "summary.json")
 
 
-def written_lines(path: Path, figures: Sequence[str]) -> list[str]:
-    """The closing lines of a run: what was written where, and how to look at it.
+def written_lines(path: Path, figures: Sequence[str],
+                  tensorboard_dir: Path | None = None) -> list[str]:
+    """The closing lines of a run: what was written where, and how to look at it
+    (TensorBoard in `tensorboard_dir`, default ``path/tensorboard``).
 
     Example:
         >>> for line in written_lines(Path("runs/x"), ["curves.png"]):
@@ -693,4 +880,5 @@ def written_lines(path: Path, figures: Sequence[str]) -> list[str]:
     return [f"wrote {path}: summary.json (every number), results.npz (arrays)"
             + (f", {listed}" if listed else ""),
             "view the measurements live or afterwards: tensorboard --logdir "
-            + shlex.quote(str(path / "tensorboard"))]
+            + shlex.quote(str(path / "tensorboard" if tensorboard_dir is None
+                              else tensorboard_dir))]
