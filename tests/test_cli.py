@@ -267,11 +267,12 @@ def test_cifar100_superclass_on_the_synthetic_hierarchy(tmp_path, capsys):
     assert "epochs: saved 1, now 2" in err and "Traceback" not in err
 
 
-def test_class_stiffness_on_synthetic_images(tmp_path):
+def test_class_stiffness_on_synthetic_images(tmp_path, capsys):
     out = tmp_path / "run"
-    assert _run(class_cli, f"--output_dir={out}", "--dataset=hierarchical_images",
-                "--epochs=2", "--synthetic_per_class=6", "--probe_per_class=3",
-                "--eval_epochs=2", "--bootstrap_samples=20", "--quiet") == 0
+    args = [f"--output_dir={out}", "--dataset=hierarchical_images", "--epochs=2",
+            "--synthetic_per_class=6", "--probe_per_class=3", "--eval_epochs=2",
+            "--bootstrap_samples=20", "--quiet"]
+    assert _run(class_cli, *args) == 0
     summary = _summary(out)
     _check_class_schema(summary, 10, superclasses=True)  # 5 super-classes of 2.
     assert summary["config"]["eval_epochs"] == [0, 2]
@@ -279,6 +280,14 @@ def test_class_stiffness_on_synthetic_images(tmp_path):
     _check_files(out, ["class_matrix", "curves", "stiffness_vs_distance"])
     steps = [s for s, _ in _events(out / "tensorboard" / "train")["metrics/batch_loss"]]
     assert steps == [1, 2]  # Every epoch; the full-pass loss only where measured.
+    # A checkpoint damaged after the run (a copy cut short) is refused, naming the file.
+    (stage,) = (out / "stages").iterdir()
+    stage.write_bytes(stage.read_bytes()[:100])
+    capsys.readouterr()
+    assert _run(class_cli, *args) == 1
+    err = capsys.readouterr().err
+    assert f"stage checkpoint {stage} cannot be read" in err and "Delete it to redo" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
 
 
 def test_learning_rate_study(tmp_path):

@@ -178,6 +178,31 @@ def test_stages_round_trip(tmp_path):
         out.done("../escape")
 
 
+@pytest.mark.parametrize("damage", [
+    lambda p: p.write_bytes(p.read_bytes()[:40]),  # A copy cut short.
+    lambda p: p.write_bytes(b"garbage"),
+    lambda p: np.savez(p, w=np.array([{"a": 1}], dtype=object)),  # Would need pickle.
+])
+def test_a_damaged_stage_checkpoint_is_refused_naming_it(tmp_path, damage):
+    out = experiment.OutputDir(tmp_path, {}, verbose=False)
+    out.save_stage("init", {"w": np.eye(2)})
+    path = tmp_path / "stages" / "init.npz"
+    damage(path)
+    with pytest.raises(experiment.CorruptFileError,
+                       match=f"stage checkpoint {path} cannot be read .*Delete it to redo"):
+        out.load_stage("init")
+
+
+@pytest.mark.parametrize("content", ["{\"epochs\": 2", "[1, 2]", "\udcff"])
+def test_a_damaged_config_is_refused_naming_it(tmp_path, content):
+    (tmp_path / "config.json").write_text(content, errors="surrogateescape")
+    with pytest.raises(experiment.CorruptFileError,
+                       match=f"config {tmp_path / 'config.json'} cannot be read .*Delete the "
+                             f"output directory {tmp_path} to start over"):
+        experiment.OutputDir(tmp_path, {"epochs": 2}, verbose=False)
+    assert not (tmp_path / "stages").exists()
+
+
 def test_summary_has_config_versions_results(tmp_path):
     out = experiment.OutputDir(tmp_path, {"epochs": 2}, verbose=False)
     out.write_summary({"auc": np.float64(0.75)}, run={"elapsed_s": 1.0})

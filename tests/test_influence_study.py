@@ -184,7 +184,8 @@ def test_a_run_interrupted_in_training_resumes_to_the_same_results(small_run, tm
     ({"num_test": 1001}, "num_test: expected an integer >= 1 and <= 1000, got 1001"),
     ({"kind": "sign"}, "kind: expected one of"),
     ({"model": "resnet"}, "model: expected one of"),
-    ({"model": "cnn"}, "--model cnn on mnist1d: the cnn needs images"),
+    ({"model": "mnist1d_cnn", "dataset": "hierarchical_images"},
+     "--model mnist1d_cnn on hierarchical_images: mnist1d_cnn needs 1-D signals"),
     ({"checkpoints": ["missing.keras"]}, r"checkpoints\[0\]: no such file 'missing.keras'"),
     ({"checkpoints": ["weights.npz"]}, r"checkpoints\[0\]: expected a path ending in .keras"),
     ({"checkpoint_learning_rates": [1.0]}, "checkpoint_learning_rates: given without"),
@@ -234,7 +235,8 @@ def _run(*args):
     (["--checkpoints", "missing.keras"], 1, "checkpoints[0]: no such file 'missing.keras'"),
     (["--checkpoint_learning_rates", "1,-2"], 2,
      "--checkpoint_learning_rates must be comma-separated finite numbers >= 0"),
-    (["--model", "cnn"], 1, "--model cnn on mnist1d: the cnn needs images"),
+    (["--model", "mnist1d_cnn", "--dataset", "hierarchical_images"], 1,
+     "--model mnist1d_cnn on hierarchical_images: mnist1d_cnn needs 1-D signals"),
 ])
 def test_binary_refuses_hostile_flags_before_writing(tmp_path, capsys, args, status, message):
     out = tmp_path / "run"

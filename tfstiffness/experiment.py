@@ -39,6 +39,7 @@ import socket
 import tempfile
 import time
 import weakref
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from tfstiffness.plots import save_figure
 
 __all__ = [
     "ConfigMismatchError",
+    "CorruptFileError",
     "OutputDir",
     "OutputDirBusyError",
     "OutputDirError",
@@ -193,6 +195,17 @@ class OutputDirBusyError(OutputDirError):
     """Another live run holds the output directory's lock."""
 
 
+class CorruptFileError(OutputDirError):
+    """A file of an output directory cannot be read back (damaged outside this toolkit)."""
+
+
+def _unreadable(what: str, path: Path, err: Exception, advice: str) -> CorruptFileError:
+    # Files are renamed into place only when complete, so a damaged one was changed by
+    # something else (a disk fault, a copy cut short, an editor): never guess its content.
+    return CorruptFileError(f"{what} {path} cannot be read ({type(err).__name__}: {err}); it "
+                            f"was damaged after it was written. {advice}")
+
+
 LOCK_NAME = ".lock"
 # Locks this process holds: resolved path -> [open lock file, number of holders].
 _HELD: dict[str, list] = {}
@@ -262,7 +275,14 @@ def check_config(path: str | os.PathLike, config: Mapping[str, Any]) -> None:
     if not config_path.exists():
         return
     config = json.loads(json.dumps(jsonable(dict(config))))
-    saved = read_json(config_path)
+    try:
+        saved = read_json(config_path)
+        if not isinstance(saved, dict):
+            raise ValueError(f"expected a JSON object, got {type(saved).__name__}")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise _unreadable("config", config_path, err,
+                          f"Delete the output directory {path} to start over (the results "
+                          f"in it cannot be matched to a configuration).") from None
     if saved == config:
         return
     differences = []
@@ -513,9 +533,19 @@ class OutputDir:
         write_npz(self._stage_path(stage), **arrays)
 
     def load_stage(self, stage: str) -> dict[str, np.ndarray]:
-        """The arrays saved by `save_stage(stage, ...)`."""
-        with np.load(self._stage_path(stage), allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+        """The arrays saved by `save_stage(stage, ...)`.
+
+        Raises:
+            CorruptFileError: The checkpoint cannot be read, naming it and what to do.
+        """
+        path = self._stage_path(stage)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
+        except (zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+            raise _unreadable("stage checkpoint", path, err,
+                              f"Delete it to redo that stage, or delete the output directory "
+                              f"{self.path} to start over.") from None
 
     # -- results ---------------------------------------------------------------------------
 

@@ -56,7 +56,8 @@ from tfstiffness.studies import runner
 __all__ = ["DATASETS", "KINDS", "MODELS", "run_influence"]
 
 #: Models: "mlp" fully connected 100-100; "mnist1d_cnn" Greydanus' CNN for 1-D signals;
-#: "fc" and "cnn" the stiffness paper's (500-300-100; three 3x3 convolutions on images).
+#: "fc" and "cnn" the stiffness paper's (500-300-100; three 3x3 convolutions on images;
+#: on 1-D signals "cnn" is the MNIST-1D CNN, as in the other studies).
 MODELS = ("mlp", "mnist1d_cnn", "fc", "cnn")
 KINDS = ("dot", "cosine")
 #: `data.load` sets the study draws (text sets are not drawn by the figures: not offered).
