@@ -278,8 +278,8 @@ def check_config(path: str | os.PathLike, config: Mapping[str, Any]) -> None:
     try:
         saved = read_json(config_path)
         if not isinstance(saved, dict):
-            raise ValueError(f"expected a JSON object, got {type(saved).__name__}")
-    except (ValueError, UnicodeDecodeError) as err:
+            raise TypeError(f"expected a JSON object, got {type(saved).__name__}")
+    except (ValueError, TypeError) as err:  # UnicodeDecodeError is a ValueError.
         raise _unreadable("config", config_path, err,
                           f"Delete the output directory {path} to start over (the results "
                           f"in it cannot be matched to a configuration).") from None

@@ -29,8 +29,8 @@ Example:
 
 from tfstiffness.studies.cifar100_superclass import run_cifar100_superclass
 from tfstiffness.studies.class_stiffness import run_class_stiffness
-from tfstiffness.studies.layerwise import run_layerwise
 from tfstiffness.studies.influence import run_influence
+from tfstiffness.studies.layerwise import run_layerwise
 from tfstiffness.studies.learning_rate_study import (
     at_loss_levels,
     common_loss_levels,
