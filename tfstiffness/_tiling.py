@@ -117,7 +117,10 @@ _PAIR_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _pair_function(source: FactorSource):
     try:
-        return _PAIR_FUNCTIONS.setdefault(source, _traced_pair_function())
+        function = _PAIR_FUNCTIONS.get(source)
+        if function is None:
+            function = _PAIR_FUNCTIONS[source] = _traced_pair_function()
+        return function
     except TypeError:  # a source that cannot be weakly referenced
         return _gram_and_norms
 
