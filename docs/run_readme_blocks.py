@@ -15,12 +15,13 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def main(path: str, skip_first: bool) -> int:
-    text = open(path, encoding="utf-8").read()
+    text = Path(path).read_text(encoding="utf-8")
     blocks = [(m.group(1), m.group(2), text[:m.start()].count("\n") + 1)
-              for m in re.finditer(r"```(bash|python)\n(.*?)```", text, re.S)]
+              for m in re.finditer(r"```(bash|python)\n(.*?)```", text, re.DOTALL)]
     failed = 0
     for i, (lang, body, line) in enumerate(blocks):
         if "host1" in body or (skip_first and i == 0):
