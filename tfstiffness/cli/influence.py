@@ -52,8 +52,8 @@ _flags.define_data_dir(FLAGS)
 flags.DEFINE_enum("model", _default("model"), list(study.MODELS),
                   "mlp: fully connected 100-100; mnist1d_cnn: Greydanus' CNN for 1-D signals; "
                   "fc: fully connected 500-300-100; cnn: three 3x3 convolutions (16, 32, 32) "
-                  "with max-pooling (on 1-D signals: mnist1d_cnn). With .weights.h5 checkpoints: the architecture they were "
-                  "saved from.", flag_values=FLAGS)
+                  "with max-pooling (on 1-D signals: mnist1d_cnn). With .weights.h5 "
+                  "checkpoints: the architecture they were saved from.", flag_values=FLAGS)
 _flags.define_epochs(FLAGS, _default("epochs"))
 _flags.define_learning_rate(FLAGS, _default("learning_rate"))
 _flags.define_batch_size(FLAGS, _default("batch_size"))
