@@ -2,9 +2,9 @@
 
 Trains a classifier with Adam at a constant learning rate (`training.train_resumable`, the
 studies' resumable loop), saving the weights after every epoch as
-``checkpoints/epoch_XXX.weights.h5``, or takes a user's checkpoints. Then computes TracIn
-(Pruthi et al. 2020, TracInCP; `tfstiffness.influence`) over those checkpoints, eta_t the
-learning rate of each, for every training example against a fixed probe of test examples
+``checkpoints/epoch_001.weights.h5``, ``epoch_002...``, or takes a user's checkpoints.
+Then computes TracIn (Pruthi et al. 2020, TracInCP; `tfstiffness.influence`) over those
+checkpoints, eta_t the learning rate of each, for every training example against a fixed probe of test examples
 drawn by `seed`: the [N, M] scores, each probe example's top-k proponents (highest scores)
 and opponents (lowest), and each training example's self-influence
 `sum_t eta_t |g_t(z)|^2` with its ranking.
@@ -315,7 +315,8 @@ def _prepare(dataset, model, data_dir, max_train_examples, seed, data_options, n
 
 
 def checkpoint_path(out: experiment.OutputDir, epoch: int) -> Path:
-    """``<output_dir>/checkpoints/epoch_XXX.weights.h5`` of `epoch` (1-based)."""
+    """The weights file of `epoch` (1-based): ``<output_dir>/checkpoints/epoch_007.weights.h5``
+    for epoch 7."""
     return out.path / CHECKPOINTS_DIR / f"epoch_{epoch:03d}.weights.h5"
 
 
