@@ -4,8 +4,8 @@ Trains a classifier with Adam at a constant learning rate (`training.train_resum
 studies' resumable loop), saving the weights after every epoch as
 ``checkpoints/epoch_001.weights.h5``, ``epoch_002...``, or takes a user's checkpoints.
 Then computes TracIn (Pruthi et al. 2020, TracInCP; `tfstiffness.influence`) over those
-checkpoints, eta_t the learning rate of each, for every training example against a fixed probe of test examples
-drawn by `seed`: the [N, M] scores, each probe example's top-k proponents (highest scores)
+checkpoints, eta_t the learning rate of each, for every training example against a fixed
+probe of test examples drawn by `seed`: the [N, M] scores, each probe example's top-k proponents (highest scores)
 and opponents (lowest), and each training example's self-influence
 `sum_t eta_t |g_t(z)|^2` with its ranking.
 
