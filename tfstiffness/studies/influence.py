@@ -2,12 +2,12 @@
 
 Trains a classifier with Adam at a constant learning rate (`training.train_resumable`, the
 studies' resumable loop), saving the weights after every epoch as
-``checkpoints/epoch_001.weights.h5``, ``epoch_002...``, or takes a user's checkpoints.
-Then computes TracIn (Pruthi et al. 2020, TracInCP; `tfstiffness.influence`) over those
+``checkpoints/epoch_001.weights.h5``, ``epoch_002...``, or takes a user's checkpoints. Then
+computes TracIn (Pruthi et al. 2020, TracInCP; `tfstiffness.influence`) over those
 checkpoints, eta_t the learning rate of each, for every training example against a fixed
-probe of test examples drawn by `seed`: the [N, M] scores, each probe example's top-k proponents (highest scores)
-and opponents (lowest), and each training example's self-influence
-`sum_t eta_t |g_t(z)|^2` with its ranking.
+probe of test examples drawn by `seed`: the [N, M] scores, each probe example's top-k
+proponents (highest scores) and opponents (lowest), and each training example's
+self-influence `sum_t eta_t |g_t(z)|^2` with its ranking.
 
 With `flip_labels` = f > 0, a share f of the training labels is flipped before training
 (`label_noise.flip_labels`, deterministic by `seed`) and the study reports how well
