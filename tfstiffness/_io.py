@@ -1,15 +1,20 @@
-"""Atomic file writing, shared by every module that saves results."""
+"""Atomic file writing and checked reading, shared by every module that saves results."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
 TMP_SUFFIX = ".tmp"
+#: What `read_npz` raises for a damaged, truncated or foreign file.
+NPZ_READ_ERRORS = (zipfile.BadZipFile, EOFError, ValueError, OSError)
 
 
 @contextlib.contextmanager
@@ -50,3 +55,19 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read without pickle (an object array is refused).
+
+    Raises:
+        One of `NPZ_READ_ERRORS` when the file is damaged, truncated or not an ``.npz``.
+
+    Example:
+        >>> p = tempfile.mkdtemp() + "/a.npz"
+        >>> np.savez(p, w=np.eye(2))
+        >>> read_npz(p)["w"].tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
+    """
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}

@@ -39,14 +39,13 @@ import socket
 import tempfile
 import time
 import weakref
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tfstiffness._io import TMP_SUFFIX, atomic_write
+from tfstiffness._io import NPZ_READ_ERRORS, TMP_SUFFIX, atomic_write, read_npz
 from tfstiffness.plots import save_figure
 
 __all__ = [
@@ -540,9 +539,8 @@ class OutputDir:
         """
         path = self._stage_path(stage)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                return {key: data[key] for key in data.files}
-        except (zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+            return read_npz(path)
+        except NPZ_READ_ERRORS as err:
             raise _unreadable("stage checkpoint", path, err,
                               f"Delete it to redo that stage, or delete the output directory "
                               f"{self.path} to start over.") from None

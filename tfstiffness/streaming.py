@@ -14,7 +14,6 @@ import json
 import os
 import time
 import warnings
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +26,7 @@ from tfstiffness import _structure, _tiling, alignment, cluster, measures
 from tfstiffness import gram as _gram
 from tfstiffness._distances import InputSpace
 from tfstiffness._distances import features as _features
-from tfstiffness._io import atomic_write
+from tfstiffness._io import NPZ_READ_ERRORS, atomic_write, read_npz
 from tfstiffness.measures import StiffnessCurve
 from tfstiffness.neighbourhood import DIRECT_DISTANCE_MAX_FEATURES
 
@@ -547,10 +546,10 @@ class _Accumulator:
         if not os.path.exists(path):
             return 0
         try:
-            with np.load(path, allow_pickle=False) as saved:
-                stored = json.loads(str(saved["fingerprint"]))
-                arrays = {key: saved[key].copy() for key in self.state}
-        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as err:
+            saved = read_npz(path)
+            stored = json.loads(str(saved["fingerprint"]))
+            arrays = {key: saved[key] for key in self.state}
+        except (*NPZ_READ_ERRORS, KeyError) as err:
             raise ValueError(
                 f"checkpoint: {path} is not a readable stiffness_summary checkpoint "
                 f"({type(err).__name__}: {err}); it may be truncated or another file. Delete "
