@@ -15,7 +15,7 @@ import os
 import sys
 import warnings
 
-from tfstiffness import cluster
+from tfstiffness.distributed import cluster
 
 SETTINGS = {"block_size": 5, "radius": 3.0, "fine_to_coarse": [0, 0, 1],
             "distance_edges": [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]}

@@ -12,7 +12,7 @@ import types
 import numpy as np
 import pytest
 
-from tfstiffness import alignment
+from tfstiffness.measures import alignment
 
 
 def gram_of(g, h=None):

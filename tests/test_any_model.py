@@ -275,7 +275,7 @@ def test_dict_inputs_downstream():
 
 
 def test_token_overlap_distance_for_integer_inputs():
-    from tfstiffness._distances import input_distances
+    from tfstiffness.measures.input_space import input_distances
 
     tokens = np.array([[1, 2, 0], [1, 2, 0], [3, 4, 0], [1, 3, 0]])
     d = input_distances({"token_ids": tokens, "padding_mask": (tokens > 0).astype("int32")})

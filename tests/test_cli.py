@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tfstiffness import data
-from tfstiffness.cifar100_labels import FINE_TO_COARSE
+from tfstiffness.data.cifar100_labels import FINE_TO_COARSE
 from tfstiffness.cli import cifar100_superclass as superclass_cli
 from tfstiffness.cli import class_stiffness as class_cli
 from tfstiffness.cli import layerwise as layerwise_cli

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfstiffness import data
-from tfstiffness.cifar100_labels import (
+from tfstiffness.data.cifar100_labels import (
     COARSE_NAMES,
     FINE_NAMES,
     FINE_TO_COARSE,
@@ -293,7 +293,7 @@ def test_synthetic_sets_are_standardised_with_their_training_split(name, kwargs)
 
 
 def test_raw_synthetic_values_are_the_generators():
-    from tfstiffness import synthetic
+    from tfstiffness.data import synthetic
 
     x, y = synthetic.gaussian_blobs(num_classes=2, num_per_class=9, dim=3, seed=1)
     raw = data.load("gaussian_blobs", num_classes=2, num_per_class=3, dim=3, seed=1,

@@ -1,4 +1,4 @@
-"""Tests of tfstiffness.experiment: config guard, lock, path checks, atomic files, stage
+"""Tests of tfstiffness.outputs.run_directory: config guard, lock, path checks, atomic files, stage
 checkpoints, per-step TensorBoard files, progress."""
 
 import json
@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tfstiffness import experiment
+from tfstiffness.outputs import run_directory
 
 
 def _temporaries(root):
@@ -18,36 +18,36 @@ def _temporaries(root):
 
 
 def test_config_written_once_and_same_config_reused(tmp_path):
-    out = experiment.OutputDir(tmp_path / "run", {"epochs": 3, "radii": (0.05, 0.1)},
+    out = run_directory.OutputDir(tmp_path / "run", {"epochs": 3, "radii": (0.05, 0.1)},
                                verbose=False)
     assert json.loads(out.config_path.read_text()) == {"epochs": 3, "radii": [0.05, 0.1]}
     out.save_stage("init", {"a": np.arange(3)})
     # A list equal to the saved tuple is the same configuration: the stage is still there.
-    again = experiment.OutputDir(tmp_path / "run", {"epochs": 3, "radii": [0.05, 0.1]},
+    again = run_directory.OutputDir(tmp_path / "run", {"epochs": 3, "radii": [0.05, 0.1]},
                                  verbose=False)
     assert again.done("init")
 
 
 def test_different_config_is_refused_naming_the_flags(tmp_path):
-    experiment.OutputDir(tmp_path, {"epochs": 3, "lr": 0.1, "seed": 0}, verbose=False)
+    run_directory.OutputDir(tmp_path, {"epochs": 3, "lr": 0.1, "seed": 0}, verbose=False)
     with pytest.raises(ValueError) as info:
-        experiment.OutputDir(tmp_path, {"epochs": 5, "lr": 0.1, "method": "ghost"})
+        run_directory.OutputDir(tmp_path, {"epochs": 5, "lr": 0.1, "method": "ghost"})
     message = str(info.value)
     assert "epochs: saved 3, now 5" in message
     assert "method: saved <absent>, now ghost" in message
     assert "seed: saved 0, now <absent>" in message
     assert "lr" not in message.split("(")[1]  # Unchanged flags are not listed.
-    assert isinstance(info.value, experiment.ConfigMismatchError)
+    assert isinstance(info.value, run_directory.ConfigMismatchError)
     # The saved configuration is untouched.
     assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 3
 
 
 def test_atomic_writes_leave_no_temporary_files(tmp_path):
-    experiment.write_json(tmp_path / "a" / "s.json", {"x": np.float32(0.5), "n": float("nan")})
-    experiment.write_npz(tmp_path / "r.npz", v=np.arange(4), names=np.array(["a", "bb"]))
-    from tfstiffness import plots
+    run_directory.write_json(tmp_path / "a" / "s.json", {"x": np.float32(0.5), "n": float("nan")})
+    run_directory.write_npz(tmp_path / "r.npz", v=np.arange(4), names=np.array(["a", "bb"]))
+    from tfstiffness.outputs import plots
 
-    experiment.save_figure(plots.class_matrix(np.eye(2)), tmp_path / "f" / "c.png")
+    run_directory.save_figure(plots.class_matrix(np.eye(2)), tmp_path / "f" / "c.png")
     assert json.loads((tmp_path / "a" / "s.json").read_text()) == {"x": 0.5, "n": None}
     with np.load(tmp_path / "r.npz") as data:
         assert data["names"].tolist() == ["a", "bb"]
@@ -57,10 +57,10 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
 
 def test_failed_write_keeps_old_content_and_no_temporary(tmp_path):
     target = tmp_path / "s.json"
-    experiment.write_json(target, {"old": 1})
+    run_directory.write_json(target, {"old": 1})
     with pytest.raises(TypeError):
-        experiment.write_json(target, {"bad": object()})
-    with pytest.raises(RuntimeError), experiment.atomic_write(target, "w") as f:
+        run_directory.write_json(target, {"bad": object()})
+    with pytest.raises(RuntimeError), run_directory.atomic_write(target, "w") as f:
         f.write('{"half": ')
         raise RuntimeError("killed")
     assert json.loads(target.read_text()) == {"old": 1}
@@ -68,7 +68,7 @@ def test_failed_write_keeps_old_content_and_no_temporary(tmp_path):
 
 
 def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
-    out = experiment.OutputDir(tmp_path, {"a": 1}, verbose=False)
+    out = run_directory.OutputDir(tmp_path, {"a": 1}, verbose=False)
     out.stages_dir.mkdir()
     stale = out.stages_dir / ".trained.npz.abc123.tmp"
     stale.write_bytes(b"half")
@@ -76,7 +76,7 @@ def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
     staging.mkdir()
     (staging / "events.out.tfevents.1.host").write_bytes(b"half")
     out.close()
-    experiment.OutputDir(tmp_path, {"a": 1}, verbose=False)
+    run_directory.OutputDir(tmp_path, {"a": 1}, verbose=False)
     assert not stale.exists() and not staging.exists()
 
 
@@ -91,15 +91,15 @@ _HOLD_LOCK = textwrap.dedent("""
 
 
 def test_a_directory_used_by_a_live_run_is_refused_naming_its_pid(tmp_path):
-    experiment.OutputDir(tmp_path / "run", {"a": 1}, verbose=False).close()
+    run_directory.OutputDir(tmp_path / "run", {"a": 1}, verbose=False).close()
     holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK,
                                str(tmp_path / "run" / ".lock")], stdout=subprocess.PIPE,
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        for attempt in (lambda: experiment.check_output_dir(tmp_path / "run"),
-                        lambda: experiment.OutputDir(tmp_path / "run", {"a": 1})):
-            with pytest.raises(experiment.OutputDirBusyError) as info:
+        for attempt in (lambda: run_directory.check_output_dir(tmp_path / "run"),
+                        lambda: run_directory.OutputDir(tmp_path / "run", {"a": 1})):
+            with pytest.raises(run_directory.OutputDirBusyError) as info:
                 attempt()
             assert f"in use by another run (pid {holder.pid} on test)" in str(info.value)
         # Nothing was touched: the refused run did not even look at the configuration.
@@ -109,7 +109,7 @@ def test_a_directory_used_by_a_live_run_is_refused_naming_its_pid(tmp_path):
         holder.wait()
     # The holder is gone (as after SIGKILL): its lock is stale and is taken over.
     lines = []
-    out = experiment.OutputDir(tmp_path / "run", {"a": 1}, printer=lines.append)
+    out = run_directory.OutputDir(tmp_path / "run", {"a": 1}, printer=lines.append)
     assert f"took over the lock left by a run that ended without releasing it (pid " \
            f"{holder.pid} on test)" in lines[0]
     assert f"pid {os.getpid()}" in (tmp_path / "run" / ".lock").read_text()
@@ -118,8 +118,8 @@ def test_a_directory_used_by_a_live_run_is_refused_naming_its_pid(tmp_path):
 
 
 def test_one_process_may_reopen_its_own_directory(tmp_path):
-    first = experiment.OutputDir(tmp_path, {"a": 1}, verbose=False)
-    second = experiment.OutputDir(tmp_path, {"a": 1}, verbose=False)
+    first = run_directory.OutputDir(tmp_path, {"a": 1}, verbose=False)
+    second = run_directory.OutputDir(tmp_path, {"a": 1}, verbose=False)
     second.close()
     assert f"pid {os.getpid()}" in (tmp_path / ".lock").read_text()  # Still held by `first`.
     first.close()
@@ -130,15 +130,15 @@ def test_unusable_paths_are_refused_before_anything_is_written(tmp_path):
     a_file = tmp_path / "f"
     a_file.write_text("")
     for path in (a_file, a_file / "sub" / "run"):
-        with pytest.raises(experiment.OutputDirError, match="is a file, not a directory"):
-            experiment.OutputDir(path, {"a": 1})
+        with pytest.raises(run_directory.OutputDirError, match="is a file, not a directory"):
+            run_directory.OutputDir(path, {"a": 1})
     if os.geteuid() != 0:  # root writes anywhere: only a read-only mount would stop it.
         ro = tmp_path / "ro"
         ro.mkdir()
         ro.chmod(0o500)
         try:
-            with pytest.raises(experiment.OutputDirError, match="is not writable"):
-                experiment.check_output_dir(ro / "run")
+            with pytest.raises(run_directory.OutputDirError, match="is not writable"):
+                run_directory.check_output_dir(ro / "run")
         finally:
             ro.chmod(0o700)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
@@ -147,9 +147,9 @@ def test_unusable_paths_are_refused_before_anything_is_written(tmp_path):
 def test_step_events_write_one_file_per_step_and_replace_it(tmp_path):
     import tensorflow as tf
 
-    from tfstiffness import summary
+    from tfstiffness.outputs import tensorboard as summary
 
-    out = experiment.OutputDir(tmp_path, {}, verbose=False)
+    out = run_directory.OutputDir(tmp_path, {}, verbose=False)
     for step, value in ((0, 0.5), (1, 0.6), (1, 0.7)):  # Step 1 written twice (a redo).
         with out.step_events("stiffness", step) as writer:
             summary.write_scalars(writer, {"within": value}, step)
@@ -167,7 +167,7 @@ def test_step_events_write_one_file_per_step_and_replace_it(tmp_path):
 
 
 def test_stages_round_trip(tmp_path):
-    out = experiment.OutputDir(tmp_path, {}, verbose=False)
+    out = run_directory.OutputDir(tmp_path, {}, verbose=False)
     assert not out.done("init")
     out.save_stage("init", {"w": np.eye(2), "loss": np.float64(0.25), "name": np.array("x")})
     assert out.done("init") and not out.done("trained")
@@ -184,11 +184,11 @@ def test_stages_round_trip(tmp_path):
     lambda p: np.savez(p, w=np.array([{"a": 1}], dtype=object)),  # Would need pickle.
 ])
 def test_a_damaged_stage_checkpoint_is_refused_naming_it(tmp_path, damage):
-    out = experiment.OutputDir(tmp_path, {}, verbose=False)
+    out = run_directory.OutputDir(tmp_path, {}, verbose=False)
     out.save_stage("init", {"w": np.eye(2)})
     path = tmp_path / "stages" / "init.npz"
     damage(path)
-    with pytest.raises(experiment.CorruptFileError,
+    with pytest.raises(run_directory.CorruptFileError,
                        match=f"stage checkpoint {path} cannot be read .*Delete it to redo"):
         out.load_stage("init")
 
@@ -196,15 +196,15 @@ def test_a_damaged_stage_checkpoint_is_refused_naming_it(tmp_path, damage):
 @pytest.mark.parametrize("content", ["{\"epochs\": 2", "[1, 2]", "\udcff"])
 def test_a_damaged_config_is_refused_naming_it(tmp_path, content):
     (tmp_path / "config.json").write_text(content, errors="surrogateescape")
-    with pytest.raises(experiment.CorruptFileError,
+    with pytest.raises(run_directory.CorruptFileError,
                        match=f"config {tmp_path / 'config.json'} cannot be read .*Delete the "
                              f"output directory {tmp_path} to start over"):
-        experiment.OutputDir(tmp_path, {"epochs": 2}, verbose=False)
+        run_directory.OutputDir(tmp_path, {"epochs": 2}, verbose=False)
     assert not (tmp_path / "stages").exists()
 
 
 def test_summary_has_config_versions_results(tmp_path):
-    out = experiment.OutputDir(tmp_path, {"epochs": 2}, verbose=False)
+    out = run_directory.OutputDir(tmp_path, {"epochs": 2}, verbose=False)
     out.write_summary({"auc": np.float64(0.75)}, run={"elapsed_s": 1.0})
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["config"] == {"epochs": 2}
@@ -215,9 +215,9 @@ def test_summary_has_config_versions_results(tmp_path):
 
 def test_progress_estimates_remaining_time_from_this_process(tmp_path, monkeypatch):
     clock = iter([0.0, 10.0, 20.0])  # Construction, first call, second call.
-    monkeypatch.setattr(experiment.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(run_directory.time, "monotonic", lambda: next(clock))
     lines = []
-    out = experiment.OutputDir(tmp_path, {}, name="demo", printer=lines.append)
+    out = run_directory.OutputDir(tmp_path, {}, name="demo", printer=lines.append)
     # Resumed at 2 of 4 done: no rate yet, so no estimate.
     assert out.progress("stage a", 2, 4) == "[demo 10.0s] stage a (2/4)"
     # 10 s for the last unit, one unit left: about 10 s.
@@ -226,5 +226,5 @@ def test_progress_estimates_remaining_time_from_this_process(tmp_path, monkeypat
 
 
 def test_progress_with_a_given_estimate(tmp_path):
-    out = experiment.OutputDir(tmp_path, {}, name="demo", verbose=False)
+    out = run_directory.OutputDir(tmp_path, {}, name="demo", verbose=False)
     assert out.progress("epoch 2/9", remaining=75.0).endswith("epoch 2/9 (~1m15s left)")

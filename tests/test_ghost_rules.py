@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from tests.bruteforce import relative_error
 from tests.rules_check import check_ghost
-from tfstiffness import _factors
-from tfstiffness.rules._linear import einsum_layout as _einsum_layout
+from tfstiffness.engine import _factors
+from tfstiffness.engine.rules._linear import einsum_layout as _einsum_layout
 
 TOL = 1e-5
 RNG = np.random.default_rng(0)

@@ -10,7 +10,7 @@ import pytest
 
 import tfstiffness as tfs
 from tests.bruteforce import per_example_gradients, relative_error
-from tfstiffness.influence_callback import TracInCallback
+from tfstiffness.influence.callback import TracInCallback
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 N, M, BATCH, EPOCHS = 30, 6, 8, 3

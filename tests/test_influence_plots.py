@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfstiffness import influence_plots
+from tfstiffness.influence import plots as influence_plots
 from tfstiffness.influence import TracInResult
 
 

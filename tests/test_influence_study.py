@@ -15,8 +15,8 @@ import tensorflow as tf
 from tests.bruteforce import per_example_gradients, relative_error
 from tfstiffness import data
 from tfstiffness.cli import influence as influence_cli
-from tfstiffness.label_noise import flip_labels
-from tfstiffness.neighbourhood import roc_auc
+from tfstiffness.influence.label_noise import flip_labels
+from tfstiffness.measures.neighbourhood import roc_auc
 from tfstiffness.studies import StudyInputError
 from tfstiffness.studies import influence as study
 

@@ -5,8 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
-from tfstiffness import models, synthetic
-from tfstiffness.label_noise import flip_labels, flipped_label_experiment, roc_auc
+from tfstiffness import models
+from tfstiffness.data import synthetic
+from tfstiffness.influence.label_noise import flip_labels, flipped_label_experiment, roc_auc
 
 
 def test_flip_labels_flips_the_requested_share_deterministically():

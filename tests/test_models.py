@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from tests.bruteforce import brute_force_gram, relative_error
-from tfstiffness import gradient_gram, models, synthetic
+from tfstiffness import gradient_gram, models
+from tfstiffness.data import synthetic
 
 
 def dense(fan_in: int, units: int) -> int:

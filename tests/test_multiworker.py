@@ -20,8 +20,10 @@ import tensorflow as tf
 import tfstiffness as tfs
 from tests.models_zoo import ZOO, data_for
 from tests.multiworker_job import SETTINGS, summary_arrays
-from tfstiffness import cli, cluster, local_cluster, streaming
-from tfstiffness import gram as _gram
+from tfstiffness import cli, streaming
+from tfstiffness.distributed import cluster
+from tfstiffness.distributed import local_cluster
+from tfstiffness.engine import gram as _gram
 from tfstiffness.cli import summary_local_cluster
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfstiffness import neighbourhood
-from tfstiffness.neighbourhood import NeighbourhoodStiffness, neighbourhood_stiffness
+from tfstiffness.measures import neighbourhood
+from tfstiffness.measures.neighbourhood import NeighbourhoodStiffness, neighbourhood_stiffness
 
 
 def loop_neighbourhood(S, x, radius=None, k=None, weighting="uniform", bandwidth=None):

@@ -1,4 +1,4 @@
-"""Tests for tfstiffness.plots: files written, pixel sizes, centred colour maps, content."""
+"""Tests for tfstiffness.outputs.plots: files written, pixel sizes, centred colour maps, content."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from tfstiffness import plots
+from tfstiffness.outputs import plots
 
 
 def _assert_png(path, fig) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 import tfstiffness as tfs
 from tests.bruteforce import brute_force_gram, relative_error
-from tfstiffness.rules import _registry
+from tfstiffness.engine.rules import _registry
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 

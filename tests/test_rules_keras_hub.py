@@ -8,7 +8,7 @@ import pytest
 
 from tests.rules_check import check_ghost
 from tests.test_rules_embedding import tied_classifier
-from tfstiffness.rules import rule_for
+from tfstiffness.engine.rules import rule_for
 
 keras_hub = pytest.importorskip("keras_hub")
 L = keras.layers
@@ -40,7 +40,7 @@ def test_position_embeddings():
 
 
 def _norm_classes():
-    from tfstiffness.rules._keras_hub import registered_normalizations
+    from tfstiffness.engine.rules._keras_hub import registered_normalizations
 
     return registered_normalizations()
 

@@ -6,7 +6,7 @@ import pytest
 
 from tests import hub_models
 from tests.rules_check import check_ghost
-from tfstiffness._ghost import GhostFactors
+from tfstiffness.engine._ghost import GhostFactors
 
 RNG = np.random.default_rng(4)
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)

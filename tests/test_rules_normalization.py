@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from tests.rules_check import check_ghost
-from tfstiffness.rules import rule_for
+from tfstiffness.engine.rules import rule_for
 
 L = keras.layers
 RNG = np.random.default_rng(1)

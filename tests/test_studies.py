@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from tfstiffness import experiment, models, studies, training
+from tfstiffness import models, studies, training
+from tfstiffness.outputs import run_directory
 from tfstiffness.studies import class_stiffness, runner
 
 
@@ -15,7 +16,7 @@ def _data(n=48, seed=0):
 
 def _train(path, epochs, measure, **kwargs):
     x, y = _data()
-    out = experiment.OutputDir(path, {"test": 1}, verbose=False)
+    out = run_directory.OutputDir(path, {"test": 1}, verbose=False)
     return training.train_resumable(
         out, lambda: models.toy_mlp(4, 2, widths=(8,)), x, y, epochs=epochs,
         learning_rate=1e-2, batch_size=8, seed=3, eval_epochs=[0, 1, 3], measure=measure,
@@ -61,7 +62,7 @@ def test_on_epoch_reports_each_epoch_before_its_checkpoint(tmp_path):
     seen = []
 
     def on_epoch(report):
-        checkpointed = experiment.OutputDir(tmp_path / "a", {"test": 1}, verbose=False)
+        checkpointed = run_directory.OutputDir(tmp_path / "a", {"test": 1}, verbose=False)
         done = (int(checkpointed.load_stage("state")["epochs_done"])
                 if checkpointed.done("state") else -1)
         seen.append((report.epoch, report.measured is not None, done))

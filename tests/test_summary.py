@@ -1,4 +1,4 @@
-"""Tests for tfstiffness.summary: write summaries, read the event files back, compare."""
+"""Tests for tfstiffness.outputs.tensorboard: write summaries, read the event files back, compare."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import tensorflow as tf
 from PIL import Image
 from tensorboard.plugins.hparams import metadata as hp_metadata
 
-from tfstiffness import plots, summary
+from tfstiffness.outputs import plots
+from tfstiffness.outputs import tensorboard as summary
 
 
 def _read(logdir) -> list[tuple[int, tf.compat.v1.Summary.Value]]:

@@ -21,7 +21,7 @@ import tensorflow as tf
 import tfstiffness as tfs
 from tests.custom_layers import Scale
 from tfstiffness.cli import summary as summary_cli
-from tfstiffness.studies import summary as study
+from tfstiffness.studies import saved_model as study
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

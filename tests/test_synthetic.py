@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tfstiffness import synthetic
-from tfstiffness.cifar100_labels import FINE_TO_COARSE
+from tfstiffness.data import synthetic
+from tfstiffness.data.cifar100_labels import FINE_TO_COARSE
 
 # ------------------------------------------------------------------ hierarchical images
 

@@ -6,7 +6,8 @@ import pytest
 
 import tfstiffness as tfs
 from tests.bruteforce import per_example_gradients, relative_error
-from tfstiffness.influence import TracInAccumulator, _TopK
+from tfstiffness.influence import TracInAccumulator
+from tfstiffness.influence.tracin import _TopK
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 ETAS = [0.5, 1.0, 2.0]

@@ -8,8 +8,9 @@ import types
 import numpy as np
 import pytest
 
-from tfstiffness import alignment, measures
-from tfstiffness.uncertainty import STATISTICS, bootstrap, resample_counts
+from tfstiffness import measures
+from tfstiffness.measures import alignment
+from tfstiffness.measures.uncertainty import STATISTICS, bootstrap, resample_counts
 
 
 def problem(seed=0, n_per_class=8, num_classes=3, dim=6):

@@ -1,4 +1,4 @@
-"""Walker's extensions: boundary AUC (`tfstiffness.neighbourhood`), the neighbourhoods and
+"""Walker's extensions: boundary AUC (`tfstiffness.measures.neighbourhood`), the neighbourhoods and
 layerwise studies (`tfstiffness.studies`), their binaries, resume, kill -9."""
 
 import json
@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfstiffness import neighbourhood, studies
+from tfstiffness import studies
+from tfstiffness.measures import neighbourhood
 from tfstiffness.cli import layerwise as layerwise_cli
 from tfstiffness.cli import neighbourhoods as neighbourhoods_cli
 
@@ -195,7 +196,8 @@ def test_layerwise_values_match_a_direct_measurement(tmp_path):
     """The study's untrained numbers are those of layerwise_stiffness on the same probe."""
     import keras
 
-    from tfstiffness import gradient_gram, layerwise_stiffness, models, synthetic
+    from tfstiffness import gradient_gram, layerwise_stiffness, models
+    from tfstiffness.data import synthetic
 
     summary = studies.run_layerwise(str(tmp_path), verbose=False, **TINY_LW)
     with np.load(tmp_path / "results.npz") as data:
