@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.bruteforce import brute_force_gram, relative_error
+from tests.support.bruteforce import brute_force_gram, relative_error
 from tfstiffness import gradient_gram, models
 from tfstiffness.data import synthetic
 

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from tfstiffness import measures, probes
-from tfstiffness.measures import alignment
-from tfstiffness.measures import uncertainty
 from tfstiffness.engine.gram import gradient_gram
+from tfstiffness.measures import alignment, uncertainty
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
