@@ -1,0 +1,153 @@
+"""MkDocs hook: the API reference, generated at build time from ``tfstiffness/__init__.py``.
+
+Every name of ``tfstiffness.__all__`` gets a page. A function or class is documented at the
+module ``_EXPORTS`` names (griffe follows a re-export there to the source that defines it),
+a submodule where ``_SUBMODULES`` points, a renamed submodule as the alias it is. Nothing
+here names a module: when a name moves, ``_EXPORTS`` moves with it and the reference
+follows, with no edit under docs/.
+
+Used by ``mkdocs.yml`` (``hooks:``); ``api_entries()`` is also what tests/docs checks.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = "tfstiffness"
+
+#: Section titles of the reference, by the first folder of the defining module.
+SECTIONS = {
+    "engine": "Engine: Gram matrices and rules",
+    "measures": "Measures",
+    "streaming": "Streaming and distribution",
+    "distributed": "Streaming and distribution",
+    "callback": "Training callbacks",
+    "influence": "Influence (TracIn)",
+    "errors": "Errors",
+}
+SUBMODULE_SECTION = "Submodules"
+RENAMED_SECTION = "Renamed submodules"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One public name: its page and what the page documents."""
+
+    name: str
+    kind: str  # "export", "submodule" or "renamed"
+    target: str  # dotted path of the documented object (or of the new submodule)
+    section: str
+
+    @property
+    def uri(self) -> str:
+        return f"api/{self.name}.md"
+
+
+def _literal(tree: ast.Module, name: str):
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AnnAssign) else [])
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return ast.literal_eval(node.value)
+    raise LookupError(f"{PACKAGE}/__init__.py defines no {name}")
+
+
+def public_tables(root: Path = ROOT) -> tuple[dict, dict, dict]:
+    """``_EXPORTS``, ``_SUBMODULES`` and ``_RENAMED`` of the package, read without importing it."""
+    tree = ast.parse((root / PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    return tuple(_literal(tree, n) for n in ("_EXPORTS", "_SUBMODULES", "_RENAMED"))
+
+
+def api_entries(root: Path = ROOT) -> list[Entry]:
+    """One entry per name of ``tfstiffness.__all__``, in the order of ``__all__``."""
+    exports, submodules, renamed = public_tables(root)
+    entries = []
+    for name, module in exports.items():
+        top = module.split(".")[0]
+        entries.append(Entry(name, "export", f"{PACKAGE}.{module}.{name}",
+                             SECTIONS.get(top, top.replace("_", " ").capitalize())))
+    for name, module in submodules.items():
+        entries.append(Entry(name, "submodule", f"{PACKAGE}.{module}", SUBMODULE_SECTION))
+    for name, new in renamed.items():
+        entries.append(Entry(name, "renamed", f"{PACKAGE}.{submodules[new]}", RENAMED_SECTION))
+    return entries
+
+
+def page(entry: Entry, renamed: dict, entries: list[Entry]) -> str:
+    if entry.kind == "export":
+        return (f"# `tfs.{entry.name}`\n\n`import tfstiffness as tfs`; defined in "
+                f"`{entry.target.rsplit('.', 1)[0]}`.\n\n::: {entry.target}\n")
+    if entry.kind == "submodule":
+        text = (f"# `tfs.{entry.name}`\n\nThe submodule `{entry.target}`, reachable as "
+                f"`tfs.{entry.name}`.\n\n")
+        if entry.name == "rules":
+            text += ("The contract a rule keeps (what it receives, what it returns, the safety "
+                     "net) is in [Custom rules](../guides/custom-rules.md#the-contract).\n\n")
+        own = [e.name for e in entries if e.kind == "export"
+               and e.target.rsplit(".", 1)[0] == entry.target]
+        if own:
+            text += ("With pages of their own: "
+                     + ", ".join(f"[`{n}`]({n}.md)" for n in own) + ".\n\n")
+        filters = ", ".join(['"!^_"'] + [f'"!^{n}$"' for n in own])
+        return (text + f"::: {entry.target}\n    options:\n      show_submodules: false\n"
+                f"      filters: [{filters}]\n")
+    new = renamed[entry.name]
+    return (f"# `tfs.{entry.name}` (renamed)\n\n`tfs.{entry.name}` is the old name of "
+            f"[`tfs.{new}`]({new}.md) (`{entry.target}`). It still works, with a "
+            "`DeprecationWarning`, until 0.3.\n")
+
+
+def index_page(entries: list[Entry]) -> str:
+    lines = ["# API reference", "",
+             ("Every public name of `tfstiffness` (`import tfstiffness as tfs`; the names of "
+             "`tfs.__all__`), grouped by the part of the package that defines it. Each page "
+             "is generated from the docstrings at build time."), ""]
+    for section in _sections(entries):
+        lines += [f"## {section}", "", "| name | defined in |", "|---|---|"]
+        for e in entries:
+            if e.section == section:
+                lines.append(f"| [`tfs.{e.name}`]({e.name}.md) | `{e.target}` |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _sections(entries: list[Entry]) -> list[str]:
+    order = []
+    for e in entries:
+        if e.section not in order:
+            order.append(e.section)
+    return order
+
+
+# ---- MkDocs events -------------------------------------------------------------------------
+
+def on_config(config, **kwargs):
+    entries = api_entries()
+    reference = [{"Index": "api/index.md"}]
+    for section in _sections(entries):
+        reference.append({section: [{e.name: e.uri} for e in entries if e.section == section]})
+    for i, item in enumerate(config["nav"]):
+        if isinstance(item, dict) and "API reference" in item:
+            config["nav"][i] = {"API reference": reference}
+    return config
+
+
+def on_files(files, config, **kwargs):
+    from mkdocs.structure.files import File
+
+    entries = api_entries()
+    _, _, renamed = public_tables()
+    files.append(File.generated(config, "api/index.md", content=index_page(entries)))
+    for e in entries:
+        files.append(File.generated(config, e.uri, content=page(e, renamed, entries)))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    files.append(File.generated(config, "index.md", content=readme_as_home(readme)))
+    return files
+
+
+def readme_as_home(readme: str) -> str:
+    """README.md as the site's home page: its links into docs/ made relative to docs/."""
+    return readme.replace("](docs/", "](").replace('src="docs/', 'src="')
