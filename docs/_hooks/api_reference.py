@@ -76,6 +76,43 @@ def api_entries(root: Path = ROOT) -> list[Entry]:
     return entries
 
 
+def _source(module: str, root: Path) -> ast.Module | None:
+    base = root / Path(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.exists():
+            return ast.parse(path.read_text(encoding="utf-8"))
+    return None
+
+
+def summary(entry: Entry, root: Path = ROOT) -> str:
+    """The first line of the documented object's docstring ("" when the source has none).
+
+    Follows one ``from X import name`` re-export; read with ``ast``, so nothing is imported.
+    """
+    module, name = ((entry.target, None) if entry.kind != "export"
+                    else entry.target.rsplit(".", 1))
+    for _ in range(3):
+        tree = _source(module, root)
+        if tree is None:
+            return ""
+        if name is None:
+            doc = ast.get_docstring(tree)
+            break
+        node = next((n for n in tree.body if isinstance(
+            n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.name == name), None)
+        if node is not None:
+            doc = ast.get_docstring(node)
+            break
+        origin = next((n for n in tree.body if isinstance(n, ast.ImportFrom) and n.level == 0
+                       and any(a.name == name for a in n.names)), None)
+        if origin is None:
+            return ""
+        module = origin.module
+    else:
+        return ""
+    return (doc or "").strip().split("\n\n")[0].replace("\n", " ").replace("|", "\\|")
+
+
 def page(entry: Entry, renamed: dict, entries: list[Entry]) -> str:
     if entry.kind == "export":
         return (f"# `tfs.{entry.name}`\n\n`import tfstiffness as tfs`; defined in "
@@ -106,10 +143,11 @@ def index_page(entries: list[Entry]) -> str:
              "`tfs.__all__`), grouped by the part of the package that defines it. Each page "
              "is generated from the docstrings at build time."), ""]
     for section in _sections(entries):
-        lines += [f"## {section}", "", "| name | defined in |", "|---|---|"]
+        lines += [f"## {section}", "", "| name | what it is | module |", "|---|---|---|"]
         for e in entries:
             if e.section == section:
-                lines.append(f"| [`tfs.{e.name}`]({e.name}.md) | `{e.target}` |")
+                module = e.target.rsplit(".", 1)[0] if e.kind == "export" else e.target
+                lines.append(f"| [`tfs.{e.name}`]({e.name}.md) | {summary(e)} | `{module}` |")
         lines.append("")
     return "\n".join(lines)
 
