@@ -113,6 +113,24 @@ def summary(entry: Entry, root: Path = ROOT) -> str:
     return (doc or "").strip().split("\n\n")[0].replace("\n", " ").replace("|", "\\|")
 
 
+def child_modules(entry: Entry, entries: list[Entry], root: Path = ROOT) -> list[str]:
+    """Public modules of a package submodule that no other page documents (e.g. the loaders
+    behind ``tfs.data``, whose names the package exports lazily)."""
+    folder = root / Path(*entry.target.split("."))
+    if not (folder / "__init__.py").exists():
+        return []
+    documented = {e.target for e in entries if e.kind == "submodule"}
+    children = []
+    for path in sorted(folder.iterdir()):
+        name = path.stem if path.suffix == ".py" else path.name
+        if name.startswith("_") or not (path.suffix == ".py" or (path / "__init__.py").exists()):
+            continue
+        dotted = f"{entry.target}.{name}"
+        if dotted not in documented:
+            children.append(dotted)
+    return children
+
+
 def page(entry: Entry, renamed: dict, entries: list[Entry]) -> str:
     if entry.kind == "export":
         return (f"# `tfs.{entry.name}`\n\n`import tfstiffness as tfs`; defined in "
@@ -129,8 +147,12 @@ def page(entry: Entry, renamed: dict, entries: list[Entry]) -> str:
             text += ("With pages of their own: "
                      + ", ".join(f"[`{n}`]({n}.md)" for n in own) + ".\n\n")
         filters = ", ".join(['"!^_"'] + [f'"!^{n}$"' for n in own])
-        return (text + f"::: {entry.target}\n    options:\n      show_submodules: false\n"
-                f"      filters: [{filters}]\n")
+        text += (f"::: {entry.target}\n    options:\n      show_submodules: false\n"
+                 f"      filters: [{filters}]\n")
+        for child in child_modules(entry, entries):
+            text += (f"\n::: {child}\n    options:\n      show_submodules: false\n"
+                     "      heading_level: 3\n")
+        return text
     new = renamed[entry.name]
     return (f"# `tfs.{entry.name}` (renamed)\n\n`tfs.{entry.name}` is the old name of "
             f"[`tfs.{new}`]({new}.md) (`{entry.target}`). It still works, with a "
