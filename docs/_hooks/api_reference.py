@@ -12,6 +12,7 @@ Used by ``mkdocs.yml`` (``hooks:``); ``api_entries()`` is also what tests/docs c
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,3 +212,26 @@ def on_files(files, config, **kwargs):
 def readme_as_home(readme: str) -> str:
     """README.md as the site's home page: its links into docs/ made relative to docs/."""
     return readme.replace("](docs/", "](").replace('src="docs/', 'src="')
+
+
+_NOTEBOOK_LINK = re.compile(r'href="((?:\.\./)+)([^":#]+?)\.md(#[^"]*)?"')
+
+
+def notebook_links(html: str) -> str:
+    """A tutorial's ``../guides/x.md`` links (right on GitHub) as the site's page URLs.
+
+    mkdocs-jupyter leaves Markdown links of a notebook as written, and the page of
+    ``tutorials/NAME.ipynb`` is served one folder deeper, at ``tutorials/NAME/``.
+    """
+    def url(m: re.Match) -> str:
+        path = m.group(2)
+        path = path[:-len("index")] if path.endswith("index") else path + "/"
+        return f'href="../{m.group(1)}{path}{m.group(3) or ""}"'
+
+    return _NOTEBOOK_LINK.sub(url, html)
+
+
+def on_post_page(output, page, config, **kwargs):
+    if page.file.src_uri.endswith(".ipynb"):
+        return notebook_links(output)
+    return output

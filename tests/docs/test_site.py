@@ -81,3 +81,11 @@ def test_tutorial_links_resolve():
                 if target.startswith("../api/"):
                     continue
                 assert (nb.parent / target).exists(), f"{nb.name}: {link}"
+
+
+def test_tutorial_links_become_site_urls():
+    html = ('<a href="../guides/custom-rules.md#the-contract">a</a> <a href="../api/index.md">b</a>'
+            ' <a href="../science.md">c</a> <a href="https://x.org/a.md">d</a>')
+    assert api_reference.notebook_links(html) == (
+        '<a href="../../guides/custom-rules/#the-contract">a</a> <a href="../../api/">b</a>'
+        ' <a href="../../science/">c</a> <a href="https://x.org/a.md">d</a>')
