@@ -89,3 +89,11 @@ def test_tutorial_links_become_site_urls():
     assert api_reference.notebook_links(html) == (
         '<a href="../../guides/custom-rules/#the-contract">a</a> <a href="../../api/">b</a>'
         ' <a href="../../science/">c</a> <a href="https://x.org/a.md">d</a>')
+
+
+def test_every_guide_and_tutorial_is_in_the_nav():
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    pages = [*sorted((ROOT / "docs" / "guides").glob("*.md")),
+             *sorted((ROOT / "docs" / "tutorials").glob("*.ipynb")), ROOT / "docs" / "science.md"]
+    for path in pages:
+        assert str(path.relative_to(ROOT / "docs")) in nav, f"{path.name} is not in mkdocs.yml's nav"
