@@ -28,9 +28,14 @@ import numpy as np
 # --------------------------------------------------------------------------------------------
 
 
+def is_int(value: Any) -> bool:
+    """Whether `value` is an integer: a Python or numpy int, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def is_positive_int(value: Any) -> bool:
-    """Whether `value` is an int >= 1 (numpy integers count; bools do not)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+    """Whether `value` is an integer (see `is_int`) >= 1."""
+    return is_int(value) and value >= 1
 
 
 def positive_int(value: Any, name: str, *, allow_none: bool = False) -> int | None:
@@ -199,8 +204,8 @@ def class_labels(y: Any, name: str) -> np.ndarray:
                          f"shape {y.shape}.")
     y = y.reshape(-1)
     if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
-        raise ValueError(f"{name}: expected class labels (integers or one-hot), got {y.dtype} "
-                         "values that are not whole numbers.")
+        raise ValueError(f"{name}: expected integer class labels or one-hot labels, got "
+                         f"{y.dtype} values that are not whole numbers.")
     return class_indices(y.astype(np.int64), name)
 
 
@@ -237,7 +242,7 @@ small for labels up to 2; pass num_classes >= 3 or None)
         if all(s.size == 0 for s, _ in sets):
             raise ValueError("num_classes is needed when there are no labels")
         value = max(int(s.max(initial=0)) for s, _ in sets) + 1
-    elif isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    elif not is_int(value):
         raise TypeError(f"num_classes must be a positive int, got {value!r}")
     elif value < 1:
         raise ValueError(f"num_classes must be a positive int, got {value}")

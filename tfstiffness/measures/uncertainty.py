@@ -48,8 +48,7 @@ from typing import Any
 import numpy as np
 
 from tfstiffness import checks, measures
-from tfstiffness.measures import alignment, distance_curves
-from tfstiffness.measures._matrix import one_hot
+from tfstiffness.measures import _matrix, alignment, distance_curves
 
 #: Names of the statistics `bootstrap` computes.
 STATISTICS = ("within", "between", "superclass_contrast", "xi_crossing", "xi_linear_fit",
@@ -268,8 +267,7 @@ def _statistic_names(statistic: Any) -> list[str]:
 
 
 def _check_num_samples(num_samples: Any) -> None:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or (
-            num_samples < 1):
+    if not checks.is_positive_int(num_samples):
         raise ValueError(f"num_samples must be a positive int, e.g. 1000, got {num_samples!r}")
 
 
@@ -348,8 +346,8 @@ def _weighted_class_sums(
     cols_labels: np.ndarray, num_classes: int, one_set: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """[B, K, K] sums of w_i w'_j S_ij over class blocks, and the pair weights, i != j."""
-    rows_one_hot = one_hot(rows_labels, num_classes)
-    cols_one_hot = one_hot(cols_labels, num_classes)
+    rows_one_hot = _matrix.one_hot(rows_labels, num_classes)
+    cols_one_hot = _matrix.one_hot(cols_labels, num_classes)
     # Columns sorted by class: each column class is one segment, summed by reduceat.
     col_order = np.argsort(cols_labels, kind="stable")
     col_classes, col_starts = np.unique(cols_labels[col_order], return_index=True)
