@@ -27,6 +27,11 @@ CRITICAL_LENGTH_STATUSES = ("crossed", "never_crossed", "nonpositive_from_start"
                             "no_decay", "nonpositive_at_zero", "too_few_bins", "no_pairs")
 
 
+# --------------------------------------------------------------------------------------------
+# Stiffness against distance
+# --------------------------------------------------------------------------------------------
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class StiffnessCurve:
     """Mean stiffness of example pairs binned by distance.
@@ -199,6 +204,11 @@ def bin_index(distances: np.ndarray, edges: np.ndarray) -> np.ndarray:
     index = np.searchsorted(edges, distances, side="right") - 1
     index[distances == edges[-1]] = edges.size - 2
     return index
+
+
+# --------------------------------------------------------------------------------------------
+# The dynamical critical length
+# --------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,8 +12,8 @@
   the input named ``token_ids`` (else the first input). d is then in [0, 1].
 
 `InputSpace` holds what a set needs (feature statistics or the vocabulary size), so that the
-in-memory measures and the streaming summary, which sees one block of rows at a time, compute
-the same distances.
+in-memory measures (`input_distances`, the public function, checks its inputs and uses it) and
+the streaming summary, which sees one block of rows at a time, compute the same distances.
 """
 
 from __future__ import annotations
@@ -62,10 +62,13 @@ class InputSpace:
             top = max(int(np.max(_token_leaf(s), initial=0)) for s in sets)
             return cls("tokens", vocab_size=top + 1)
         pooled = _pooled_features(sets)
-        # np.mean and np.std of the pooled features: the same numbers, to the last bit, for
-        # the in-memory measures and the streaming summary.
-        std = pooled.std(axis=0)
-        return cls("features", mean=pooled.mean(axis=0), scale=np.where(std > 0, std, 1.0))
+        # np.mean and np.std of the pooled features, the std computed in place (the
+        # operations np.std performs, in its order, without its second copy of the data).
+        mean = pooled.mean(axis=0)
+        pooled -= mean
+        np.multiply(pooled, pooled, out=pooled)
+        std = np.sqrt(pooled.sum(axis=0) / len(pooled))
+        return cls("features", mean=mean, scale=np.where(std > 0, std, 1.0))
 
     def unit(self, x: Any) -> np.ndarray:
         """[n, F] float64 unit rows (a row that is all zero stays zero)."""
