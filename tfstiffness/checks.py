@@ -23,6 +23,9 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["class_indices", "class_labels", "finite_array", "float_matrix", "is_int",
+           "is_positive_int", "label_range", "num_classes", "positive_int", "squared_norms"]
+
 # --------------------------------------------------------------------------------------------
 # Numbers
 # --------------------------------------------------------------------------------------------

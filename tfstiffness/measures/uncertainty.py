@@ -203,7 +203,7 @@ def bootstrap(
     if isinstance(confidence, bool) or not (isinstance(confidence, (float, int))
                                             and 0 < confidence < 1):
         raise ValueError(f"confidence must be a number in (0, 1), e.g. 0.95, got {confidence!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not checks.is_int(seed) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     S, G, one_set = _matrices(matrix, names, kind, labels2)
     shape = (S if S is not None else G).shape
