@@ -63,8 +63,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfstiffness.checks import positive_int
 from tfstiffness.outputs.atomic import atomic_write
-from tfstiffness.probes import ProbeSets, positive_int
+from tfstiffness.probes import ProbeSets
 
 __all__ = ["StiffnessCallback", "load_history"]
 

@@ -80,7 +80,7 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import measures
+from tfstiffness import checks, measures
 from tfstiffness.engine import structure
 from tfstiffness.measures import alignment
 from tfstiffness.measures import uncertainty
@@ -225,7 +225,7 @@ class ProbeSets:
         if not self.kinds or any(k not in measures.STIFFNESS_KINDS for k in self.kinds):
             raise ValueError(f"kinds: expected a non-empty subset of {measures.STIFFNESS_KINDS},"
                              f" got {kinds!r}.")
-        self.distance_bins = positive_int(distance_bins, "distance_bins")
+        self.distance_bins = checks.positive_int(distance_bins, "distance_bins")
         self.loss, self.by_layer, self.method, self.batch_size = loss, by_layer, method, batch_size
         self.representation = representation
         if isinstance(bootstrap_samples, bool) or not isinstance(
@@ -243,20 +243,13 @@ class ProbeSets:
         self.bootstrap_confidence = float(bootstrap_confidence)
         self.bootstrap_seed = int(bootstrap_seed)
 
-        self.labels = _class_labels(self.probe_y, "probe_y")
-        self.val_labels = _class_labels(val_y, "val_y") if self.has_val else None
+        self.labels = checks.class_labels(self.probe_y, "probe_y")
+        self.val_labels = checks.class_labels(val_y, "val_y") if self.has_val else None
         self.fine_to_coarse = None if fine_to_coarse is None else np.asarray(fine_to_coarse)
-        if num_classes is None:
-            if self.fine_to_coarse is not None:
-                num_classes = len(self.fine_to_coarse)
-            else:
-                all_labels = [self.labels] + ([self.val_labels] if self.has_val else [])
-                num_classes = int(max(labels.max() for labels in all_labels)) + 1
-        self.num_classes = positive_int(num_classes, "num_classes")
-        for labels, name in ((self.labels, "probe_y"), (self.val_labels, "val_y")):
-            if labels is not None and (labels.min() < 0 or labels.max() >= self.num_classes):
-                raise ValueError(f"{name}: classes must lie in [0, {self.num_classes}), got "
-                                 f"[{labels.min()}, {labels.max()}].")
+        if num_classes is None and self.fine_to_coarse is not None:
+            num_classes = len(self.fine_to_coarse)
+        self.num_classes = checks.num_classes(num_classes, self.labels, self.val_labels,
+                                              names=("probe_y", "val_y"))
         if self.fine_to_coarse is not None:
             if self.fine_to_coarse.shape != (self.num_classes,):
                 raise ValueError(f"fine_to_coarse: expected {self.num_classes} entries (one "
@@ -680,26 +673,3 @@ def _check_length(x: Any, y: np.ndarray, x_name: str, y_name: str) -> None:
     if y.ndim == 0 or len(y) != n:
         raise ValueError(f"{y_name}: expected {n} labels (one per example of {x_name}), "
                          f"got shape {y.shape}.")
-
-
-def _class_labels(y: np.ndarray, name: str) -> np.ndarray:
-    """Integer classes of integer or one-hot labels (class matrices need classes)."""
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:
-        return y.argmax(axis=1).astype(np.int64)
-    y = y.reshape(len(y), -1)
-    if y.shape[1] != 1:
-        raise ValueError(f"{name}: expected [N] class labels or [N, K] one-hot labels, got "
-                         f"shape {y.shape}.")
-    y = y[:, 0]
-    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
-        raise ValueError(f"{name}: class stiffness needs integer class labels, got {y.dtype} "
-                         "values that are not whole numbers.")
-    return y.astype(np.int64)
-
-
-def positive_int(value: Any, name: str) -> int:
-    """`value` as an int, or a ValueError naming `name` when it is not a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}.")
-    return int(value)
