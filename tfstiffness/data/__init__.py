@@ -7,8 +7,9 @@ tensorflow-datasets takes seconds to import, and `synthetic` needs only numpy.
 
 import importlib
 
-_LOADER_NAMES = ("DatasetUnavailableError", "LoadedData", "REACH_TIMEOUT", "balanced_subset",
-                 "load", "unreachable_hosts", "vocabulary_path")
+_LOADER_NAMES = ("DATASETS", "DatasetUnavailableError", "LoadedData", "MNIST1D_SPLITS",
+                 "NORMALIZATION", "REACH_TIMEOUT", "balanced_subset", "load", "unreachable_hosts",
+                 "vocabulary_path")
 
 
 def __getattr__(name: str):
