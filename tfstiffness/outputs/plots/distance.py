@@ -164,6 +164,35 @@ def stiffness_vs_distance(
     """
     entries = _curve_entries(curve, critical, label)
     own_figure = ax is None
+    fig, ax, counts_ax = _curve_axes(entries, ax)
+    multi = len(entries) > 1
+    pair_kinds = set()
+    per_entry = 1  # legend entries of the curve with the most (its line and its xi)
+    for index, (entry_curve, entry_critical, entry_label) in enumerate(entries):
+        colour = f"C{index % 10}"
+        pairs = _draw_curve(ax, counts_ax, entry_curve, entry_label, index, multi)
+        if pairs is not None:
+            pair_kinds.add(pairs)
+        crossing, fit = _estimates(entry_critical)
+        per_entry = max(per_entry, 1 + (crossing is not None) + (fit is not None))
+        prefix = f"{entry_label}: " if (multi and entry_label is not None) else ""
+        # Overlays often share a bound (the same probe): their markers are stacked.
+        stack = index - (len(entries) - 1) / 2
+        _draw_crossing(ax, crossing, colour, prefix, with_fit=fit is not None, stack=stack)
+        if fit is not None:
+            _draw_linear_fit(ax, fit, colour, prefix)
+    _label_curve_axes(ax, counts_ax)
+    _place_legend(fig, ax, own_figure, len(entries), per_entry)
+    if title is None:
+        kind = f" ({pair_kinds.pop()} pairs)" if len(pair_kinds) == 1 else ""
+        title = f"Stiffness vs distance{kind}"
+    ax.set_title(title)
+    return finish(fig, path)
+
+
+def _curve_axes(entries: list[tuple[Any, Any, Any]], ax: Any) -> tuple[Figure, Any, Any]:
+    """(figure, curve axes, pair-count axes): a new figure sized for the entries unless `ax`
+    is given; the counts on a twin axis behind the curves."""
     if ax is None:
         with_fit = any(_estimates(entry[1])[1] is not None for entry in entries)
         fig = new_figure((9.0 if with_fit else 7.5, 4.5 + 0.25 * max(len(entries) - 1, 0)))
@@ -174,67 +203,67 @@ def stiffness_vs_distance(
     # Counts behind the curves: the main axes on top with a transparent background.
     ax.set_zorder(counts_ax.get_zorder() + 1)
     ax.patch.set_visible(False)
+    return fig, ax, counts_ax
 
-    multi = len(entries) > 1
-    pair_kinds = set()
-    per_entry = 1
-    for index, (entry_curve, entry_critical, entry_label) in enumerate(entries):
-        colour = f"C{index % 10}"
-        centres = np.asarray(field(entry_curve, "centres"), dtype=np.float64).reshape(-1)
-        means = np.asarray(field(entry_curve, "means"), dtype=np.float64).reshape(-1)
-        if centres.shape != means.shape:
-            raise ValueError(f"centres {centres.shape} and means {means.shape} differ")
-        edges = field(entry_curve, "edges")
-        counts = field(entry_curve, "counts")
-        pairs = field(entry_curve, "pairs")
-        if pairs is not None:
-            pair_kinds.add(str(pairs))
 
-        filled = np.isfinite(means)
-        name = entry_label if entry_label is not None else (None if multi else "mean stiffness")
-        if name is None:
-            name = f"curve {index + 1}"
-        ax.plot(centres[filled], means[filled], "o-", color=colour, markersize=4, label=name)
+def _draw_curve(ax, counts_ax, curve: Any, label: str | None, index: int,
+                multi: bool) -> str | None:
+    """One curve's filled bins as a line and its pair counts as stairs; returns its `pairs`."""
+    colour = f"C{index % 10}"
+    centres = np.asarray(field(curve, "centres"), dtype=np.float64).reshape(-1)
+    means = np.asarray(field(curve, "means"), dtype=np.float64).reshape(-1)
+    if centres.shape != means.shape:
+        raise ValueError(f"centres {centres.shape} and means {means.shape} differ")
+    edges = field(curve, "edges")
+    counts = field(curve, "counts")
+    pairs = field(curve, "pairs")
 
-        if counts is not None:
-            counts = np.asarray(counts, dtype=np.float64).reshape(-1)
-            if edges is not None:
-                edges = np.asarray(edges, dtype=np.float64).reshape(-1)
-            else:
-                edges = edges_from_centres(centres)
-            bar_colour = "grey" if not multi else colour
-            counts_ax.stairs(counts, edges, fill=True, color=bar_colour,
-                             alpha=0.18 if not multi else 0.10)
+    filled = np.isfinite(means)
+    name = label if label is not None else (None if multi else "mean stiffness")
+    if name is None:
+        name = f"curve {index + 1}"
+    ax.plot(centres[filled], means[filled], "o-", color=colour, markersize=4, label=name)
 
-        crossing, fit = _estimates(entry_critical)
-        per_entry = max(per_entry, 1 + (crossing is not None) + (fit is not None))
-        xi, status, bound = _xi_status(crossing)
-        prefix = f"{entry_label}: " if (multi and entry_label is not None) else ""
-        how = " (crossing)" if fit is not None else ""
-        if status == "crossed" and xi is not None:
-            ax.axvline(xi, color=colour, linestyle="--", linewidth=1.2,
-                       label=f"{prefix}ξ = {xi:.3g}{how}")
-        elif crossing is not None:
-            # No crossing: a marker on the zero line at the bound, pointing to where xi lies,
-            # and the statement in the legend (text in the plot would cross the curves).
-            if status == "never_crossed" and bound is not None:
-                text, marker = f"{prefix}ξ > {bound:.3g} (never crossed)", ">"
-            elif status == "nonpositive_from_start" and bound is not None:
-                text, marker = f"{prefix}ξ < {bound:.3g} (≤ 0 from the first bin)", "<"
-            else:
-                text, marker = f"{prefix}ξ undefined ({status})", None
-            if marker is not None:
-                # Overlays often share a bound (the same probe): stack their markers.
-                lift = offset_copy(ax.transData, fig=fig, units="points",
-                                   y=9.0 * (index - (len(entries) - 1) / 2))
-                ax.plot([bound], [0.0], marker=marker, color=colour, markersize=9,
-                        markeredgecolor="black", markeredgewidth=0.6, linestyle="none",
-                        label=text, zorder=5, transform=lift)
-            else:
-                ax.plot([], [], linestyle="none", label=text)
-        if fit is not None:
-            _draw_linear_fit(ax, fit, colour, prefix)
+    if counts is not None:
+        counts = np.asarray(counts, dtype=np.float64).reshape(-1)
+        if edges is not None:
+            edges = np.asarray(edges, dtype=np.float64).reshape(-1)
+        else:
+            edges = edges_from_centres(centres)
+        bar_colour = "grey" if not multi else colour
+        counts_ax.stairs(counts, edges, fill=True, color=bar_colour,
+                         alpha=0.18 if not multi else 0.10)
+    return None if pairs is None else str(pairs)
 
+
+def _draw_crossing(ax, crossing: Any, colour: str, prefix: str, with_fit: bool,
+                   stack: float) -> None:
+    """The crossing estimator's xi: a dashed line where the curve crossed zero, else a marker
+    on the zero line at the bound pointing to where xi lies (lifted by `stack` marker
+    heights), stated in the legend (text in the plot would cross the curves)."""
+    if crossing is None:
+        return
+    xi, status, bound = _xi_status(crossing)
+    how = " (crossing)" if with_fit else ""
+    if status == "crossed" and xi is not None:
+        ax.axvline(xi, color=colour, linestyle="--", linewidth=1.2,
+                   label=f"{prefix}ξ = {xi:.3g}{how}")
+        return
+    if status == "never_crossed" and bound is not None:
+        text, marker = f"{prefix}ξ > {bound:.3g} (never crossed)", ">"
+    elif status == "nonpositive_from_start" and bound is not None:
+        text, marker = f"{prefix}ξ < {bound:.3g} (≤ 0 from the first bin)", "<"
+    else:
+        ax.plot([], [], linestyle="none", label=f"{prefix}ξ undefined ({status})")
+        return
+    lift = offset_copy(ax.transData, fig=ax.figure, units="points", y=9.0 * stack)
+    ax.plot([bound], [0.0], marker=marker, color=colour, markersize=9,
+            markeredgecolor="black", markeredgewidth=0.6, linestyle="none",
+            label=text, zorder=5, transform=lift)
+
+
+def _label_curve_axes(ax, counts_ax) -> None:
+    """The zero line, room around it for the bound markers, and the axis labels."""
     ax.axhline(0.0, color="black", linewidth=0.8)
     low, high = ax.get_ylim()
     # Room below and above the zero line for the stacked bound markers.
@@ -243,20 +272,19 @@ def stiffness_vs_distance(
     ax.set_ylabel("mean stiffness")
     counts_ax.set_ylabel("pairs per bin", color="0.4")
     counts_ax.tick_params(axis="y", colors="0.4")
+
+
+def _place_legend(fig: Figure, ax, own_figure: bool, num_curves: int, per_entry: int) -> None:
+    """In the axes; with more than three entries on a figure of its own, below the plot,
+    where they cover no curve: one column per curve (its line above its xi) when every curve
+    has all of its entries."""
     handles, labels = ax.get_legend_handles_labels()
     if own_figure and len(handles) > 3:
-        # Many entries: below the plot, where they cover no curve; one column per curve
-        # (its line above its xi) when every curve has all of its entries.
         longest = max(len(text) for text in labels)
-        columns = (1 if longest > 48 else len(entries)
-                   if len(handles) == per_entry * len(entries) and len(entries) <= 3 else 2)
+        columns = (1 if longest > 48 else num_curves
+                   if len(handles) == per_entry * num_curves and num_curves <= 3 else 2)
         fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=8,
                    frameon=False)
     else:
         ax.legend(loc="best", fontsize=8, framealpha=0.85)
-    if title is None:
-        kind = f" ({pair_kinds.pop()} pairs)" if len(pair_kinds) == 1 else ""
-        title = f"Stiffness vs distance{kind}"
-    ax.set_title(title)
-    return finish(fig, path)
 

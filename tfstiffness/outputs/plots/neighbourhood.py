@@ -87,38 +87,11 @@ def neighbourhood_map(
     fig = new_figure((6.6, 5.4))
     ax = fig.add_subplot()
     cmap, norm = diverging_cmap(), symmetric_norm(values, vmax)
-    handles = []
     grid = _as_grid(x)
     if grid is not None:
-        xs, ys, ix, iy = grid
-        Z = np.full((ys.size, xs.size), np.nan)
-        Z[iy, ix] = values
-        ax.set_facecolor(NAN_COLOUR)  # Masked (NaN) cells are left undrawn: grey shows through.
-        mappable = ax.pcolormesh(edges_from_centres(xs), edges_from_centres(ys),
-                                 np.ma.masked_invalid(Z), cmap=cmap, norm=norm, shading="flat")
-        if labels is not None:
-            classes, codes = np.unique(labels, return_inverse=True)
-            if classes.size > 1:
-                L = np.zeros((ys.size, xs.size))
-                L[iy, ix] = codes
-                ax.contour(xs, ys, L, levels=np.arange(classes.size - 1) + 0.5,
-                           colors="0.15", linestyles=":", linewidths=1.2)
-                handles.append(Line2D([], [], color="0.15", linestyle=":",
-                                      label="class regions (labels)"))
+        mappable, handles = _draw_cells(ax, grid, values, labels, cmap, norm)
     else:
-        if labels is None:
-            mappable = ax.scatter(x[:, 0], x[:, 1], c=values, cmap=cmap, norm=norm, s=22,
-                                  plotnonfinite=True, edgecolors="none")
-        else:
-            classes = np.unique(labels)
-            for k, cls in enumerate(classes):
-                mask = labels == cls
-                mappable = ax.scatter(x[mask, 0], x[mask, 1], c=values[mask], cmap=cmap,
-                                      norm=norm, s=26, marker=_MARKERS[k % len(_MARKERS)],
-                                      plotnonfinite=True, edgecolors="0.2", linewidths=0.4)
-                handles.append(Line2D([], [], marker=_MARKERS[k % len(_MARKERS)],
-                                      linestyle="none", markerfacecolor="white",
-                                      markeredgecolor="0.2", label=f"class {cls}"))
+        mappable, handles = _draw_points(ax, x, values, labels, cmap, norm)
 
     if boundary is not None:
         first = np.asarray(boundary[0]) if len(boundary) else None
@@ -152,3 +125,46 @@ def neighbourhood_map(
     ax.set_title(title)
     return finish(fig, path)
 
+
+def _draw_cells(ax, grid: tuple[np.ndarray, ...], values: np.ndarray, labels: Any, cmap,
+                norm) -> tuple[Any, list[Line2D]]:
+    """Values on a full grid as cells, with a dotted contour between the labels' class
+    regions; returns the mappable and the legend handles."""
+    xs, ys, ix, iy = grid
+    handles = []
+    Z = np.full((ys.size, xs.size), np.nan)
+    Z[iy, ix] = values
+    ax.set_facecolor(NAN_COLOUR)  # Masked (NaN) cells are left undrawn: grey shows through.
+    mappable = ax.pcolormesh(edges_from_centres(xs), edges_from_centres(ys),
+                             np.ma.masked_invalid(Z), cmap=cmap, norm=norm, shading="flat")
+    if labels is not None:
+        classes, codes = np.unique(labels, return_inverse=True)
+        if classes.size > 1:
+            L = np.zeros((ys.size, xs.size))
+            L[iy, ix] = codes
+            ax.contour(xs, ys, L, levels=np.arange(classes.size - 1) + 0.5,
+                       colors="0.15", linestyles=":", linewidths=1.2)
+            handles.append(Line2D([], [], color="0.15", linestyle=":",
+                                  label="class regions (labels)"))
+    return mappable, handles
+
+
+def _draw_points(ax, x: np.ndarray, values: np.ndarray, labels: Any, cmap,
+                 norm) -> tuple[Any, list[Line2D]]:
+    """Values at scattered points, one marker shape per class with labels; returns the
+    mappable and the legend handles."""
+    handles = []
+    if labels is None:
+        mappable = ax.scatter(x[:, 0], x[:, 1], c=values, cmap=cmap, norm=norm, s=22,
+                              plotnonfinite=True, edgecolors="none")
+        return mappable, handles
+    classes = np.unique(labels)
+    for k, cls in enumerate(classes):
+        mask = labels == cls
+        mappable = ax.scatter(x[mask, 0], x[mask, 1], c=values[mask], cmap=cmap,
+                              norm=norm, s=26, marker=_MARKERS[k % len(_MARKERS)],
+                              plotnonfinite=True, edgecolors="0.2", linewidths=0.4)
+        handles.append(Line2D([], [], marker=_MARKERS[k % len(_MARKERS)],
+                              linestyle="none", markerfacecolor="white",
+                              markeredgecolor="0.2", label=f"class {cls}"))
+    return mappable, handles

@@ -77,84 +77,21 @@ def training_curves(
     axes = fig.subplots(1, len(shown), sharex=True, squeeze=False)[0]
 
     all_x = []
-    notes: set[str] = set()
+    notes: set[str] = set()  # the markings drawn, explained in a legend below the panels
     for index, (run_label, run) in enumerate(history.items()):
-        if x in run:
-            xs = np.asarray(run[x], dtype=np.float64).reshape(-1)
-        elif x == "epoch":
-            xs = np.arange(len(np.asarray(run[shown[0]]).reshape(-1)), dtype=np.float64)
-        else:
-            raise KeyError(f"run {run_label!r} has no {x!r} values")
+        xs = _run_x(run, run_label, x, shown[0])
         all_x.append(xs)
+        # Runs often share a bound (the same probe): dodge their markers so each stays visible.
+        dodge = index - (len(history) - 1) / 2
         for ax, metric in zip(axes, shown):
-            if metric not in run:
-                continue
-            ys = np.asarray(run[metric], dtype=np.float64).reshape(-1)
-            if ys.shape != xs.shape:
-                raise ValueError(f"run {run_label!r}: {metric} has {ys.size} values, "
-                                 f"{x} has {xs.size}")
-            colour = f"C{index % 10}"
-            if f"{metric}_low" in run and f"{metric}_high" in run:
-                low = np.asarray(run[f"{metric}_low"], dtype=np.float64).reshape(-1)
-                high = np.asarray(run[f"{metric}_high"], dtype=np.float64).reshape(-1)
-                finite = np.isfinite(low) & np.isfinite(high)
-                if finite.any():
-                    ax.fill_between(xs, np.where(finite, low, np.nan),
-                                    np.where(finite, high, np.nan), color=colour, alpha=0.18,
-                                    linewidth=0, where=finite)
-                    notes.add("band")
-            ax.plot(xs, ys, "-", color=colour, label=str(run_label))
-            hollow = np.zeros(ys.shape, bool)
-            if f"{metric}_extrapolated" in run:
-                hollow = np.asarray(run[f"{metric}_extrapolated"],
-                                    dtype=np.float64).reshape(-1) == 1
-                if (hollow & np.isfinite(ys)).any():
-                    notes.add("extrapolated")
-            ax.plot(xs[~hollow], ys[~hollow], "o", markersize=3.5, color=colour)
-            ax.plot(xs[hollow], ys[hollow], "o", markersize=5, markerfacecolor="white",
-                    markeredgecolor=colour)
-            if f"{metric}_bound" in run and f"{metric}_status" in run:
-                # Runs often share a bound (the same probe): dodge so each stays visible.
-                dodge = index - (len(history) - 1) / 2
-                shifted = xs * 1.03**dodge if x == "train_loss" else xs + 0.08 * dodge
-                notes |= _xi_bounds(ax, shifted, ys, run, metric, colour)
-
+            if metric in run:
+                notes |= _draw_run(ax, xs, run, run_label, metric, x, f"C{index % 10}",
+                                   dodge)
     xs_all = np.concatenate(all_x) if all_x else np.array([])
-    xs_all = xs_all[np.isfinite(xs_all)]
     for ax, metric in zip(axes, shown):
-        if metric.startswith("xi") and any(f"{metric}_high" in run for run in history.values()):
-            # An extrapolated xi's interval can reach thousands (a nearly flat fitted line):
-            # keep the lines readable, let such a band run off the top.
-            drawn = np.concatenate([np.ravel(np.asarray(run[key], dtype=np.float64))
-                                    for run in history.values()
-                                    for key in (metric, f"{metric}_bound") if key in run])
-            drawn = drawn[np.isfinite(drawn)]
-            if drawn.size:
-                low, high = ax.get_ylim()
-                ax.set_ylim(low, min(high, 1.5 * drawn.max()))
-        ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
-        ax.set_title(_METRIC_LABELS.get(metric, metric).capitalize(), fontsize=10)
-        if not metric.startswith("xi"):
-            ax.axhline(0.0, color="black", linewidth=0.6)
-        ax.grid(alpha=0.3)
-        if x == "train_loss":
-            ax.set_xlabel("training loss (training proceeds →)")
-        else:
-            ax.set_xlabel(x.replace("_", " "))
-            if x == "epoch":
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _label_panel(ax, metric, x, history)
     if x == "train_loss":
-        if xs_all.size and np.all(xs_all > 0):
-            axes[0].set_xscale("log")
-            # Labelled ticks at 1-2-5 steps: a short log range has one power of ten or none,
-            # and matplotlib's minor labels collide.
-            nice = [m * 10.0**e for e in range(-6, 4) for m in (1, 2, 5)]
-            ticks = [t for t in nice if xs_all.min() <= t <= xs_all.max()]
-            for ax in axes:
-                ax.xaxis.set_minor_formatter(NullFormatter())
-                if len(ticks) >= 2:
-                    ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
-        axes[0].invert_xaxis()  # shared x: inverting one inverts all.
+        _loss_axis(axes, xs_all[np.isfinite(xs_all)])
     axes[0].legend(fontsize=8)
     if notes:
         handles = [_NOTE_HANDLES[note]() for note in sorted(notes)]
@@ -163,6 +100,90 @@ def training_curves(
     if title is not None:
         fig.suptitle(title)
     return finish(fig, path)
+
+
+def _run_x(run: Mapping[str, Any], run_label: Any, x: str, first_metric: str) -> np.ndarray:
+    """A run's x values: its `x` key, or epochs counted from 0 when it has none."""
+    if x in run:
+        return np.asarray(run[x], dtype=np.float64).reshape(-1)
+    if x == "epoch":
+        return np.arange(len(np.asarray(run[first_metric]).reshape(-1)), dtype=np.float64)
+    raise KeyError(f"run {run_label!r} has no {x!r} values")
+
+
+def _draw_run(ax, xs: np.ndarray, run: Mapping[str, Any], run_label: Any, metric: str, x: str,
+              colour: str, dodge: float) -> set[str]:
+    """One run's metric in its panel: the band, the line, its points (hollow where
+    extrapolated) and the bounds where xi is undefined; returns the markings drawn."""
+    ys = np.asarray(run[metric], dtype=np.float64).reshape(-1)
+    if ys.shape != xs.shape:
+        raise ValueError(f"run {run_label!r}: {metric} has {ys.size} values, "
+                         f"{x} has {xs.size}")
+    notes = set()
+    if f"{metric}_low" in run and f"{metric}_high" in run:
+        low = np.asarray(run[f"{metric}_low"], dtype=np.float64).reshape(-1)
+        high = np.asarray(run[f"{metric}_high"], dtype=np.float64).reshape(-1)
+        finite = np.isfinite(low) & np.isfinite(high)
+        if finite.any():
+            ax.fill_between(xs, np.where(finite, low, np.nan),
+                            np.where(finite, high, np.nan), color=colour, alpha=0.18,
+                            linewidth=0, where=finite)
+            notes.add("band")
+    ax.plot(xs, ys, "-", color=colour, label=str(run_label))
+    hollow = np.zeros(ys.shape, bool)
+    if f"{metric}_extrapolated" in run:
+        hollow = np.asarray(run[f"{metric}_extrapolated"], dtype=np.float64).reshape(-1) == 1
+        if (hollow & np.isfinite(ys)).any():
+            notes.add("extrapolated")
+    ax.plot(xs[~hollow], ys[~hollow], "o", markersize=3.5, color=colour)
+    ax.plot(xs[hollow], ys[hollow], "o", markersize=5, markerfacecolor="white",
+            markeredgecolor=colour)
+    if f"{metric}_bound" in run and f"{metric}_status" in run:
+        shifted = xs * 1.03**dodge if x == "train_loss" else xs + 0.08 * dodge
+        notes |= _xi_bounds(ax, shifted, ys, run, metric, colour)
+    return notes
+
+
+def _label_panel(ax, metric: str, x: str, history: Mapping[str, Mapping[str, Any]]) -> None:
+    """A panel's labels, grid and zero line; an xi panel with intervals is kept to the
+    values drawn."""
+    if metric.startswith("xi") and any(f"{metric}_high" in run for run in history.values()):
+        # An extrapolated xi's interval can reach thousands (a nearly flat fitted line):
+        # keep the lines readable, let such a band run off the top.
+        drawn = np.concatenate([np.ravel(np.asarray(run[key], dtype=np.float64))
+                                for run in history.values()
+                                for key in (metric, f"{metric}_bound") if key in run])
+        drawn = drawn[np.isfinite(drawn)]
+        if drawn.size:
+            low, high = ax.get_ylim()
+            ax.set_ylim(low, min(high, 1.5 * drawn.max()))
+    ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
+    ax.set_title(_METRIC_LABELS.get(metric, metric).capitalize(), fontsize=10)
+    if not metric.startswith("xi"):
+        ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.grid(alpha=0.3)
+    if x == "train_loss":
+        ax.set_xlabel("training loss (training proceeds →)")
+    else:
+        ax.set_xlabel(x.replace("_", " "))
+        if x == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _loss_axis(axes: Sequence[Any], xs_all: np.ndarray) -> None:
+    """The shared training-loss axis: inverted (training goes left to right), logarithmic
+    with 1-2-5 ticks when every loss is positive."""
+    if xs_all.size and np.all(xs_all > 0):
+        axes[0].set_xscale("log")
+        # Labelled ticks at 1-2-5 steps: a short log range has one power of ten or none,
+        # and matplotlib's minor labels collide.
+        nice = [m * 10.0**e for e in range(-6, 4) for m in (1, 2, 5)]
+        ticks = [t for t in nice if xs_all.min() <= t <= xs_all.max()]
+        for ax in axes:
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            if len(ticks) >= 2:
+                ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
+    axes[0].invert_xaxis()  # shared x: inverting one inverts all.
 
 
 
