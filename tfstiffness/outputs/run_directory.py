@@ -45,9 +45,14 @@ from typing import Any
 
 import numpy as np
 
+from tfstiffness.errors import (
+    ConfigMismatchError,
+    CorruptFileError,
+    OutputDirBusyError,
+    OutputDirError,
+)
 from tfstiffness.outputs.atomic import NPZ_READ_ERRORS, TMP_SUFFIX, atomic_write, read_npz
 from tfstiffness.outputs.plots import save_figure
-from tfstiffness.errors import ConfigMismatchError, CorruptFileError, OutputDirBusyError, OutputDirError  # noqa: F401 (re-exported)
 
 __all__ = [
     "ConfigMismatchError",
