@@ -12,7 +12,8 @@ import tensorflow_datasets as tfds
 
 from tfstiffness.errors import DatasetUnavailableError
 
-__all__ = ["REACH_TIMEOUT", "DatasetUnavailableError", "tfds_split", "to_numpy", "unreachable_hosts"]
+__all__ = ["REACH_TIMEOUT", "DatasetUnavailableError", "tfds_split", "to_numpy",
+           "unreachable_hosts"]
 
 
 def _unavailable(

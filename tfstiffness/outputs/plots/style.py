@@ -115,7 +115,8 @@ def field(obj: Any, name: str, default: Any = None) -> Any:
 
 
 def edges_from_centres(centres: np.ndarray) -> np.ndarray:
-    """Bin edges around `centres`: midpoints inside, the outer bins mirrored (width 1 for one bin)."""
+    """Bin edges around `centres`: midpoints inside, the outer edges mirrored (a lone bin is
+    1 wide)."""
     if centres.size == 1:
         return np.array([centres[0] - 0.5, centres[0] + 0.5])
     mids = (centres[1:] + centres[:-1]) / 2.0
