@@ -1,4 +1,4 @@
-"""One entry point for the data sets of the stiffness experiments: `load`.
+"""One entry point for the data sets of the stiffness studies: `load`.
 
 Real data sets come from TensorFlow Datasets (tfds): ``"mnist"``, ``"fashion_mnist"``,
 ``"cifar10"``, ``"cifar100"``, ``"glue/sst2"``, ``"imdb_reviews"``. The synthetic ones of
@@ -89,7 +89,7 @@ def load(
     seed: int = 0,
     **generator_kwargs: Any,
 ) -> LoadedData | tf.data.Dataset:
-    """Loads one split of a data set, preprocessed for the stiffness experiments.
+    """Loads one split of a data set, preprocessed for the stiffness studies.
 
     Args:
         name: One of `DATASETS`.

@@ -354,19 +354,18 @@ class ProbeSets:
             histograms: write histograms of the pairwise stiffness values.
             prefix: tag prefix.
         """
-        from tfstiffness.outputs import plots
-        from tfstiffness.outputs import tensorboard as summary
+        from tfstiffness.outputs import plots, tensorboard
 
-        summary.write_scalars(writer, scalar_values(measurement.values), step, prefix=prefix)
+        tensorboard.write_scalars(writer, scalar_values(measurement.values), step, prefix=prefix)
         image_kinds = set(self.kinds if images is True else (images or ()))
         for (pairs, kind), S in measurement.stiffness.items():
             name = f"{prefix}/{pairs}/{kind}"
             if histograms:
-                summary.write_histogram(writer, S, f"{name}/values", step,
+                tensorboard.write_histogram(writer, S, f"{name}/values", step,
                                         exclude_diagonal=self._pairs[pairs].one_set)
             if kind not in image_kinds:
                 continue
-            summary.write_class_matrix_image(
+            tensorboard.write_class_matrix_image(
                 writer, measurement.values[f"{pairs}/{kind}/class_matrix"], step,
                 tag=f"{name}/class_matrix", fine_to_coarse=self.fine_to_coarse, vmax=1.0,
                 title=f"{pairs} {kind} class stiffness (step {step})")
@@ -374,7 +373,7 @@ class ProbeSets:
                 curve, critical = measurement.curves[pairs, kind]
                 fig = plots.stiffness_vs_distance(
                     curve, critical, title=f"{pairs} {kind} stiffness vs distance (step {step})")
-                summary.write_figure(writer, fig, f"{name}/vs_distance", step)
+                tensorboard.write_figure(writer, fig, f"{name}/vs_distance", step)
 
     # ------------------------------------------------------------------------------------
 
