@@ -30,7 +30,8 @@ def _every_third_per_class(y: np.ndarray, position: int) -> np.ndarray:
     return np.flatnonzero(keep)  # Keeps the generator's (shuffled) order.
 
 
-def _generic(names: str, count: int) -> tuple[str, ...]:
+def _numbered_names(names: str, count: int) -> tuple[str, ...]:
+    """("class_0", "class_1", ...) for names "class"."""
     return tuple(f"{names}_{i}" for i in range(count))
 
 
@@ -53,7 +54,7 @@ def load_synthetic(name: str, split: str, seed: int, vocab_size: int | None,
             seed=seed, **kwargs)
         # Examples are i.i.d. given the (fixed) indicative tokens: every third one per split.
         return LoadedData(x=tokens[position::3], y=y[position::3],
-                          class_names=_generic("class", kwargs["num_classes"]),
+                          class_names=_numbered_names("class", kwargs["num_classes"]),
                           num_classes=kwargs["num_classes"], **common)
     if name == "gaussian_blobs":
         kwargs = {"num_classes": 3, "num_per_class": 100, "dim": 2, "spread": 0.5, **kwargs}
@@ -61,7 +62,8 @@ def load_synthetic(name: str, split: str, seed: int, vocab_size: int | None,
         x, y = synthetic.gaussian_blobs(seed=seed, **kwargs)
         x = _standardized_by_train_split(x, y) if normalize else x
         keep = _every_third_per_class(y, position)
-        return LoadedData(x=x[keep], y=y[keep], class_names=_generic("blob", kwargs["num_classes"]),
+        return LoadedData(x=x[keep], y=y[keep],
+                          class_names=_numbered_names("blob", kwargs["num_classes"]),
                           num_classes=kwargs["num_classes"], **common)
     # hierarchical_images
     kwargs = {"num_per_class": 50, "num_superclasses": 20, "classes_per_superclass": 5, **kwargs}
@@ -73,8 +75,8 @@ def load_synthetic(name: str, split: str, seed: int, vocab_size: int | None,
     keep = _every_third_per_class(y, position)
     return LoadedData(
         x=x[keep], y=y[keep], y_coarse=y_coarse[keep],
-        class_names=_generic("class", len(fine_to_coarse)),
-        coarse_names=_generic("superclass", kwargs["num_superclasses"]),
+        class_names=_numbered_names("class", len(fine_to_coarse)),
+        coarse_names=_numbered_names("superclass", kwargs["num_superclasses"]),
         fine_to_coarse=fine_to_coarse, num_classes=len(fine_to_coarse), name=name, split=split)
 
 

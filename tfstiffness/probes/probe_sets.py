@@ -38,7 +38,7 @@ __all__ = ["ProbeSets"]
 
 
 class ProbeSets:
-    """Fixed probe sets and what is measured on them; see the module docstring.
+    """Fixed probe sets and what is measured on them; see the `tfstiffness.probes` docstring.
 
     Args:
         probe_x: [N, ...] inputs of the probe set (ideally class-balanced, e.g. about 50

@@ -34,7 +34,7 @@ class Measurement:
     """One measurement of a model on the probe sets.
 
     Attributes:
-        values: tag -> number or array (see the module docstring); the record that histories,
+        values: tag -> number or array (see the package docstring); the record that histories,
             checkpoints and results keep.
         gram_method: the `gradient_gram` method that computed the Gram matrix.
         stiffness: (pairs, kind) -> the pair set's stiffness matrix (for histograms; not kept).
