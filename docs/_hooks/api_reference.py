@@ -114,22 +114,32 @@ def summary(entry: Entry, root: Path = ROOT) -> str:
     return (doc or "").strip().split("\n\n")[0].replace("\n", " ").replace("|", "\\|")
 
 
-def child_modules(entry: Entry, entries: list[Entry], root: Path = ROOT) -> list[str]:
-    """Public modules of a package submodule that no other page documents (e.g. the loaders
-    behind ``tfs.data``, whose names the package exports lazily)."""
-    folder = root / Path(*entry.target.split("."))
-    if not (folder / "__init__.py").exists():
-        return []
-    documented = {e.target for e in entries if e.kind == "submodule"}
-    children = []
-    for path in sorted(folder.iterdir()):
-        name = path.stem if path.suffix == ".py" else path.name
-        if name.startswith("_") or not (path.suffix == ".py" or (path / "__init__.py").exists()):
-            continue
-        dotted = f"{entry.target}.{name}"
-        if dotted not in documented:
-            children.append(dotted)
-    return children
+def lazy_exports(entry: Entry, root: Path = ROOT) -> dict[str, str]:
+    """Names a package submodule exports lazily (``__all__ = list(_TABLE)``, ``_TABLE`` a literal
+    dict of name -> module of the package, as ``tfs.data`` does): name -> dotted path. Griffe
+    cannot see them in the package, so the page documents each where its table says."""
+    init = root / Path(*entry.target.split(".")) / "__init__.py"
+    if not init.exists():
+        return {}
+    tree = ast.parse(init.read_text(encoding="utf-8"))
+    table = None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__"
+                                                 for t in node.targets)):
+            value = node.value
+            if isinstance(value, ast.Call) and value.args:
+                value = value.args[0]
+            if isinstance(value, ast.Name):
+                table = value.id
+    if table is None:
+        return {}
+    try:
+        names = _literal(tree, table)
+    except (LookupError, ValueError):
+        return {}
+    if not isinstance(names, dict):
+        return {}
+    return {name: f"{entry.target}.{module}.{name}" for name, module in names.items()}
 
 
 def page(entry: Entry, renamed: dict, entries: list[Entry]) -> str:
@@ -150,9 +160,12 @@ def page(entry: Entry, renamed: dict, entries: list[Entry]) -> str:
         filters = ", ".join(['"!^_"'] + [f'"!^{n}$"' for n in own])
         text += (f"::: {entry.target}\n    options:\n      show_submodules: false\n"
                  f"      filters: [{filters}]\n")
-        for child in child_modules(entry, entries):
-            text += (f"\n::: {child}\n    options:\n      show_submodules: false\n"
-                     "      heading_level: 3\n")
+        exported = {e.name for e in entries if e.kind == "export"}
+        for name, path in lazy_exports(entry).items():
+            if name in exported:
+                text += f"\n`{name}`: see [`tfs.{name}`]({name}.md).\n"
+            else:
+                text += f"\n::: {path}\n    options:\n      heading_level: 3\n"
         return text
     new = renamed[entry.name]
     return (f"# `tfs.{entry.name}` (renamed)\n\n`tfs.{entry.name}` is the old name of "
