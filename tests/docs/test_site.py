@@ -97,3 +97,23 @@ def test_every_guide_and_tutorial_is_in_the_nav():
              *sorted((ROOT / "docs" / "tutorials").glob("*.ipynb")), ROOT / "docs" / "science.md"]
     for path in pages:
         assert str(path.relative_to(ROOT / "docs")) in nav, f"{path.name} is not in mkdocs.yml's nav"
+
+
+@pytest.mark.slow
+def test_site_builds_strict_with_the_arguments_of_the_core_functions(tmp_path):
+    import inspect
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings")
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q",
+                           "--site-dir", str(tmp_path / "site")], cwd=ROOT, capture_output=True,
+                          text=True, check=False, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("gradient_gram", "stiffness_summary"):
+        html = (tmp_path / "site" / "api" / name / "index.html").read_text(encoding="utf-8")
+        table = html.split("Parameters", 1)[1]
+        for parameter in inspect.signature(getattr(tfs, name)).parameters:
+            assert f"<code>{parameter}</code>" in table, (name, parameter)
