@@ -287,15 +287,15 @@ class ProbeSets:
         measuring never changes a training run.
         """
         # TensorFlow: imported on first use (the binaries quieten its start-up log first).
-        from tfstiffness.engine._validation import NonFiniteWeightsError
-        from tfstiffness.engine.gram import NonFiniteGradientError, gradient_gram
+        from tfstiffness.engine.gram import gradient_gram
+        from tfstiffness.errors import NonFiniteGradientError, NonFiniteWeightsError
 
         x, y = self.probe_x, self.probe_y
         if self.has_val:
             # One Gram matrix of [probe; val] gives all three pair sets as blocks, so each
             # example's gradient factors are computed once.
             x, y = structure.concat([x, self.val_x]), np.concatenate([y, self.val_y])
-        with _random_state_preserved():
+        with random_state_preserved():
             try:
                 gram = gradient_gram(model, x, y, loss=self.loss, by_layer=self.by_layer,
                                      method=self.method, batch_size=self.batch_size,
@@ -330,7 +330,7 @@ class ProbeSets:
         """A measurement of a model whose gradients are not finite (a diverged run): every
         value NaN, with the same names and shapes as a defined one, and a warning. A training
         run goes on (`TerminateOnNaN` decides whether it stops, not the measurement)."""
-        from tfstiffness.engine._generic import layer_key
+        from tfstiffness.engine.layer_keys import layer_key
 
         self.undefined_count += 1
         warnings.warn(f"stiffness is undefined at this measurement ({error}); recorded as NaN "
@@ -602,7 +602,7 @@ def _mean_pairs(S: np.ndarray, spec: _PairSet) -> float:
 
 
 @contextlib.contextmanager
-def _random_state_preserved() -> Iterator[None]:
+def random_state_preserved() -> Iterator[None]:
     """Restores the global random states on exit, so measuring never shifts training's draws.
 
     Nothing in a measurement is meant to draw random numbers, but a user's model may (e.g. a

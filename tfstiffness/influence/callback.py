@@ -50,12 +50,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfstiffness.influence.tracin import (
-    TracInAccumulator,
-    TracInResult,
-    _checked_learning_rate,
-)
-from tfstiffness.probes import _random_state_preserved
+from tfstiffness.influence.checkpoints import checked_learning_rate
+from tfstiffness.influence.tracin import TracInAccumulator, TracInResult
+from tfstiffness.probes import random_state_preserved
 
 __all__ = ["TracInCallback"]
 
@@ -98,7 +95,7 @@ class TracInCallback(keras.callbacks.Callback):
                                              top_k=top_k, block_size=block_size,
                                              method=method, verbose=verbose)
         self.fixed_learning_rate = (None if learning_rate is None else
-                                    _checked_learning_rate(learning_rate, "learning_rate"))
+                                    checked_learning_rate(learning_rate, "learning_rate"))
         self.learning_rates: list[float] = []
         self._step_rates: list[float] = []
 
@@ -122,7 +119,7 @@ class TracInCallback(keras.callbacks.Callback):
             eta = float(np.mean(self._step_rates))
         else:  # An epoch without a step (empty data): the rate the next step would use.
             eta = self._current_learning_rate()
-        with _random_state_preserved():
+        with random_state_preserved():
             self.accumulator.add(self.model, eta)
         self.learning_rates.append(eta)
 

@@ -281,13 +281,13 @@ def _validate(model, data: SummaryData, loss, method: str, block_size, radius) -
     touched: the engine's checks of model, inputs, labels and loss (cheap: one or two
     examples go through the model), class labels, and a radius on integer inputs."""
     from tfstiffness import streaming
-    from tfstiffness.engine import gram
+    from tfstiffness.engine.run import prepare_run
 
     try:
         labels = streaming._class_labels(data.y, "y")
         labels2 = labels if data.y2 is None else streaming._class_labels(data.y2, "y2")
         streaming._num_classes(data.num_classes, labels, labels2)
-        gram._setup(model, data.x, data.y, loss, data.x2, data.y2, method, block_size, None,
+        prepare_run(model, data.x, data.y, loss, data.x2, data.y2, method, block_size, None,
                     batch_size_name="block_size")
     except (ValueError, TypeError) as err:
         message = str(err)
