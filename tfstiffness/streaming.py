@@ -170,10 +170,19 @@ def stiffness_summary(
     fingerprint = _fingerprint(model, run, kinds=list(kinds), num_classes=k,
                                distance_edges=edges.tolist(), pairs=pairs, radius=radius,
                                weighting=weighting, bandwidth=bandwidth)
-    total = run.num_block_pairs
     if strategy is not None:
         return _on_workers(run, acc, fingerprint, checkpoint, checkpoint_every, verbose,
-                           strategy, fine_to_coarse, total)
+                           strategy, fine_to_coarse, run.num_block_pairs)
+    return _in_one_process(run, acc, fingerprint, checkpoint, checkpoint_every, verbose,
+                           fine_to_coarse)
+
+
+def _in_one_process(run: GramRun, acc: _Accumulator, fingerprint: dict[str, str], checkpoint,
+                    checkpoint_every: float, verbose: bool | None,
+                    fine_to_coarse) -> StiffnessSummary:
+    """The summary computed by this process alone: every block not yet in the checkpoint
+    (if any) folded in, the checkpoint saved every `checkpoint_every` seconds and at the end."""
+    total = run.num_block_pairs
     resumed = acc.load(checkpoint, fingerprint) if checkpoint else 0
     progress = Progress("stiffness_summary", total, verbose, done=resumed)
     last_save = time.monotonic()
