@@ -509,7 +509,8 @@ def test_missing_data_without_network_fails_fast_then_the_corrected_command_runs
 
 
 def test_dataset_unavailable_error_names_its_parts(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "unreachable_hosts", lambda hosts, timeout=5.0: list(hosts))
+    monkeypatch.setattr("tfstiffness.data.tfds_access.unreachable_hosts",
+                        lambda hosts, timeout=5.0: list(hosts))
     with pytest.raises(data.DatasetUnavailableError) as info:
         data.load("cifar10", data_dir=tmp_path)
     error = info.value

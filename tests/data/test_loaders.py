@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfstiffness import data
+from tfstiffness.data import mnist1d_set
 from tfstiffness.data.cifar100_labels import (
     COARSE_NAMES,
     FINE_NAMES,
@@ -351,7 +352,7 @@ def test_mnist1d_is_deterministic_offline_and_leaves_global_seeds_alone(monkeypa
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
-    data._mnist1d_arrays.cache_clear()  # Generate again, offline.
+    mnist1d_set.mnist1d_arrays.cache_clear()  # Generate again, offline.
     np.random.seed(7)
     random.seed(7)
     numpy_state, random_state = np.random.get_state(), random.getstate()

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfstiffness import checks
 from tfstiffness.engine import _precision, _validation, losses, structure, tiling
 from tfstiffness.engine._generic import PerExampleGradients, vmap_unsafe_layers
 from tfstiffness.engine._ghost import GhostFactors
@@ -139,10 +140,7 @@ def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any,
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError(f"strategy: expected a tf.distribute.Strategy or None, got "
                         f"{type(strategy).__name__}.")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
-            batch_size, (int, np.integer)) or batch_size < 1):
-        raise ValueError(f"{batch_size_name}: expected a positive integer or None, got "
-                         f"{batch_size!r}.")
+    checks.positive_int(batch_size, batch_size_name, allow_none=True)
     x = _validation.as_inputs(x, "x", model)
     _validation.check_lengths(x, y, "x", "y")
     if (x2 is None) != (y2 is None):
