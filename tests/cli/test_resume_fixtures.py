@@ -7,7 +7,6 @@ reused, not recomputed."""
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -39,7 +39,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from absl import app, flags
-from tfstiffness.errors import CommandError  # noqa: F401 (re-exported)
+
+from tfstiffness.errors import CommandError
 
 __all__ = ["CommandError", "help_text", "quiet_tensorflow", "run_binary"]
 

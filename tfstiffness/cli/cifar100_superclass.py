@@ -30,32 +30,16 @@ from tfstiffness.cli import _flags
 from tfstiffness.studies import cifar100_superclass as study
 
 FLAGS = flags.FlagValues()
-_RUN = study.run_cifar100_superclass
-_SYNTHETIC = "hierarchical_images"
-_SYNTHETIC_FLAGS = {"synthetic_per_class": "num_per_class", "synthetic_noise": "noise",
-                    "synthetic_class_scale": "class_scale"}
-_flags.define_study(FLAGS, _RUN, "cifar100_superclass", datasets=study.DATASETS,
-                    dataset_help="hierarchical_images (synthetic, offline) or cifar100.",
-                    models=["cnn", "fc", "resnet20"],
-                    probe_splits="from the training and from the validation split")
-_DEFAULTS = study.DATA_DEFAULTS[_SYNTHETIC]
-flags.DEFINE_integer("synthetic_per_class", _DEFAULTS["num_per_class"], "hierarchical_images: "
-                     "images per class and split.", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_float("synthetic_noise", _DEFAULTS["noise"], "hierarchical_images: per-pixel "
-                   "noise std (higher is harder; at 4 the classes separate within an epoch).",
-                   lower_bound=0, flag_values=FLAGS)
-flags.DEFINE_float("synthetic_class_scale", 0.5, "hierarchical_images: std of each class's "
-                   "pattern relative to its super-class prototype.", lower_bound=0,
-                   flag_values=FLAGS)
+_flags.define_config(FLAGS, study.Cifar100SuperclassConfig, "cifar100_superclass")
+_flags.define_hierarchy_flags(FLAGS, study.DATA_DEFAULTS["hierarchical_images"],
+                              "higher is harder; at 4 the classes separate within an epoch")
 
 
 def main(argv: Sequence[str]) -> None:
     """Runs the study with the flags' settings."""
-    try:
-        options = _flags.synthetic_options(FLAGS, FLAGS.dataset, _SYNTHETIC, _SYNTHETIC_FLAGS)
-    except ValueError as err:
-        raise cli.CommandError(str(err)) from None
-    _RUN(**{**_flags.study_kwargs(FLAGS, _RUN), "data_options": options})
+    _flags.run_with_synthetic_options(FLAGS, study.run_cifar100_superclass,
+                                      study.Cifar100SuperclassConfig, "hierarchical_images",
+                                      _flags.HIERARCHY_FLAGS)
 
 
 def run(argv: Sequence[str] | None = None) -> None:

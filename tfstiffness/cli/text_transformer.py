@@ -36,12 +36,8 @@ from tfstiffness.cli import _flags
 from tfstiffness.studies import text_transformer as study
 
 FLAGS = flags.FlagValues()
-_RUN = study.run_text_transformer
 _SYNTHETIC = "synthetic_text"
-_flags.define_study(FLAGS, _RUN, "text_transformer", datasets=study.DATASETS,
-                    dataset_help="synthetic_text (offline) or a TensorFlow Datasets text set.",
-                    models=study.MODELS,
-                    probe_splits="from the training and from the validation split")
+_flags.define_config(FLAGS, study.TextTransformerConfig, "text_transformer")
 flags.DEFINE_integer("synthetic_per_split", 1000, "synthetic_text: sequences per split.",
                      lower_bound=2, flag_values=FLAGS)
 flags.DEFINE_integer("vocab_size", None, "Vocabulary size, padding and out-of-vocabulary ids "
@@ -83,8 +79,9 @@ def main(argv: Sequence[str]) -> None:
                      if FLAGS[flag].value is not None}
     if FLAGS.model == "bert_tiny" and "hidden_dim" in model_options:
         model_options["intermediate_dim"] = 2 * model_options["hidden_dim"]
-    _RUN(**{**_flags.study_kwargs(FLAGS, _RUN), "data_options": options,
-            "model_options": model_options})
+    study.run_text_transformer(**{
+        **_flags.config_kwargs(FLAGS, study.TextTransformerConfig), "data_options": options,
+        "model_options": model_options})
 
 
 def run(argv: Sequence[str] | None = None) -> None:

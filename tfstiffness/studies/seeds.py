@@ -41,6 +41,7 @@ import numpy as np
 
 from tfstiffness.outputs import run_directory
 from tfstiffness.studies import runner
+from tfstiffness.studies.config import StudyConfig
 
 __all__ = ["across_seeds", "band_note", "mean_with_interval", "run_seeds",
            "student_t_quantile", "t_interval"]
@@ -236,10 +237,8 @@ def scalar_series(averaged: Mapping[str, np.ndarray], keys: Sequence[str], prefi
 def run_seeds(
     function: Callable[..., dict[str, Any]],
     output_dir: str | os.PathLike,
-    seeds: Sequence[int],
+    config: StudyConfig,
     *,
-    study: str,
-    kwargs: Mapping[str, Any],
     figures: Callable[[str, Mapping[str, np.ndarray], Mapping[str, Any]], Mapping[str, Any]],
     tensorboard: Callable[[Mapping[str, np.ndarray]],
                           Mapping[str, tuple[Sequence[int], Mapping[str, np.ndarray]]]]
@@ -247,17 +246,19 @@ def run_seeds(
     headline: Callable[[Mapping[str, Any]], Sequence[str]] | None = None,
     verbose: bool = True,
 ) -> dict[str, Any]:
-    """Runs ``function(output_dir/seed=S, seed=S, **kwargs)`` for each seed and combines them.
+    """Runs ``function(output_dir/seed=S, seed=S, **config.seed_kwargs())`` for each seed of
+    `config` and combines them.
 
     Args:
         function: The study function (its own checks, resume and files per seed); called
-            with ``seed``, ``verbose`` and ``tensorboard_dir`` besides `kwargs`.
+            with ``seed``, ``verbose`` and ``tensorboard_dir`` besides the config's other
+            parameters (`StudyConfig.seed_kwargs`).
         output_dir: The combined run's directory; each seed's run is ``seed=S`` inside it.
-        seeds: Distinct seeds (integers >= 0), in the order run.
-        study: The study's name (progress lines, config).
-        kwargs: The study's other arguments, the same for every seed.
+        config: The study's parameters; ``config.seeds``: distinct seeds (integers >= 0), in
+            the order run. Its `StudyConfig.seeds_record` is the combined run's config.json.
         figures: ``figures(study, stacked, kwargs)`` -> name -> figure of the combined run,
-            from the seeds' results.npz arrays stacked on a leading seed axis.
+            from the seeds' results.npz arrays stacked on a leading seed axis (`kwargs`: the
+            seeds' shared parameters).
         tensorboard: Optional ``tensorboard(averaged)`` -> run name -> (steps, tag ->
             series): scalars of the mean over seeds (`mean_with_interval`), written at
             those steps.
@@ -268,19 +269,20 @@ def run_seeds(
         The combined summary (what ``output_dir/summary.json`` holds).
 
     Raises:
-        runner.StudyInputError: bad seeds; what the study raises for its arguments, before
+        StudyInputError: bad seeds; what the study raises for its arguments, before
             anything is written; `run_directory.ConfigMismatchError` when ``output_dir`` holds
             a combined run of other arguments.
     """
     started = time.monotonic()
-    runner.check_arguments(seeds=seeds)
-    seeds = [int(s) for s in seeds]
+    runner.check_arguments(seeds=config.seeds)
+    seeds = [int(s) for s in config.seeds]
+    study, kwargs = config.STUDY, config.seed_kwargs()
+    record = config.seeds_record()
     output_dir = Path(output_dir)
-    config = {"study": study, "seeds": seeds, **dict(kwargs)}
     run_directory.check_output_dir(output_dir)
     # Refused before a seed runs; the combined directory is opened (locked, config written)
     # once every seed is done, so that a seed's refusal leaves nothing behind.
-    run_directory.check_config(output_dir, config)
+    run_directory.check_config(output_dir, record)
     tensorboard_root = output_dir / "tensorboard"
     summaries = {}
     for index, seed in enumerate(seeds):
@@ -290,8 +292,8 @@ def run_seeds(
         summaries[seed] = function(str(output_dir / f"seed={seed}"), seed=seed,
                                    verbose=verbose, tensorboard_dir=tensorboard_root
                                    / f"seed={seed}", **kwargs)
-    out = run_directory.OutputDir(output_dir, config, name=study, verbose=verbose,
-                               started=started)
+    out = run_directory.OutputDir(output_dir, record, name=study, verbose=verbose,
+                                  started=started)
     stacked = _stacked_results([output_dir / f"seed={seed}" for seed in seeds], seeds)
     per_seed = {f"seed={seed}": summaries[seed]["results"] for seed in seeds}
     results = {"seeds": seeds,
