@@ -293,9 +293,9 @@ def _flag_value(fv: FlagValues, field: dataclasses.Field) -> Any:
 
 
 def config_kwargs(fv: FlagValues, config_class: type) -> dict[str, Any]:
-    """The study's keyword arguments from its flags: every field of `config_class` with a
-    flag, converted back (lists, ``eval_epochs`` by `eval_epochs`, ``seeds`` as integers),
-    and ``verbose`` (not --quiet).
+    """The study's keyword arguments from its flags: ``output_dir``, every field of
+    `config_class` with a flag, converted back (lists, ``eval_epochs`` by `eval_epochs`,
+    ``seeds`` as integers), and ``verbose`` (not --quiet).
 
     Raises:
         cli.CommandError: --seed and --seeds both given.
@@ -306,7 +306,7 @@ def config_kwargs(fv: FlagValues, config_class: type) -> dict[str, Any]:
 
         raise CommandError("--seed and --seeds: give one (--seeds runs the study once per "
                            "seed)")
-    return {**kwargs, "verbose": not fv["quiet"].value}
+    return {"output_dir": fv["output_dir"].value, **kwargs, "verbose": not fv["quiet"].value}
 
 
 def config_default(config_class: type, name: str) -> Any:

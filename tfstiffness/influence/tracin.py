@@ -424,14 +424,14 @@ def tracin(
         >>> result.proponents.shape, result.self_influence.shape
         ((4, 2), (30,))
     """
-    entries = _checked_checkpoints(checkpoints)
+    entries = checked_checkpoints(checkpoints)
     etas = ([1.0] * len(entries) if learning_rates is None
-            else _checked_learning_rates(learning_rates, len(entries)))
+            else checked_learning_rates(learning_rates, len(entries)))
     if model is not None and not isinstance(model, keras.Model):
         raise TypeError(f"model: expected a keras.Model or None, got {type(model).__name__}.")
     accumulator = TracInAccumulator(x, y, x_test, y_test, loss=loss, kind=kind, top_k=top_k,
                                     block_size=block_size, method=method, verbose=verbose)
-    working, weights = _load_checkpoints(entries, model, compile=loss is None)
+    working, weights = load_checkpoints(entries, model, compile=loss is None)
     original = working.get_weights()
     try:
         for w, eta in zip(weights, etas):
@@ -454,7 +454,7 @@ def architecture(model: keras.Model) -> list[tuple[str, tuple, str]]:
     return layers + weights
 
 
-def _checked_checkpoints(checkpoints: Any) -> list[keras.Model | str]:
+def checked_checkpoints(checkpoints: Any) -> list[keras.Model | str]:
     if isinstance(checkpoints, (str, os.PathLike, keras.Model)) or not isinstance(
             checkpoints, Sequence):
         raise TypeError("checkpoints: expected a list of Keras models or .keras / .weights.h5 "
@@ -480,7 +480,7 @@ def _checked_checkpoints(checkpoints: Any) -> list[keras.Model | str]:
     return entries
 
 
-def _load_checkpoints(entries: list, model: keras.Model | None, compile: bool):
+def load_checkpoints(entries: list, model: keras.Model | None, compile: bool):
     """(working model, [weights of each checkpoint]), every checkpoint checked against the
     working model's architecture and for finite weights before any gradient is computed."""
     needs_model = [i for i, e in enumerate(entries) if isinstance(e, str)
@@ -542,7 +542,7 @@ def _check_finite(model: keras.Model, weights: list[np.ndarray], name: str) -> N
             raise ValueError(f"{name}: weight {v.path!r} contains NaN or inf.")
 
 
-def _checked_learning_rates(learning_rates: Any, count: int) -> list[float]:
+def checked_learning_rates(learning_rates: Any, count: int) -> list[float]:
     if isinstance(learning_rates, (str, bytes)) or not hasattr(learning_rates, "__len__"):
         raise TypeError(f"learning_rates: expected a sequence of {count} numbers, one per "
                         f"checkpoint, or None, got {type(learning_rates).__name__}.")
