@@ -27,8 +27,8 @@ from typing import Any
 
 from absl import flags
 
-__all__ = ["HIERARCHY_FLAGS", "config_default", "config_kwargs", "define_config",
-           "define_hierarchy_flags", "run_with_synthetic_options", "synthetic_options"]
+__all__ = ["HIERARCHY_FLAGS", "config_default", "config_kwargs", "data_options",
+           "define_config", "define_hierarchy_flags", "synthetic_options"]
 
 FlagValues = flags.FlagValues
 
@@ -302,7 +302,7 @@ def config_kwargs(fv: FlagValues, config_class: type) -> dict[str, Any]:
     """
     kwargs = {field.name: _flag_value(fv, field) for field in flag_fields(config_class)}
     if kwargs.get("seeds") is not None and "seed" in fv and fv["seed"].present:
-        from tfstiffness.cli import CommandError
+        from tfstiffness.errors import CommandError
 
         raise CommandError("--seed and --seeds: give one (--seeds runs the study once per "
                            "seed)")
@@ -353,18 +353,13 @@ def define_hierarchy_flags(fv: FlagValues, defaults: Mapping[str, Any], noise_he
                        flag_values=fv)
 
 
-def run_with_synthetic_options(fv: FlagValues, run: Callable[..., Any], config_class: type,
-                               synthetic: str, names: dict[str, str]) -> Any:
-    """Runs a study with its flags' arguments and the generator options of `synthetic` from
-    the flags `names` (`synthetic_options`).
+def data_options(synthetic: str, names: dict[str, str]
+                 ) -> Callable[[FlagValues], dict[str, Any]]:
+    """The `cli.study_binary` options of a synthetic generator's flags: ``data_options``
+    from the flags `names` (flag -> option) with ``--dataset`` `synthetic`
+    (`synthetic_options`)."""
 
-    Raises:
-        cli.CommandError: a flag of `names` given with another data set.
-    """
-    from tfstiffness.cli import CommandError
+    def options(fv: FlagValues) -> dict[str, Any]:
+        return {"data_options": synthetic_options(fv, fv["dataset"].value, synthetic, names)}
 
-    try:
-        options = synthetic_options(fv, fv["dataset"].value, synthetic, names)
-    except ValueError as err:
-        raise CommandError(str(err)) from None
-    return run(**{**config_kwargs(fv, config_class), "data_options": options})
+    return options

@@ -21,31 +21,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from absl import flags
-
 from tfstiffness import cli
 from tfstiffness.cli import _flags
 from tfstiffness.studies import cifar100_superclass as study
 
-FLAGS = flags.FlagValues()
-_flags.define_config(FLAGS, study.Cifar100SuperclassConfig, "cifar100_superclass")
-_flags.define_hierarchy_flags(FLAGS, study.DATA_DEFAULTS["hierarchical_images"],
-                              "higher is harder; at 4 the classes separate within an epoch")
-
-
-def main(argv: Sequence[str]) -> None:
-    """Runs the study with the flags' settings."""
-    _flags.run_with_synthetic_options(FLAGS, study.run_cifar100_superclass,
-                                      study.Cifar100SuperclassConfig, "hierarchical_images",
-                                      _flags.HIERARCHY_FLAGS)
-
-
-def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (console scripts call it without argv)."""
-    cli.run_binary(main, FLAGS, __doc__, argv)
-
+FLAGS, main, run = cli.study_binary(
+    study.Cifar100SuperclassConfig, study.run_cifar100_superclass, "cifar100_superclass",
+    __doc__,
+    define=lambda fv: _flags.define_hierarchy_flags(
+        fv, study.DATA_DEFAULTS["hierarchical_images"],
+        "higher is harder; at 4 the classes separate within an epoch"),
+    options=_flags.data_options("hierarchical_images", _flags.HIERARCHY_FLAGS))
 
 if __name__ == "__main__":
     run()

@@ -26,31 +26,15 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from absl import flags
-
 from tfstiffness import cli
 from tfstiffness.cli import _flags
 from tfstiffness.studies import class_stiffness as study
 
-FLAGS = flags.FlagValues()
-_flags.define_config(FLAGS, study.ClassStiffnessConfig, "class_stiffness")
-_flags.define_hierarchy_flags(FLAGS, study.DATA_DEFAULTS["hierarchical_images"],
-                              "higher is harder")
-
-
-def main(argv: Sequence[str]) -> None:
-    """Runs the study with the flags' settings."""
-    _flags.run_with_synthetic_options(FLAGS, study.run_class_stiffness,
-                                      study.ClassStiffnessConfig, "hierarchical_images",
-                                      _flags.HIERARCHY_FLAGS)
-
-
-def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (console scripts call it without argv)."""
-    cli.run_binary(main, FLAGS, __doc__, argv)
-
+FLAGS, main, run = cli.study_binary(
+    study.ClassStiffnessConfig, study.run_class_stiffness, "class_stiffness", __doc__,
+    define=lambda fv: _flags.define_hierarchy_flags(
+        fv, study.DATA_DEFAULTS["hierarchical_images"], "higher is harder"),
+    options=_flags.data_options("hierarchical_images", _flags.HIERARCHY_FLAGS))
 
 if __name__ == "__main__":
     run()

@@ -27,27 +27,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from absl import flags
-
 from tfstiffness import cli
-from tfstiffness.cli import _flags
 from tfstiffness.studies import influence as study
 
-FLAGS = flags.FlagValues()
-_flags.define_config(FLAGS, study.InfluenceConfig, "influence")
-
-
-def main(argv: Sequence[str]) -> None:
-    """Runs the study with the flags' settings."""
-    study.run_influence(**_flags.config_kwargs(FLAGS, study.InfluenceConfig))
-
-
-def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (console scripts call it without argv)."""
-    cli.run_binary(main, FLAGS, __doc__, argv)
-
+FLAGS, main, run = cli.study_binary(study.InfluenceConfig, study.run_influence, "influence",
+                                    __doc__)
 
 if __name__ == "__main__":
     run()

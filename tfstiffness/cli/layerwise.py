@@ -17,29 +17,22 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 from absl import flags
 
 from tfstiffness import cli
-from tfstiffness.cli import _flags
 from tfstiffness.studies import layerwise as study
 
-FLAGS = flags.FlagValues()
-_flags.define_config(FLAGS, study.LayerwiseConfig, "layerwise")
 
-
-def main(argv: Sequence[str]) -> None:
-    """Runs the study with the flags' settings."""
-    if FLAGS.dataset != "two_arcs" and FLAGS["grid_n"].present:
+def _grid_only_for_two_arcs(fv: flags.FlagValues) -> dict[str, Any]:
+    if fv["dataset"].value != "two_arcs" and fv["grid_n"].present:
         raise cli.CommandError("--grid_n applies to --dataset two_arcs only")
-    study.run_layerwise(**_flags.config_kwargs(FLAGS, study.LayerwiseConfig))
+    return {}
 
 
-def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (console scripts call it without argv)."""
-    cli.run_binary(main, FLAGS, __doc__, argv)
-
+FLAGS, main, run = cli.study_binary(study.LayerwiseConfig, study.run_layerwise, "layerwise",
+                                    __doc__, options=_grid_only_for_two_arcs)
 
 if __name__ == "__main__":
     run()

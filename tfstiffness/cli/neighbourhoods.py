@@ -17,27 +17,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from absl import flags
-
 from tfstiffness import cli
-from tfstiffness.cli import _flags
 from tfstiffness.studies import neighbourhoods as study
 
-FLAGS = flags.FlagValues()
-_flags.define_config(FLAGS, study.NeighbourhoodsConfig, "neighbourhoods")
-
-
-def main(argv: Sequence[str]) -> None:
-    """Runs the study with the flags' settings."""
-    study.run_neighbourhoods(**_flags.config_kwargs(FLAGS, study.NeighbourhoodsConfig))
-
-
-def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (console scripts call it without argv)."""
-    cli.run_binary(main, FLAGS, __doc__, argv)
-
+FLAGS, main, run = cli.study_binary(study.NeighbourhoodsConfig, study.run_neighbourhoods,
+                                    "neighbourhoods", __doc__)
 
 if __name__ == "__main__":
     run()

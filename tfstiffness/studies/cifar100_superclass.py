@@ -35,7 +35,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -71,32 +70,21 @@ class Cifar100SuperclassConfig(ClassStiffnessConfig):
                                      "from the validation split.", flag="integer",
                                      lower_bound=1)
 
+    def check(self) -> None:
+        if self.dataset not in DATASETS:
+            raise StudyInputError(f"dataset: expected one with super-classes {DATASETS}, "
+                                  f"got {self.dataset!r}")
+        super().check()
+
 
 #: The synthetic hierarchy's default options (`Cifar100SuperclassConfig`).
 DATA_DEFAULTS = Cifar100SuperclassConfig.DATA_DEFAULTS
 
 
-def run_cifar100_superclass(
-    output_dir: str,
-    config: Cifar100SuperclassConfig | None = None,
-    *,
-    verbose: bool = True,
-    tensorboard_dir: str | os.PathLike | None = None,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """The super-class study; arguments as `class_stiffness.run_class_stiffness`, with the
-    defaults of `Cifar100SuperclassConfig`.
-
-    Raises:
-        StudyInputError: `dataset` has no super-classes (not one of `DATASETS`), or as
-            `run_class_stiffness`.
-    """
-    config = Cifar100SuperclassConfig.build(config, **overrides)
-    if config.dataset not in DATASETS:
-        raise StudyInputError(f"dataset: expected one with super-classes {DATASETS}, "
-                              f"got {config.dataset!r}")
-    if config.seeds is not None:
-        return seeds_lib.run_seeds(run_cifar100_superclass, output_dir, config,
-                                   figures=seed_figures, tensorboard=seed_tensorboard,
-                                   headline=seed_headline, verbose=verbose)
-    return class_study(output_dir, config, verbose=verbose, tensorboard_dir=tensorboard_dir)
+# The entry point, from the config.
+run_cifar100_superclass = seeds_lib.study_function(
+    Cifar100SuperclassConfig, class_study, name="run_cifar100_superclass",
+    description="""The super-class study (see the module docstring): the class study with
+    the defaults of `Cifar100SuperclassConfig`; `dataset` must have super-classes (one of
+    `DATASETS`).""",
+    figures=seed_figures, tensorboard=seed_tensorboard, headline=seed_headline)

@@ -45,7 +45,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tfstiffness import training
-from tfstiffness.outputs import run_directory
 from tfstiffness.studies import config as config_lib
 from tfstiffness.studies import progress, runner
 from tfstiffness.studies import results as result_dicts
@@ -64,11 +63,22 @@ DATASETS = ("mnist1d", "hierarchical_images", "mnist", "fashion_mnist", "cifar10
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ClassStiffnessConfig(config_lib.TrainingConfig):
-    """The class study's parameters (see `run_class_stiffness` for each one's meaning).
+    """The class study's parameters: those of `TrainingConfig` and Adam's `learning_rate`.
+
+    Defaults: MNIST-1D (4,000 training and 1,000 test signals of length 40, 10 classes), the
+    paper's fully-connected net ("fc"; "cnn" is the 1-D CNN for MNIST-1D, the paper's CNN
+    for images; "resnet20"), 20 epochs measured at 0, 1, 2, 4, ... ("log"), Adam 1e-3, batch
+    32, probes of 50 per class, 200 bootstrap resamples. ``hierarchical_images``
+    (synthetic, 10 classes in 5 super-classes of 2, 100 examples per class and split, pixel
+    noise 6: `DATA_DEFAULTS`) adds the super-class contrast; `data_options` overrides a
+    synthetic generator's options.
 
     `record` is config.json: every parameter but ``seeds``, with ``eval_epochs`` as the
     measured epochs, ``data_options`` over `DATA_DEFAULTS`, and ``model_options`` and
     ``distance_space`` (where the distance curves are measured, `DISTANCE_SPACE`).
+
+    Attributes:
+        learning_rate: Adam's constant learning rate.
     """
 
     STUDY = "class_stiffness"
@@ -108,67 +118,6 @@ class ClassStiffnessConfig(config_lib.TrainingConfig):
 DATA_DEFAULTS = ClassStiffnessConfig.DATA_DEFAULTS
 
 
-def run_class_stiffness(
-    output_dir: str,
-    config: ClassStiffnessConfig | None = None,
-    *,
-    verbose: bool = True,
-    tensorboard_dir: str | os.PathLike | None = None,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """Class stiffness through training (the paper's MNIST/Fashion-MNIST/CIFAR studies).
-
-    Default data: MNIST-1D (4,000 training and 1,000 test signals of length 40, 10 classes).
-    ``hierarchical_images`` (synthetic, 10 classes in 5 super-classes of 2, 100 examples per
-    class and split, pixel noise 6) adds the super-class contrast; `data_options` overrides
-    a synthetic generator's options.
-
-    Args:
-        output_dir: Output directory (an `run_directory.OutputDir`: locked while running;
-            rerunning with the same arguments resumes, other arguments are refused).
-        config: The study's parameters (default: `ClassStiffnessConfig()`); `overrides`
-            replace some of them. Its fields, each also a keyword argument:
-
-            - dataset: A `tfstiffness.data` name (mnist1d, mnist, fashion_mnist, cifar10,
-              cifar100, or a synthetic image set).
-            - model: "fc", "cnn" (the 1-D CNN for MNIST-1D, the paper's CNN for images) or
-              "resnet20".
-            - epochs (20), learning_rate (Adam's, 1e-3), batch_size (32).
-            - probe_per_class: Probe examples per class, from each split (50).
-            - eval_epochs: Epochs to measure at (0 and `epochs` are always added); None:
-              every epoch; "log" (default): 1, 2, 4, 8, ... (`training.parse_eval_epochs`).
-            - seed: Seed of the data generator, probes, initial weights, batch order and
-              bootstrap.
-            - seeds: Repeat the study for each of these seeds (then `seed` is not used): one
-              resumable run per seed in ``output_dir/seed=S``, TensorBoard runs
-              ``seed=S/...``, and the mean with an interval across seeds in ``output_dir``
-              (`studies.seeds`).
-            - data_dir: tfds data directory; method: `gradient_gram` method.
-            - max_train_examples, max_val_examples: Use the first N examples of a split only.
-            - data_options: Options of `data.load` (synthetic generator options).
-            - bins: Distance bins of the stiffness-vs-distance curves (20).
-            - bootstrap_samples: Bootstrap resamples of the probes per measurement (0: none).
-        verbose: Print progress lines.
-        tensorboard_dir: Where the TensorBoard runs go (default ``output_dir/tensorboard``).
-        **overrides: Fields of `ClassStiffnessConfig`.
-
-    Returns:
-        The summary (what ``summary.json`` holds).
-
-    Raises:
-        TypeError: an argument the study does not have.
-        StudyInputError: a bad argument, or data or a model that cannot be used;
-            `run_directory.OutputDirError`, `run_directory.ConfigMismatchError`,
-            `data.DatasetUnavailableError`: all before anything is written.
-    """
-    config = ClassStiffnessConfig.build(config, **overrides)
-    if config.seeds is not None:
-        return seeds_lib.run_seeds(run_class_stiffness, output_dir, config,
-                                   figures=seed_figures, tensorboard=seed_tensorboard,
-                                   headline=seed_headline, verbose=verbose)
-    return class_study(output_dir, config, verbose=verbose, tensorboard_dir=tensorboard_dir)
-
-
 def class_study(
     output_dir: str,
     config: ClassStiffnessConfig,
@@ -177,33 +126,25 @@ def class_study(
     representation: Callable[[Any, np.ndarray], np.ndarray] | None = None,
     tensorboard_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """The class study (see the module docstring) of one seed; `config.STUDY` names the
-    outputs and progress.
+    """The class study (see the module docstring) of one seed, its config checked;
+    `config.STUDY` names the outputs and progress.
 
     The distances of the stiffness-vs-distance curves are measured where
     `config.DISTANCE_SPACE` says ("input", or e.g. "pooled" with a `representation` function
     giving the features, see `probes.ProbeSets`).
     """
-    config.check()
     evals = config.parsed_eval_epochs()
-    record = config.record()
     study, c = config.STUDY, config
-    run_directory.check_output_dir(output_dir)
-    prepared = runner.prepare(
-        c.dataset, data_dir=c.data_dir, max_train_examples=c.max_train_examples,
-        max_val_examples=c.max_val_examples, seed=c.seed, data_options=record["data_options"],
-        probe_per_class=c.probe_per_class, model=c.model,
-        model_options=record["model_options"] or None, method=c.method, bins=c.bins,
-        representation=representation, bootstrap_samples=c.bootstrap_samples)
+    prepared, out = runner.open_run(output_dir, c, verbose=verbose,
+                                    tensorboard_dir=tensorboard_dir,
+                                    model_options=c.merged_model_options() or None,
+                                    representation=representation)
     train, val = prepared.train, prepared.val
-    out = run_directory.OutputDir(output_dir, record, name=study, verbose=verbose,
-                                  tensorboard_dir=tensorboard_dir)
+    probes = f"probes of {len(prepared.train_idx)} + {len(prepared.val_idx)}"
     out.progress(f"{c.dataset}: {len(train)} training and {len(val)} validation examples, "
-                 f"{prepared.num_classes} classes; probes of {len(prepared.train_idx)} + "
-                 f"{len(prepared.val_idx)}; model {c.model}, Adam {c.learning_rate:g}, batch "
-                 f"{c.batch_size}; {c.epochs} epochs, stiffness measured at epochs {evals}"
-                 + (f"; {c.bootstrap_samples} bootstrap resamples" if c.bootstrap_samples
-                    else ""))
+                 f"{prepared.num_classes} classes; {probes}; model {c.model}, Adam "
+                 f"{c.learning_rate:g}, batch {c.batch_size}; {c.epochs} epochs, stiffness "
+                 f"measured at epochs {evals}{runner.bootstrap_text(c.bootstrap_samples)}")
     run = runner.train_measured(
         out, prepared, epochs=c.epochs, learning_rate=c.learning_rate,
         batch_size=c.batch_size, seed=c.seed, eval_epochs=evals,
@@ -397,3 +338,12 @@ def seed_headline(results: Mapping[str, Any]) -> list[str]:
             parts.append(f"{name} {value:.3g}")
     return [f"epoch {final['epoch']}, mean over seeds {results['seeds']} (95% t-interval): "
             f"train-train cosine " + ", ".join(parts)]
+
+
+# The entry point, from the config (defined last: it names the seed hooks above).
+run_class_stiffness = seeds_lib.study_function(
+    ClassStiffnessConfig, class_study, name="run_class_stiffness",
+    description="""Class stiffness through training (the paper's MNIST/Fashion-MNIST/CIFAR
+    studies), see the module docstring; the parameters and their defaults are those of
+    `ClassStiffnessConfig`.""",
+    figures=seed_figures, tensorboard=seed_tensorboard, headline=seed_headline)

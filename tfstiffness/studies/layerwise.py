@@ -102,7 +102,29 @@ def _measure(model, x, y, num_classes, method, loss) -> dict[str, np.ndarray]:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LayerwiseConfig(config_lib.StudyConfig):
-    """The layer-wise study's parameters (see `run_layerwise`)."""
+    """The layer-wise study's parameters.
+
+    `dataset` "two_arcs" is the two-arcs grid of ``grid_n**2`` points; any other name is an
+    image set of `tfstiffness.data.load` (e.g. "mnist", "cifar10"), its training split
+    standardised as `data.load` does it and flattened; the MLP then has the same hidden
+    widths. The probe takes `probe_per_class` examples of each class, or all of a class with
+    fewer.
+
+    Attributes:
+        dataset: "two_arcs" or a tfds image set name.
+        hidden_widths: Hidden widths of each MLP.
+        activations: Hidden activations (of `ACTIVATIONS`).
+        epochs: Training epochs per model.
+        learning_rate: SGD learning rate.
+        probe_per_class: Probe examples per class.
+        seed: Seed of the probe, the initial weights and the batch order.
+        seeds: Repeat the study for each of these seeds (`studies.seeds`): mean and interval
+            across seeds in the summary, bands in the figure.
+        data_dir: tfds data directory.
+        grid_n: Grid size of "two_arcs".
+        batch_size: SGD mini-batch size.
+        max_train_examples: Keep only the first this many training examples (None: all).
+    """
 
     STUDY = "layerwise"
 
@@ -156,57 +178,9 @@ class LayerwiseConfig(config_lib.StudyConfig):
         return {**super().record(), "hidden_widths": self.width_lists()}
 
 
-def run_layerwise(
-    output_dir: str,
-    config: LayerwiseConfig | None = None,
-    *,
-    verbose: bool = True,
-    tensorboard_dir: str | os.PathLike | None = None,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """Walker's layer-wise stiffness study (see the module docstring).
-
-    `dataset` "two_arcs" is the two-arcs grid of ``grid_n**2`` points; any other name is an
-    image set of `tfstiffness.data.load` (e.g. "mnist", "cifar10"), its training split
-    standardised as `data.load` does it and flattened; the MLP then has the same hidden widths.
-    The probe takes `probe_per_class` examples of each class, or all of a class with fewer.
-
-    Writes into `output_dir`: ``summary.json`` (results: per model the layer names and, for
-    "untrained" and "trained", within/between per layer, the whole-network values, probe
-    accuracy and loss; the last epoch's mean batch loss, and loss and accuracy on the whole
-    training set after training), ``results.npz`` (per model
-    ``<key>/<untrained|trained>/<within|between|class_matrices>``, ``<key>/layers``,
-    ``probe_indices``), ``figures/layerwise.png`` and TensorBoard.
-
-    Args:
-        output_dir: Output directory (an `run_directory.OutputDir`).
-        config: The study's parameters (default: `LayerwiseConfig()`), `overrides` replacing
-            some:
-
-            - dataset: "two_arcs" or a tfds image set name.
-            - hidden_widths: Hidden widths of each MLP.
-            - activations: Hidden activations (of `ACTIVATIONS`).
-            - epochs: Training epochs per model; learning_rate: SGD learning rate.
-            - probe_per_class: Probe examples per class.
-            - seed: Seed of the probe, the initial weights and the batch order.
-            - seeds: Repeat the study for each of these seeds (`studies.seeds`): mean and
-              interval across seeds in the summary, bands in the figure.
-            - data_dir: tfds data directory; grid_n: grid size of "two_arcs".
-            - batch_size: SGD mini-batch size.
-            - max_train_examples: Keep only the first this many training examples (None: all).
-            - method: `gradient_gram` method.
-        verbose: Print progress lines.
-        tensorboard_dir: Where the TensorBoard runs go (default ``output_dir/tensorboard``).
-        **overrides: Fields of `LayerwiseConfig`.
-
-    Returns:
-        The summary (what ``summary.json`` holds).
-    """
-    config = LayerwiseConfig.build(config, **overrides)
-    config.check()
-    if config.seeds is not None:
-        return seeds_lib.run_seeds(run_layerwise, output_dir, config, figures=_seed_figures,
-                                   verbose=verbose)
+def _run_once(output_dir: str, config: LayerwiseConfig, *, verbose: bool,
+              tensorboard_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """The study of one seed: one stage per model, then the files."""
     run_directory.check_output_dir(output_dir)
     x, y, num_classes = _training_data(config)
     probe = _balanced_indices(y, config.probe_per_class, config.seed)
@@ -370,3 +344,18 @@ def _seed_figures(study: str, stacked: Mapping[str, np.ndarray],
     fig.suptitle(f"Layer-wise stiffness, mean over {len(stacked['seeds'])} seeds (shaded: "
                  f"{seeds_lib.band_note(len(stacked['seeds']))})")
     return {"layerwise": fig}
+
+
+# The entry point, from the config.
+run_layerwise = seeds_lib.study_function(
+    LayerwiseConfig, _run_once, name="run_layerwise",
+    description="""Walker's layer-wise stiffness study (see the module docstring), with the
+    parameters of `LayerwiseConfig`.
+
+    Writes into `output_dir`: ``summary.json`` (results: per model the layer names and, for
+    "untrained" and "trained", within/between per layer, the whole-network values, probe
+    accuracy and loss; the last epoch's mean batch loss, and loss and accuracy on the whole
+    training set after training), ``results.npz`` (per model
+    ``<key>/<untrained|trained>/<within|between|class_matrices>``, ``<key>/layers``,
+    ``probe_indices``), ``figures/layerwise.png`` and TensorBoard.""",
+    figures=_seed_figures)

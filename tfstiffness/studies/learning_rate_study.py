@@ -91,10 +91,18 @@ def lr_key(learning_rate: float) -> str:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LearningRateStudyConfig(config_lib.TrainingConfig):
-    """The learning-rate study's parameters (see `run_learning_rate_study`).
+    """The learning-rate study's parameters: those of `TrainingConfig` (no `learning_rate`;
+    `eval_epochs` None, every epoch, by default) and the learning rates.
+
+    Default data: MNIST-1D. ``gaussian_blobs`` (5 classes in 20 dimensions, spread 1, 100
+    examples per class and split: `DATA_DEFAULTS`) is the synthetic alternative.
 
     `record` (config.json): every parameter but ``seeds``, ``eval_epochs`` as the measured
     epochs and ``data_options`` over `DATA_DEFAULTS`.
+
+    Attributes:
+        learning_rates: Adam learning rates, one run each (distinct, > 0).
+        loss_levels: Number of common training-loss levels of the equal-loss comparison.
     """
 
     STUDY = "learning_rate_study"
@@ -136,60 +144,19 @@ class LearningRateStudyConfig(config_lib.TrainingConfig):
 DATA_DEFAULTS = LearningRateStudyConfig.DATA_DEFAULTS
 
 
-def run_learning_rate_study(
-    output_dir: str,
-    config: LearningRateStudyConfig | None = None,
-    *,
-    verbose: bool = True,
-    tensorboard_dir: str | os.PathLike | None = None,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """The learning-rate study (see the module docstring).
-
-    Default data: MNIST-1D. ``gaussian_blobs`` (5 classes in 20 dimensions, spread 1, 100
-    examples per class and split) is the synthetic alternative.
-
-    Args:
-        output_dir: Output directory (an `run_directory.OutputDir`).
-        config: The study's parameters (default: `LearningRateStudyConfig()`), `overrides`
-            replacing some; besides those of `class_stiffness.run_class_stiffness` (with
-            `eval_epochs` None, every epoch, by default; no `learning_rate`):
-
-            - learning_rates: Adam learning rates, one run each (distinct, > 0).
-            - loss_levels: Number of common training-loss levels of the equal-loss
-              comparison.
-            - seeds: Repeat the whole study for each seed (see `class_stiffness`).
-        verbose: Print progress lines.
-        tensorboard_dir: Where the TensorBoard runs go (default ``output_dir/tensorboard``).
-        **overrides: Fields of `LearningRateStudyConfig`.
-
-    Returns:
-        The summary (what ``summary.json`` holds).
-    """
-    config = LearningRateStudyConfig.build(config, **overrides)
-    config.check()
-    if config.seeds is not None:
-        return seeds_lib.run_seeds(run_learning_rate_study, output_dir, config,
-                                   figures=seed_figures, tensorboard=_seed_tensorboard,
-                                   headline=_seed_headline, verbose=verbose)
+def _run_once(output_dir: str, config: LearningRateStudyConfig, *, verbose: bool,
+              tensorboard_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """The study of one seed: one training run per learning rate, then the files."""
     c, learning_rates = config, [float(lr) for lr in config.learning_rates]
     evals = config.parsed_eval_epochs()
-    record = config.record()
-    run_directory.check_output_dir(output_dir)
-    prepared = runner.prepare(
-        c.dataset, data_dir=c.data_dir, max_train_examples=c.max_train_examples,
-        max_val_examples=c.max_val_examples, seed=c.seed, data_options=record["data_options"],
-        probe_per_class=c.probe_per_class, model=c.model, val_probe=False, method=c.method,
-        bins=c.bins, bootstrap_samples=c.bootstrap_samples)
+    prepared, out = runner.open_run(output_dir, c, verbose=verbose,
+                                    tensorboard_dir=tensorboard_dir, val_probe=False)
     train = prepared.train
-    out = run_directory.OutputDir(output_dir, record, name=config.STUDY, verbose=verbose,
-                                  tensorboard_dir=tensorboard_dir)
     out.progress(f"{c.dataset}: {len(train)} training examples, {prepared.num_classes} "
                  f"classes, probe of {len(prepared.train_idx)}; model {c.model}, Adam at "
                  f"learning rates {learning_rates}, batch {c.batch_size}; {c.epochs} epochs "
                  f"each, stiffness measured at epochs {evals}"
-                 + (f"; {c.bootstrap_samples} bootstrap resamples" if c.bootstrap_samples
-                    else ""))
+                 f"{runner.bootstrap_text(c.bootstrap_samples)}")
     labels = [f"lr{i}_" for i in range(len(learning_rates))]
     eta = progress.EtaModel({label: (c.epochs, evals) for label in labels}, final_figures=3)
     runs = []
@@ -588,3 +555,11 @@ def common_loss_levels(losses: Sequence[Any], num: int = 8) -> np.ndarray:
     if not (top > bottom > 0) or num < 1:
         return np.array([])
     return np.geomspace(top, bottom, num)
+
+
+# The entry point, from the config.
+run_learning_rate_study = seeds_lib.study_function(
+    LearningRateStudyConfig, _run_once, name="run_learning_rate_study",
+    description="""The learning-rate study (see the module docstring), with the parameters of
+    `LearningRateStudyConfig`.""",
+    figures=seed_figures, tensorboard=_seed_tensorboard, headline=_seed_headline)

@@ -1,6 +1,6 @@
 """summary.json's entries built from a study's measurements: every scalar of a pair set and
 kind, the critical lengths by both estimators, the bootstrap intervals and the notes that say
-how they were computed.
+how they were computed; and (`streamed_results`) those of a saved model's streamed summary.
 
 `m` below is a mapping of measurement name -> array stacked over the measured epochs
 (`runner.train_measured`), and `e` an index into those epochs.
@@ -20,8 +20,9 @@ import numpy as np
 
 from tfstiffness.probes import XI_STATUSES
 
-__all__ = ["CRITICAL_LENGTH_NOTE", "alignment_stats", "bootstrap_note", "critical_lengths",
-           "curve_at", "interval_end", "linear_fit_dict", "pair_stats", "xi_dict"]
+__all__ = ["CRITICAL_LENGTH_NOTE", "alignment_stats", "bootstrap_note", "critical_length_entry",
+           "critical_lengths", "curve_at", "interval_end", "linear_fit_dict", "pair_stats",
+           "streamed_results", "xi_dict"]
 
 
 #: summary.json's note on the two critical-length estimators.
@@ -197,3 +198,64 @@ def curve_at(m: Mapping[str, np.ndarray], e: int, pair: str = "train_train",
     fit = SimpleNamespace(method="linear_fit", distance_range=distance_range,
                           **xi["xi_linear_fit"])
     return curve, (crossing, fit)
+
+
+def critical_length_entry(curve: Any, method: str) -> dict[str, Any]:
+    """summary.json's entry of `measures.critical_length` of a curve by `method`
+    ("crossing" or "linear_fit"): xi, status, bound and its text (and the fit's line)."""
+    from tfstiffness import measures
+
+    critical = measures.critical_length(curve, method=method)
+    entry = {"xi": critical.xi, "status": critical.status, "bound": critical.bound,
+             "text": str(critical)}
+    if method == "linear_fit":
+        entry.update(slope=critical.slope, intercept=critical.intercept,
+                     r_squared=critical.r_squared, extrapolated=critical.extrapolated)
+    return entry
+
+
+def streamed_results(result: Any, y: np.ndarray, y2: np.ndarray | None,
+                     pairs: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """summary.json's results and results.npz's arrays of a `streaming.StiffnessSummary` of
+    examples labelled `y` (and a second set `y2`), its curves binning `pairs`."""
+    stiffness: dict[str, Any] = {}
+    arrays: dict[str, Any] = {"y": y, "sq_norms": result.sq_norms,
+                              "blocks_by_worker": np.asarray(result.blocks_by_worker)}
+    if y2 is not None:
+        arrays.update(y2=y2, sq_norms2=result.sq_norms2)
+    for kind in ("sign", "cosine"):
+        entry: dict[str, Any] = {"within": result.within[kind],
+                                 "between": result.between[kind]}
+        if kind in result.superclass_contrast:
+            entry["superclass_contrast"] = result.superclass_contrast[kind]
+        arrays[f"class_matrix_{kind}"] = result.class_matrix[kind]
+        curve = result.distance_curve.get(kind)
+        if curve is not None:
+            entry["xi"] = {method: critical_length_entry(curve, method)
+                           for method in ("crossing", "linear_fit")}
+            arrays[f"curve_means_{kind}"] = curve.means
+            arrays["curve_edges"], arrays["curve_counts"] = curve.edges, curve.counts
+        if kind in result.neighbourhood:
+            values = result.neighbourhood[kind]
+            finite = values[np.isfinite(values)]
+            entry["neighbourhood_mean"] = float(finite.mean()) if finite.size else None
+            arrays[f"neighbourhood_{kind}"] = values
+        stiffness[kind] = entry
+    if result.neighbour_counts is not None:
+        arrays["neighbour_counts"] = result.neighbour_counts
+    stats = result.alignment
+    alignment: dict[str, Any] = {"gradient_confusion": {k: stats.gradient_confusion(k)
+                                                        for k in ("gram", "cosine")}}
+    if stats.one_set:
+        alignment.update(m_coherence=stats.m_coherence(),
+                         gradient_diversity=stats.gradient_diversity(),
+                         class_m_coherence=stats.class_m_coherence().tolist())
+    for name in ("block_sums", "traces", "min_off_diagonal", "min_off_diagonal_cosine"):
+        arrays[f"alignment_{name}"] = getattr(stats, name)
+    results = {"examples": len(y), "examples2": None if y2 is None else len(y2),
+               "num_classes": int(result.class_matrix["cosine"].shape[0]), "pairs": pairs,
+               "stiffness": stiffness, "alignment": alignment,
+               "zero_gradients": result.num_zero_gradient,
+               "blocks": {"total": result.blocks_total, "resumed": result.blocks_resumed,
+                          "by_worker": list(result.blocks_by_worker)}}
+    return results, arrays

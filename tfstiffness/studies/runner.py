@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,14 +45,19 @@ from tfstiffness.probes import ProbeSets
 from tfstiffness.studies.model_factory import build_model, model_inputs
 from tfstiffness.studies.progress import EtaModel, format_number, written_lines
 
+if TYPE_CHECKING:  # (config imports this module to check its values)
+    from tfstiffness.studies.config import TrainingConfig
+
 __all__ = [
     "IMAGE_KINDS",
     "KINDS",
     "PAIRS",
     "Prepared",
+    "bootstrap_text",
     "check_arguments",
     "finish",
     "load_splits",
+    "open_run",
     "prepare",
     "train_measured",
     "validation_split",
@@ -217,26 +223,21 @@ class Prepared:
 
 
 def prepare(
-    dataset: str,
+    config: TrainingConfig,
     *,
-    data_dir: str | None,
-    max_train_examples: int | None,
-    max_val_examples: int | None,
-    seed: int,
     data_options: Mapping[str, Any] | None,
-    probe_per_class: int,
-    model: str,
     model_options: Mapping[str, Any] | None = None,
     val_probe: bool = True,
-    method: str = "auto",
-    bins: int = 20,
     representation: Callable[[Any, np.ndarray], np.ndarray] | None = None,
-    bootstrap_samples: int = 0,
 ) -> Prepared:
     """Loads the data, draws the fixed class-balanced probes and checks the model builds.
 
-    The probes measure with `bootstrap_samples` bootstrap resamples (0: no intervals), seeded
-    by `seed`; the model's inputs come from `model_inputs`.
+    From `config`: the data set and its directory, split sizes, the probes' size, the model,
+    the Gram method, the distance bins and the bootstrap resamples (0: no intervals), all
+    seeded by ``config.seed``; `data_options` and `model_options` are the config's as
+    resolved by the study (over its defaults). The model's inputs come from `model_inputs`.
+    `val_probe` False draws no validation probe; `representation` is where distances are
+    measured (`probes.ProbeSets`).
 
     Raises:
         StudyInputError: the data cannot be loaded or probed, or the model does not fit the
@@ -247,9 +248,11 @@ def prepare(
 
     from tfstiffness import data
 
+    dataset, seed, model = config.dataset, config.seed, config.model
+    probe_per_class = config.probe_per_class
     try:
-        train, val = load_splits(dataset, data_dir, max_train_examples, max_val_examples, seed,
-                                 data_options)
+        train, val = load_splits(dataset, config.data_dir, config.max_train_examples,
+                                 config.max_val_examples, seed, data_options)
         num_classes = int(train.num_classes)
         # Probes: fixed, class-balanced, from the seed. Labels are 0..K-1 for every set here.
         train_idx = data.balanced_subset(train.x, train.y, probe_per_class, seed)
@@ -275,8 +278,8 @@ def prepare(
         *((structure.take(val_x, val_idx), val.y[val_idx]) if val_probe else (None, None)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         num_classes=num_classes, fine_to_coarse=train.fine_to_coarse, kinds=KINDS,
-        distance_bins=bins, method=method, representation=representation,
-        bootstrap_samples=bootstrap_samples, bootstrap_seed=seed)
+        distance_bins=config.bins, method=config.method, representation=representation,
+        bootstrap_samples=config.bootstrap_samples, bootstrap_seed=seed)
     return Prepared(train, val, num_classes, train_idx, val_idx, probes, make_model,
                     train_x=train_x, val_x=val_x)
 
@@ -284,6 +287,43 @@ def prepare(
 # --------------------------------------------------------------------------------------------
 # The measured training loop
 # --------------------------------------------------------------------------------------------
+
+
+def bootstrap_text(samples: int) -> str:
+    """The start line's note on the bootstrap resamples, if any.
+
+    Example:
+        >>> bootstrap_text(200), bootstrap_text(0)
+        ('; 200 bootstrap resamples', '')
+    """
+    return f"; {samples} bootstrap resamples" if samples else ""
+
+
+def open_run(
+    output_dir: str,
+    config: TrainingConfig,
+    *,
+    verbose: bool,
+    tensorboard_dir: str | os.PathLike | None = None,
+    model_options: Mapping[str, Any] | None = None,
+    val_probe: bool = True,
+    representation: Callable[[Any, np.ndarray], np.ndarray] | None = None,
+) -> tuple[Prepared, run_directory.OutputDir]:
+    """Steps 1-3 of a training study: refuses an unusable `output_dir`, prepares data,
+    probes and model (`prepare`, with the ``data_options`` of ``config.record()``), and only
+    then opens the directory, ``config.record()`` its config.json.
+
+    Returns:
+        (what `prepare` returned, the locked output directory).
+    """
+    record = config.record()
+    run_directory.check_output_dir(output_dir)
+    prepared = prepare(config, data_options=record["data_options"],
+                       model_options=model_options, val_probe=val_probe,
+                       representation=representation)
+    out = run_directory.OutputDir(output_dir, record, name=config.STUDY, verbose=verbose,
+                                  tensorboard_dir=tensorboard_dir)
+    return prepared, out
 
 
 def train_measured(

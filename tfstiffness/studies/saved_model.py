@@ -52,6 +52,7 @@ from tfstiffness.errors import StudyInputError
 from tfstiffness.outputs import run_directory
 from tfstiffness.studies import config as config_lib
 from tfstiffness.studies import progress, runner
+from tfstiffness.studies import results as result_dicts
 from tfstiffness.studies.config import parameter
 
 __all__ = ["PAIRS", "STRATEGIES", "SummaryConfig", "SummaryData", "load_inputs",
@@ -59,8 +60,6 @@ __all__ = ["PAIRS", "STRATEGIES", "SummaryConfig", "SummaryData", "load_inputs",
 
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")  # as `cluster.STRATEGIES`
 PAIRS = ("within", "between", "all")
-KINDS = ("sign", "cosine")
-XI_METHODS = ("crossing", "linear_fit")
 CHECKPOINT = "summary_state"  # stages/summary_state.npz
 
 
@@ -456,7 +455,7 @@ def run_summary(
     result = _stream(keras_model, data, loss_object, config, strategy, checkpoint,
                      verbose=verbose and chief)
     seconds = time.monotonic() - start
-    results, arrays = _results(result, data, c.pairs)
+    results, arrays = result_dicts.streamed_results(result, data.y, data.y2, c.pairs)
     results["loss"] = c.loss or "compiled"
     results["strategy"] = {"name": strategy_name, "workers": cluster.num_workers(strategy),
                            "replicas": 1 if strategy is None else
@@ -537,62 +536,6 @@ def _finish(out: run_directory.OutputDir, result, data: SummaryData,
                 for kind in ("cosine", "sign")]
     run_info = {"summary_seconds": seconds, "blocks_resumed": result.blocks_resumed}
     return runner.finish(out, results, arrays, figures, run_info, headline=headline)
-
-
-def _xi(curve, method: str) -> dict[str, Any]:
-    from tfstiffness import measures
-
-    critical = measures.critical_length(curve, method=method)
-    entry = {"xi": critical.xi, "status": critical.status, "bound": critical.bound,
-             "text": str(critical)}
-    if method == "linear_fit":
-        entry.update(slope=critical.slope, intercept=critical.intercept,
-                     r_squared=critical.r_squared, extrapolated=critical.extrapolated)
-    return entry
-
-
-def _results(result, data: SummaryData, pairs: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """summary.json's results and results.npz's arrays of a `StiffnessSummary`."""
-    stiffness: dict[str, Any] = {}
-    arrays: dict[str, Any] = {"y": data.y, "sq_norms": result.sq_norms,
-                              "blocks_by_worker": np.asarray(result.blocks_by_worker)}
-    if data.y2 is not None:
-        arrays.update(y2=data.y2, sq_norms2=result.sq_norms2)
-    for kind in KINDS:
-        entry: dict[str, Any] = {"within": result.within[kind],
-                                 "between": result.between[kind]}
-        if kind in result.superclass_contrast:
-            entry["superclass_contrast"] = result.superclass_contrast[kind]
-        arrays[f"class_matrix_{kind}"] = result.class_matrix[kind]
-        curve = result.distance_curve.get(kind)
-        if curve is not None:
-            entry["xi"] = {method: _xi(curve, method) for method in XI_METHODS}
-            arrays[f"curve_means_{kind}"] = curve.means
-            arrays["curve_edges"], arrays["curve_counts"] = curve.edges, curve.counts
-        if kind in result.neighbourhood:
-            values = result.neighbourhood[kind]
-            finite = values[np.isfinite(values)]
-            entry["neighbourhood_mean"] = float(finite.mean()) if finite.size else None
-            arrays[f"neighbourhood_{kind}"] = values
-        stiffness[kind] = entry
-    if result.neighbour_counts is not None:
-        arrays["neighbour_counts"] = result.neighbour_counts
-    stats = result.alignment
-    alignment: dict[str, Any] = {"gradient_confusion": {k: stats.gradient_confusion(k)
-                                                        for k in ("gram", "cosine")}}
-    if stats.one_set:
-        alignment.update(m_coherence=stats.m_coherence(),
-                         gradient_diversity=stats.gradient_diversity(),
-                         class_m_coherence=stats.class_m_coherence().tolist())
-    for name in ("block_sums", "traces", "min_off_diagonal", "min_off_diagonal_cosine"):
-        arrays[f"alignment_{name}"] = getattr(stats, name)
-    results = {"examples": len(data.y), "examples2": None if data.y2 is None else len(data.y2),
-               "num_classes": int(result.class_matrix["cosine"].shape[0]), "pairs": pairs,
-               "stiffness": stiffness, "alignment": alignment,
-               "zero_gradients": result.num_zero_gradient,
-               "blocks": {"total": result.blocks_total, "resumed": result.blocks_resumed,
-                          "by_worker": list(result.blocks_by_worker)}}
-    return results, arrays
 
 
 def _scalars(results: dict[str, Any]) -> dict[str, Any]:

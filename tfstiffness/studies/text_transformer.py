@@ -94,6 +94,15 @@ class TextTransformerConfig(ClassStiffnessConfig):
                                      flag="integer", lower_bound=1)
     model_options: Mapping[str, Any] | None = parameter(None)
 
+    def check(self) -> None:
+        if self.model not in MODELS:
+            raise StudyInputError(f"model: expected one of {MODELS}, got {self.model!r}")
+        if self.model == "bert_tiny":
+            from tfstiffness import models
+
+            models.keras_hub_module()  # Before anything is loaded or written.
+        super().check()
+
     def merged_data_options(self) -> dict[str, Any]:
         options = super().merged_data_options()
         if self.dataset in ("glue/sst2", "imdb_reviews"):
@@ -128,41 +137,24 @@ def pooled_representation(model: Any, x: Any) -> np.ndarray:
     return np.asarray(encoder(x, training=False))
 
 
-def run_text_transformer(
-    output_dir: str,
-    config: TextTransformerConfig | None = None,
-    *,
-    verbose: bool = True,
-    tensorboard_dir: str | os.PathLike | None = None,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """The transformer study; arguments as `class_stiffness.run_class_stiffness`, plus
-    `model` ("transformer" or "bert_tiny") and `model_options` for it (over
-    `MODEL_DEFAULTS` or `BERT_TINY_DEFAULTS`): the fields of `TextTransformerConfig`.
-
-    Returns:
-        The summary (what ``summary.json`` holds).
-
-    Raises:
-        StudyInputError: an unknown model, bert_tiny without keras_hub (saying how to
-            install it), or as `run_class_stiffness`.
-    """
-    config = TextTransformerConfig.build(config, **overrides)
-    if config.model not in MODELS:
-        raise StudyInputError(f"model: expected one of {MODELS}, got {config.model!r}")
-    if config.model == "bert_tiny":
-        from tfstiffness import models
-
-        models.keras_hub_module()  # Before anything is loaded or written.
-    if config.seeds is not None:
-        return seeds_lib.run_seeds(run_text_transformer, output_dir, config,
-                                   figures=_seed_figures, tensorboard=seed_tensorboard,
-                                   headline=seed_headline, verbose=verbose)
-    return class_study(output_dir, config, representation=pooled_representation,
-                       verbose=verbose, tensorboard_dir=tensorboard_dir)
-
-
 def _seed_figures(study: str, stacked: Mapping[str, np.ndarray],
                   config: Mapping[str, Any]) -> dict[str, Any]:
     """`class_stiffness.seed_figures` with distances in the pooled representation."""
     return seed_figures(study, stacked, {**config, "distance_space": "pooled"})
+
+
+def _run_once(output_dir: str, config: TextTransformerConfig, *, verbose: bool,
+              tensorboard_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """The class study of one seed, distances in the pooled representation."""
+    return class_study(output_dir, config, representation=pooled_representation,
+                       verbose=verbose, tensorboard_dir=tensorboard_dir)
+
+
+# The entry point, from the config.
+run_text_transformer = seeds_lib.study_function(
+    TextTransformerConfig, _run_once, name="run_text_transformer",
+    description="""The transformer study (see the module docstring): the class study with
+    the fields of `TextTransformerConfig`: `model` "transformer" or "bert_tiny" (which needs
+    keras_hub: without it the study is refused, saying how to install it) and
+    `model_options` for it (over `MODEL_DEFAULTS` or `BERT_TINY_DEFAULTS`).""",
+    figures=_seed_figures, tensorboard=seed_tensorboard, headline=seed_headline)
