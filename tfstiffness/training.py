@@ -1,4 +1,6 @@
-"""A resumable training loop for the stiffness studies: Adam, fixed batches, measured epochs.
+"""The training loops of the stiffness studies: `train_resumable` (Adam, fixed batches,
+measured epochs, resumable after any epoch) and `fit_sgd` (plain SGD for Walker's stages;
+its docstring says why it is a loop of its own).
 
 `train_resumable` trains a Keras classifier (logits output) with Adam at a constant learning
 rate and calls a measurement function at chosen epochs (0 = before training). After every

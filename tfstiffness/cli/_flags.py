@@ -27,7 +27,7 @@ from typing import Any
 
 from absl import flags
 
-__all__ = ["HIERARCHY_FLAGS", "config_default", "config_kwargs", "data_options",
+__all__ = ["HIERARCHY_FLAGS", "config_kwargs", "data_options",
            "define_config", "define_hierarchy_flags", "synthetic_options"]
 
 FlagValues = flags.FlagValues
@@ -307,17 +307,6 @@ def config_kwargs(fv: FlagValues, config_class: type) -> dict[str, Any]:
         raise CommandError("--seed and --seeds: give one (--seeds runs the study once per "
                            "seed)")
     return {"output_dir": fv["output_dir"].value, **kwargs, "verbose": not fv["quiet"].value}
-
-
-def config_default(config_class: type, name: str) -> Any:
-    """The default of field `name` of a study config class.
-
-    Example:
-        >>> from tfstiffness.studies.neighbourhoods import NeighbourhoodsConfig
-        >>> config_default(NeighbourhoodsConfig, "epochs")
-        60
-    """
-    return next(f.default for f in dataclasses.fields(config_class) if f.name == name)
 
 
 def synthetic_options(fv: FlagValues, dataset: str, synthetic: str,

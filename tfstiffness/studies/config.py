@@ -18,6 +18,7 @@ of that kind (``lower_bound``, ``upper_bound``, ``choices``, ``separator``) and
 ``required`` (a flag that must be given).
 
 Example:
+    >>> from tfstiffness.studies.neighbourhoods import NeighbourhoodsConfig
     >>> config = NeighbourhoodsConfig.build(grid_n=8)
     >>> config.grid_n, config.record()["study"]
     (8, 'neighbourhoods')

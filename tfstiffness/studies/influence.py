@@ -445,7 +445,7 @@ def _train(out, setup, *, epochs, learning_rate, batch_size, seed):
         _, weights = load_checkpoints(paths, run.model, compile=False)
     except ValueError as err:  # A checkpoint file removed or damaged since it was written.
         raise StudyInputError(f"{out.path / CHECKPOINTS_DIR}: {err}; delete the output "
-                                     "directory to train again") from None
+                              "directory to train again") from None
     history = {"epoch_loss": run.epoch_loss, **run.measurements}
     return run.model, weights, history
 

@@ -93,7 +93,7 @@ def check_arguments(**values: Any) -> None:
         >>> check_arguments(batch_size=-5)
         Traceback (most recent call last):
         ...
-        tfstiffness.studies.runner.StudyInputError: batch_size: expected an integer >= 1, got -5
+        tfstiffness.errors.StudyInputError: batch_size: expected an integer >= 1, got -5
     """
     for name, value in values.items():
         if name in ("epochs", "batch_size", "probe_per_class", "bins", "loss_levels",

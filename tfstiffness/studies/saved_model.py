@@ -119,7 +119,7 @@ def parse_custom_objects(spec: str | Sequence[str] | None) -> dict[str, Any]:
         if name:
             if not hasattr(module, name):
                 raise StudyInputError(f"custom_objects: module {module_name!r} has no "
-                                             f"{name!r} (entry {entry!r}).")
+                                      f"{name!r} (entry {entry!r}).")
             objects[name] = getattr(module, name)
     return objects
 
@@ -161,33 +161,33 @@ def _check(output_dir, model, dataset, inputs, split, max_examples, block_size, 
         raise StudyInputError("output_dir: expected a directory path")
     if not os.path.isfile(model):
         raise StudyInputError(f"model: {model} is not a file; give a model saved with "
-                                     "model.save('path.keras')")
+                              "model.save('path.keras')")
     if not str(model).endswith(".keras"):
         raise StudyInputError(f"model: expected a .keras file (Keras 3's format, "
-                                     f"model.save('path.keras')), got {model}")
+                              f"model.save('path.keras')), got {model}")
     if (dataset is None) == (inputs is None):
         raise StudyInputError("dataset, inputs: give exactly one: a data set name "
-                                     "(with its split) or an .npz file of arrays x, y")
+                              "(with its split) or an .npz file of arrays x, y")
     if inputs is not None and not os.path.isfile(inputs):
         raise StudyInputError(f"inputs: {inputs} is not a file; give an .npz file "
-                                     "holding arrays x and y (and optionally x2, y2)")
+                              "holding arrays x and y (and optionally x2, y2)")
     if inputs is not None and split != "train":
         raise StudyInputError("split: applies to --dataset only; an --inputs file "
-                                     "holds its own arrays")
+                              "holds its own arrays")
     if block_size is not None and (isinstance(block_size, bool) or not isinstance(
             block_size, (int, np.integer)) or block_size < 1):
         raise StudyInputError(f"block_size: expected an integer >= 1 or none, got "
-                                     f"{block_size!r}")
+                              f"{block_size!r}")
     if isinstance(strategy, str) and strategy not in STRATEGIES:
         raise StudyInputError(f"strategy: expected one of {STRATEGIES}, got "
-                                     f"{strategy!r}")
+                              f"{strategy!r}")
     if radius is not None and not (math.isfinite(radius) and radius > 0):
         raise StudyInputError(f"radius: expected a finite number > 0, got {radius!r}")
     if pairs not in PAIRS:
         raise StudyInputError(f"pairs: expected one of {PAIRS}, got {pairs!r}")
     if not (math.isfinite(checkpoint_every) and checkpoint_every >= 0):
         raise StudyInputError(f"checkpoint_every: expected seconds >= 0, got "
-                                     f"{checkpoint_every!r}")
+                              f"{checkpoint_every!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,10 +227,10 @@ def load_inputs(path: str | os.PathLike, max_examples: int | None = None) -> Sum
     x, x2 = inputs("x"), inputs("x2")
     if x is None or "y" not in entries:
         raise StudyInputError(f"inputs: {path} must hold arrays 'x' (or 'x/<input "
-                                     f"name>' entries) and 'y'; it holds {sorted(entries)}")
+                              f"name>' entries) and 'y'; it holds {sorted(entries)}")
     if (x2 is None) != ("y2" not in entries):
         raise StudyInputError(f"inputs: {path} holds {'x2' if x2 is not None else 'y2'}"
-                                     " without its partner; give both x2 and y2 or neither")
+                              " without its partner; give both x2 and y2 or neither")
     names = entries.get("class_names")
     return SummaryData(
         x=x, y=entries["y"][keep], x2=x2, y2=None if x2 is None else entries["y2"][keep],
@@ -267,7 +267,7 @@ def _load_model(path: str, custom_objects: dict[str, Any]):
                 "(module:name)." if "custom" in str(err).lower() or "unknown" in
                 str(err).lower() or "could not locate" in str(err).lower() else "")
         raise StudyInputError(f"model: cannot load {path}: {type(err).__name__}: "
-                                     f"{str(err).splitlines()[0]}{hint}") from None
+                              f"{str(err).splitlines()[0]}{hint}") from None
 
 
 def _file_digest(path: str) -> str:
@@ -300,12 +300,12 @@ def _validate(model, data: SummaryData, loss, method: str, block_size, radius) -
     if radius is not None:
         if data.x2 is not None:
             raise StudyInputError("radius: neighbourhoods need one set of examples; "
-                                         "this data holds two (x2, y2): drop --radius")
+                                  "this data holds two (x2, y2): drop --radius")
         leaves = list(data.x.values()) if isinstance(data.x, dict) else [data.x]
         if not any(np.asarray(leaf).dtype.kind == "f" for leaf in leaves):
             raise StudyInputError("radius: neighbourhoods are measured in the space of "
-                                         "float inputs, and these inputs are all integer ids; "
-                                         "drop --radius")
+                                  "float inputs, and these inputs are all integer ids; "
+                                  "drop --radius")
 
 
 # --------------------------------------------------------------------------------------------
