@@ -40,6 +40,7 @@ from typing import Any
 
 from absl import app, flags
 
+from tfstiffness import errors
 from tfstiffness.errors import CommandError
 
 __all__ = ["CommandError", "help_text", "quiet_tensorflow", "run_binary", "study_binary"]
@@ -138,15 +139,8 @@ def quiet_tensorflow(show_log: bool = False) -> None:
 
 def _refusals() -> tuple[type[BaseException], ...]:
     """Errors that a binary reports as one line: bad input found before anything is written."""
-    from tfstiffness.outputs import run_directory
-    from tfstiffness.studies import runner
-
-    kinds: list[type[BaseException]] = [CommandError, runner.StudyInputError,
-                                        run_directory.OutputDirError,
-                                        run_directory.ConfigMismatchError]
-    if "tfstiffness.data" in sys.modules:
-        kinds.append(sys.modules["tfstiffness.data"].DatasetUnavailableError)
-    return tuple(kinds)
+    return (errors.CommandError, errors.StudyInputError, errors.OutputDirError,
+            errors.ConfigMismatchError, errors.DatasetUnavailableError)
 
 
 def run_binary(main: Callable[[list[str]], Any], flag_values: flags.FlagValues,

@@ -29,10 +29,16 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-__all__ = ["FLAG_KINDS", "StudyConfig", "TrainingConfig", "parameter"]
+import numpy as np
+
+from tfstiffness import checks
+from tfstiffness.errors import StudyInputError
+
+__all__ = ["FLAG_KINDS", "StudyConfig", "TrainingConfig", "check_arguments", "parameter"]
 
 #: How a field's flag is defined (`tfstiffness.cli._flags.define_config`): "integer", "float"
 #: and "string" as absl's (with ``lower_bound`` / ``upper_bound``); "enum" (``choices``);
@@ -120,14 +126,12 @@ class StudyConfig:
         return dataclasses.replace(config, **overrides)
 
     def check(self) -> None:
-        """Refuses bad values, naming them (`runner.check_arguments`, by field name).
+        """Refuses bad values, naming them (`check_arguments`, by field name).
 
         Raises:
             StudyInputError: naming the parameter, the value and what was expected.
         """
-        from tfstiffness.studies import runner
-
-        runner.check_arguments(**self.values())
+        check_arguments(**self.values())
 
     def values(self) -> dict[str, Any]:
         """Every field by name, in field order."""
@@ -218,3 +222,54 @@ class TrainingConfig(StudyConfig):
             return training.parse_eval_epochs(self.eval_epochs, self.epochs)
         except ValueError as err:
             raise StudyInputError(f"eval_epochs: {err}") from None
+
+
+def check_arguments(**values: Any) -> None:
+    """Refuses bad study arguments, naming them. Rules by name:
+
+    ``epochs`` an integer >= 1; ``batch_size``, ``probe_per_class``, ``bins``,
+    ``loss_levels``, ``grid_n`` integers >= 1; ``max_train_examples``, ``max_val_examples``
+    None or integers >= 1; ``learning_rate`` and each of ``learning_rates`` a finite number
+    > 0; ``seed`` and ``bootstrap_samples`` integers >= 0; ``seeds`` None or distinct
+    integers >= 0; ``method`` a `gradient_gram` method. Others are not checked here.
+
+    Raises:
+        StudyInputError: naming the argument, the value and what was expected.
+
+    Example:
+        >>> check_arguments(batch_size=-5)
+        Traceback (most recent call last):
+        ...
+        tfstiffness.errors.StudyInputError: batch_size: expected an integer >= 1, got -5
+    """
+    for name, value in values.items():
+        if name in ("epochs", "batch_size", "probe_per_class", "bins", "loss_levels",
+                    "grid_n") or (name.startswith("max_") and value is not None):
+            _check_int(name, value, 1)
+        elif name in ("seed", "bootstrap_samples"):
+            _check_int(name, value, 0)
+        elif name == "seeds" and value is not None:
+            seeds = list(value)
+            if not seeds:
+                raise StudyInputError("seeds: expected at least one seed")
+            for seed in seeds:
+                _check_int("seeds", seed, 0)
+            if len(set(seeds)) != len(seeds):
+                raise StudyInputError(f"seeds: expected distinct values, got {seeds}")
+        elif name in ("learning_rate", "learning_rates"):
+            rates = list(value) if name == "learning_rates" else [value]
+            if not rates:
+                raise StudyInputError(f"{name}: expected at least one learning rate")
+            for rate in rates:
+                if (isinstance(rate, bool) or not isinstance(rate, (int, float, np.number))
+                        or not math.isfinite(rate) or rate <= 0):
+                    raise StudyInputError(f"{name}: expected a finite number > 0, got {rate!r}")
+            if len(set(rates)) != len(rates):
+                raise StudyInputError(f"{name}: expected distinct values, got {rates}")
+        elif name == "method" and value not in METHODS:
+            raise StudyInputError(f"method: expected one of {METHODS}, got {value!r}")
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if not checks.is_int(value) or value < low:
+        raise StudyInputError(f"{name}: expected an integer >= {low}, got {value!r}")

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import training
+from tfstiffness import checks, training
 from tfstiffness.errors import StudyInputError
 from tfstiffness.outputs import run_directory
 from tfstiffness.outputs.atomic import TMP_SUFFIX
@@ -253,7 +253,7 @@ def _check(dataset, model, num_test, top_k, kind, flip_labels, checkpoints,
     if kind not in KINDS:
         raise error(f"kind: expected one of {KINDS}, got {kind!r}")
     for name, value, high in (("num_test", num_test, MAX_NUM_TEST), ("top_k", top_k, None)):
-        if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+        if (not checks.is_int(value) or value < 1
                 or (high is not None and value > high)):
             bound = f" and <= {high}" if high is not None else ""
             raise error(f"{name}: expected an integer >= 1{bound}, got {value!r}")
@@ -300,12 +300,12 @@ def _prepare(dataset, model, data_dir, max_train_examples, seed, data_options, n
     import keras
 
     from tfstiffness import data
-    from tfstiffness.influence.label_noise import flip_labels
     from tfstiffness.influence.checkpoints import (
         checked_checkpoints,
         checked_learning_rates,
         load_checkpoints,
     )
+    from tfstiffness.influence.label_noise import flip_labels
 
     error = StudyInputError
     try:

@@ -5,7 +5,7 @@ A study module (`class_stiffness`, `learning_rate_study`, ...) holds its own log
 compute, which figures) and its parameters (a `studies.config.StudyConfig`), and uses this
 module for everything every study does, in this order:
 
-1. `check_arguments` (`StudyConfig.check`) and `run_directory.check_output_dir`: bad arguments and unusable output
+1. `StudyConfig.check` (`config.check_arguments`) and `run_directory.check_output_dir`: bad arguments and unusable output
    paths are refused (`StudyInputError`) before anything is loaded or written;
 2. `prepare`: the data (a missing tfds set fails fast, `data.DatasetUnavailableError`), the
    fixed class-balanced probes (`probes.ProbeSets`, the one measuring path shared with
@@ -23,13 +23,11 @@ measurements), `progress` (time left, number formatting, closing lines) and
 `tfstiffness.training` (the two training loops).
 
 Example:
-    >>> check_arguments(batch_size=32, learning_rate=1e-3)  # Fine: nothing raised.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +43,7 @@ from tfstiffness.probes import ProbeSets
 from tfstiffness.studies.model_factory import build_model, model_inputs
 from tfstiffness.studies.progress import EtaModel, format_number, written_lines
 
-if TYPE_CHECKING:  # (config imports this module to check its values)
+if TYPE_CHECKING:
     from tfstiffness.studies.config import TrainingConfig
 
 __all__ = [
@@ -54,7 +52,6 @@ __all__ = [
     "PAIRS",
     "Prepared",
     "bootstrap_text",
-    "check_arguments",
     "finish",
     "load_splits",
     "open_run",
@@ -75,59 +72,6 @@ IMAGE_KINDS = ("cosine",)
 # --------------------------------------------------------------------------------------------
 # Arguments
 # --------------------------------------------------------------------------------------------
-
-
-def check_arguments(**values: Any) -> None:
-    """Refuses bad study arguments, naming them. Rules by name:
-
-    ``epochs`` an integer >= 1; ``batch_size``, ``probe_per_class``, ``bins``,
-    ``loss_levels``, ``grid_n`` integers >= 1; ``max_train_examples``, ``max_val_examples``
-    None or integers >= 1; ``learning_rate`` and each of ``learning_rates`` a finite number
-    > 0; ``seed`` and ``bootstrap_samples`` integers >= 0; ``seeds`` None or distinct
-    integers >= 0; ``method`` a `gradient_gram` method. Others are not checked here.
-
-    Raises:
-        StudyInputError: naming the argument, the value and what was expected.
-
-    Example:
-        >>> check_arguments(batch_size=-5)
-        Traceback (most recent call last):
-        ...
-        tfstiffness.errors.StudyInputError: batch_size: expected an integer >= 1, got -5
-    """
-    for name, value in values.items():
-        if name in ("epochs", "batch_size", "probe_per_class", "bins", "loss_levels",
-                    "grid_n") or (name.startswith("max_") and value is not None):
-            _check_int(name, value, 1)
-        elif name in ("seed", "bootstrap_samples"):
-            _check_int(name, value, 0)
-        elif name == "seeds" and value is not None:
-            seeds = list(value)
-            if not seeds:
-                raise StudyInputError("seeds: expected at least one seed")
-            for seed in seeds:
-                _check_int("seeds", seed, 0)
-            if len(set(seeds)) != len(seeds):
-                raise StudyInputError(f"seeds: expected distinct values, got {seeds}")
-        elif name in ("learning_rate", "learning_rates"):
-            rates = list(value) if name == "learning_rates" else [value]
-            if not rates:
-                raise StudyInputError(f"{name}: expected at least one learning rate")
-            for rate in rates:
-                if (isinstance(rate, bool) or not isinstance(rate, (int, float, np.number))
-                        or not math.isfinite(rate) or rate <= 0):
-                    raise StudyInputError(f"{name}: expected a finite number > 0, got {rate!r}")
-            if len(set(rates)) != len(rates):
-                raise StudyInputError(f"{name}: expected distinct values, got {rates}")
-        elif name == "method":
-            methods = ("auto", "ghost", "vmap", "jacobian")
-            if value not in methods:
-                raise StudyInputError(f"method: expected one of {methods}, got {value!r}")
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise StudyInputError(f"{name}: expected an integer >= {low}, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------

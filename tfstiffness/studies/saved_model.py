@@ -156,7 +156,7 @@ def _resolve_loss(loss: str | None, custom_objects: dict[str, Any]) -> Any:
 def _check(output_dir, model, dataset, inputs, split, max_examples, block_size, strategy,
            radius, bins, pairs, method, checkpoint_every) -> None:
     """Refuses bad arguments, naming them (`StudyInputError`)."""
-    runner.check_arguments(bins=bins, method=method, max_examples=max_examples)
+    config_lib.check_arguments(bins=bins, method=method, max_examples=max_examples)
     if not str(output_dir):
         raise StudyInputError("output_dir: expected a directory path")
     if not os.path.isfile(model):

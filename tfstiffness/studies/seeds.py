@@ -39,7 +39,9 @@ from typing import Any
 
 import numpy as np
 
+from tfstiffness import checks
 from tfstiffness.outputs import run_directory
+from tfstiffness.studies import config as config_lib
 from tfstiffness.studies import runner
 from tfstiffness.studies.config import StudyConfig
 
@@ -89,7 +91,7 @@ def student_t_quantile(confidence: float, df: int) -> float:
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
-    if isinstance(df, bool) or not isinstance(df, (int, np.integer)) or df < 1:
+    if not checks.is_int(df) or df < 1:
         raise ValueError(f"df must be an integer >= 1, got {df!r}")
     low, high = 0.0, 1.0
     while _t_two_sided(high, int(df)) < confidence:
@@ -280,7 +282,7 @@ def run_seeds(
             a combined run of other arguments.
     """
     started = time.monotonic()
-    runner.check_arguments(seeds=config.seeds)
+    config_lib.check_arguments(seeds=config.seeds)
     seeds = [int(s) for s in config.seeds]
     study, kwargs = config.STUDY, config.seed_kwargs()
     record = config.seeds_record()
