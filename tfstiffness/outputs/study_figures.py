@@ -342,8 +342,9 @@ def neighbourhoods_figure(
             if row == len(stages) - 1:
                 ax.set_xlabel("$x_1$")
     fig.colorbar(mesh, ax=axes, shrink=0.8, label="mean cosine stiffness to neighbours")
-    fig.legend(handles=[Line2D([], [], color="black", linewidth=1.3, label="true boundary")],
-               loc="outside lower center", frameon=False, fontsize=9)
+    if fine_labels is not None:
+        fig.legend(handles=[Line2D([], [], color="black", linewidth=1.3, label="true boundary")],
+                   loc="outside lower center", frameon=False, fontsize=9)
     fig.suptitle("Neighbourhood stiffness, two-arcs grid")
     return fig
 
