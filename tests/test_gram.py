@@ -12,6 +12,7 @@ import pytest
 import tfstiffness as tfs
 from tests.bruteforce import brute_force_gram, relative_error
 from tests.models_zoo import ZOO, data_for
+from tfstiffness import _generic, gram  # by name: `tfs.gram` exists only once imported
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 TOL = 1e-5
@@ -19,7 +20,7 @@ TOL = 1e-5
 
 def _methods(name):
     # vmap through attention aborts the process under oneDNN; it is tested in a subprocess.
-    return ("ghost", "jacobian", "auto") if name == "text_net" else tfs.gram.METHODS
+    return ("ghost", "jacobian", "auto") if name == "text_net" else gram.METHODS
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
@@ -89,7 +90,7 @@ def test_loss_forms_and_one_hot_labels(loss):
 def test_vmap_on_attention_is_refused_in_process_with_onednn():
     model = ZOO["text_net"]()
     x, y = data_for("text_net", 4)
-    if tfs._generic._ONEDNN_ON:
+    if _generic._ONEDNN_ON:
         with pytest.raises(ValueError, match="method: 'vmap' would crash"):
             tfs.gradient_gram(model, x, y, loss=LOSS, method="vmap")
     # auto never takes the crashing path
