@@ -30,7 +30,7 @@ from benchmarks._measure import report, run_child
 
 
 def child(strategy_name: str, n: int, block: int) -> dict:
-    from tfstiffness import cluster
+    from tfstiffness.distributed import cluster
 
     strategy = cluster.make_strategy(strategy_name)  # first, before other TensorFlow work
     import keras
@@ -58,7 +58,7 @@ def child(strategy_name: str, n: int, block: int) -> dict:
 
 def cluster_run(workers: int, n: int, block: int) -> tuple[list[dict], float]:
     """Every worker's report, in worker order, and the launcher's wall time."""
-    from tfstiffness import local_cluster
+    from tfstiffness.distributed import local_cluster
 
     out = io.StringIO()
     start = time.perf_counter()

@@ -45,7 +45,7 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 def hierarchical_data(num_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x, y, fine_to_coarse): 8x8 images, 4 super-classes of 3 classes each."""
     try:
-        from tfstiffness import synthetic
+        from tfstiffness.data import synthetic
     except ImportError:  # an older checkout: the same idea in a few lines of NumPy
         rng = np.random.default_rng(seed)
         fine_to_coarse = np.repeat(np.arange(4), 3)

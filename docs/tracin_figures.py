@@ -21,8 +21,9 @@ import numpy as np
 from mnist1d.data import get_dataset_args, make_dataset
 
 import tfstiffness as tfs
-from tfstiffness import influence_plots, models
-from tfstiffness.label_noise import flipped_label_experiment
+from tfstiffness import models
+from tfstiffness.influence import plots as influence_plots
+from tfstiffness.influence.label_noise import flipped_label_experiment
 from tfstiffness.training import batch_order
 
 IMAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "images")

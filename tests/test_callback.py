@@ -13,9 +13,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfstiffness import alignment, measures, plots, summary
+from tfstiffness import measures
 from tfstiffness.callback import StiffnessCallback, load_history
-from tfstiffness.gram import gradient_gram
+from tfstiffness.engine.gram import gradient_gram
+from tfstiffness.measures import alignment
+from tfstiffness.outputs import plots
+from tfstiffness.outputs import tensorboard as summary
 
 NUM_CLASSES = 4
 FINE_TO_COARSE = np.array([1, 0, 1, 0])  # not sorted: the image must regroup the classes

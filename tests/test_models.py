@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.bruteforce import brute_force_gram, relative_error
-from tfstiffness import gradient_gram, models, synthetic
+from tests.support.bruteforce import brute_force_gram, relative_error
+from tfstiffness import gradient_gram, models
+from tfstiffness.data import synthetic
 
 
 def dense(fan_in: int, units: int) -> int:

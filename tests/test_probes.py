@@ -9,8 +9,9 @@ import keras
 import numpy as np
 import pytest
 
-from tfstiffness import alignment, measures, probes, uncertainty
-from tfstiffness.gram import gradient_gram
+from tfstiffness import measures, probes
+from tfstiffness.engine.gram import gradient_gram
+from tfstiffness.measures import alignment, uncertainty
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 import tfstiffness as tfs
-from tests.models_zoo import ZOO, data_for
+from tests.support import REPO_ROOT
+from tests.support.models_zoo import ZOO, data_for
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)
 EDGES = np.linspace(0, 2, 9)
 
 
@@ -99,7 +100,7 @@ def test_bad_arguments():
 
 
 def _job(*args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "tests.streaming_job", *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "tests.support.streaming_job", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), **kwargs)
 

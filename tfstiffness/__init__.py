@@ -13,6 +13,7 @@ it loads, and tensorflow-datasets and matplotlib load only when needed.
 """
 
 import importlib
+import warnings
 
 __version__ = "0.1.0"
 
@@ -20,48 +21,71 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "StiffnessCallback": "callback",
     "load_history": "callback",
-    "GradientGram": "gram",
-    "gradient_gram": "gram",
-    "LayerStiffness": "layerwise",
-    "layerwise_stiffness": "layerwise",
-    "CriticalLength": "measures",
-    "StiffnessCurve": "measures",
-    "class_stiffness": "measures",
-    "count_zero_gradients": "measures",
-    "critical_length": "measures",
-    "input_distances": "measures",
-    "stiffness_matrix": "measures",
-    "stiffness_vs_distance": "measures",
-    "superclass_contrast": "measures",
-    "superclass_matrix": "measures",
-    "superclass_order": "measures",
-    "within_between": "measures",
-    "BoundaryAUC": "neighbourhood",
-    "NeighbourhoodStiffness": "neighbourhood",
-    "boundary_auc": "neighbourhood",
-    "neighbourhood_stiffness": "neighbourhood",
-    "roc_auc": "neighbourhood",
+    "GradientGram": "engine.gram",
+    "gradient_gram": "engine.gram",
+    "LayerStiffness": "measures.layerwise",
+    "layerwise_stiffness": "measures.layerwise",
+    "CriticalLength": "measures.stiffness",
+    "StiffnessCurve": "measures.stiffness",
+    "class_stiffness": "measures.stiffness",
+    "count_zero_gradients": "measures.stiffness",
+    "critical_length": "measures.stiffness",
+    "input_distances": "measures.stiffness",
+    "stiffness_matrix": "measures.stiffness",
+    "stiffness_vs_distance": "measures.stiffness",
+    "superclass_contrast": "measures.stiffness",
+    "superclass_matrix": "measures.stiffness",
+    "superclass_order": "measures.stiffness",
+    "within_between": "measures.stiffness",
+    "BoundaryAUC": "measures.neighbourhood",
+    "NeighbourhoodStiffness": "measures.neighbourhood",
+    "boundary_auc": "measures.neighbourhood",
+    "neighbourhood_stiffness": "measures.neighbourhood",
+    "roc_auc": "measures.neighbourhood",
     "StiffnessSummary": "streaming",
     "stiffness_summary": "streaming",
-    "AlignmentStatistics": "alignment",
-    "alignment_statistics": "alignment",
-    "class_m_coherence": "alignment",
-    "gradient_confusion": "alignment",
-    "gradient_diversity": "alignment",
-    "m_coherence": "alignment",
-    "train_val_alignment": "alignment",
-    "BootstrapInterval": "uncertainty",
-    "bootstrap": "uncertainty",
-    "TracInAccumulator": "influence",
-    "TracInCallback": "influence_callback",
-    "TracInResult": "influence",
-    "tracin": "influence",
-    "register_rule": "rules",
+    "AlignmentStatistics": "measures.alignment",
+    "alignment_statistics": "measures.alignment",
+    "class_m_coherence": "measures.alignment",
+    "gradient_confusion": "measures.alignment",
+    "gradient_diversity": "measures.alignment",
+    "m_coherence": "measures.alignment",
+    "train_val_alignment": "measures.alignment",
+    "BootstrapInterval": "measures.uncertainty",
+    "bootstrap": "measures.uncertainty",
+    "TracInAccumulator": "influence.tracin",
+    "TracInCallback": "influence.callback",
+    "TracInResult": "influence.tracin",
+    "tracin": "influence.tracin",
+    "register_rule": "engine.rules",
+    "CommandError": "errors",
+    "ConfigMismatchError": "errors",
+    "CorruptFileError": "errors",
+    "DatasetUnavailableError": "errors",
+    "NonFiniteGradientError": "errors",
+    "NonFiniteWeightsError": "errors",
+    "OutputDirBusyError": "errors",
+    "OutputDirError": "errors",
+    "StudyInputError": "errors",
+    "WorkerLostError": "errors",
 }
 
-# Submodules reachable as attributes (`tfs.data`, `tfs.plots`, ...).
-_SUBMODULES = ("cifar100_labels", "data", "experiment", "models", "plots", "probes", "rules",
-               "studies", "summary", "synthetic")
+# Submodules reachable as attributes (`tfs.data`, `tfs.plots`, ...) -> where they live.
+_SUBMODULES = {
+    "cifar100_labels": "data.cifar100_labels",
+    "data": "data",
+    "errors": "errors",
+    "models": "models",
+    "plots": "outputs.plots",
+    "probes": "probes",
+    "rules": "engine.rules",
+    "run_directory": "outputs.run_directory",
+    "studies": "studies",
+    "synthetic": "data.synthetic",
+    "tensorboard": "outputs.tensorboard",
+}
+# Old names of renamed submodules: they still work, with a DeprecationWarning (see CHANGELOG.md).
+_RENAMED = {"experiment": "run_directory", "summary": "tensorboard"}
 
 
 def __getattr__(name: str):
@@ -70,12 +94,17 @@ def __getattr__(name: str):
         globals()[name] = value  # Later look-ups skip this function.
         return value
     if name in _SUBMODULES:
-        return importlib.import_module(f"tfstiffness.{name}")
+        return importlib.import_module(f"tfstiffness.{_SUBMODULES[name]}")
+    if name in _RENAMED:
+        warnings.warn(f"tfstiffness.{name} is now tfstiffness.{_RENAMED[name]} "
+                      f"(tfstiffness.{_SUBMODULES[_RENAMED[name]]}); the old name goes in 0.3.",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module(f"tfstiffness.{_SUBMODULES[_RENAMED[name]]}")
     raise AttributeError(f"module 'tfstiffness' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES) | set(_RENAMED))
 
 
-__all__ = [*_EXPORTS, *_SUBMODULES]  # noqa: PLE0604 (strings: the keys above)
+__all__ = [*_EXPORTS, *_SUBMODULES, *_RENAMED]  # noqa: PLE0604 (strings: the keys above)

@@ -63,7 +63,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness._io import atomic_write
+from tfstiffness.outputs.atomic import atomic_write
 from tfstiffness.probes import ProbeSets, positive_int
 
 __all__ = ["StiffnessCallback", "load_history"]

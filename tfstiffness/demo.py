@@ -25,8 +25,9 @@ def run_demo(epochs: int = 5, num_classes: int = 4, probe_per_class: int = 25,
     """
     import keras
 
-    from tfstiffness import measures, models, synthetic
-    from tfstiffness.gram import gradient_gram
+    from tfstiffness import measures, models
+    from tfstiffness.data import synthetic
+    from tfstiffness.engine.gram import gradient_gram
 
     keras.utils.set_random_seed(seed)
     x, y = synthetic.gaussian_blobs(num_classes=num_classes, num_per_class=200, dim=20,

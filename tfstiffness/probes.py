@@ -35,7 +35,7 @@ are these under ``stiffness/``):
 
   and ``layer/LAYER`` with `by_layer` (mean stiffness of that layer's parameters alone).
 - per pair set, under ``PAIRS/alignment/`` (from the Gram block itself, not a stiffness kind;
-  `tfstiffness.alignment`): for ``train_train`` and ``val_val`` ``m_coherence``,
+  `tfstiffness.measures.alignment`): for ``train_train`` and ``val_val`` ``m_coherence``,
   ``class_m_coherence`` [K], ``gradient_diversity``, ``gradient_confusion`` and
   ``gradient_confusion_cosine``; for ``train_val`` ``summed_gradient_cosine`` (the train-val
   alignment: the cosine between the summed train and the summed val gradients).
@@ -80,7 +80,10 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import _structure, alignment, measures, uncertainty
+from tfstiffness import measures
+from tfstiffness.engine import structure
+from tfstiffness.measures import alignment
+from tfstiffness.measures import uncertainty
 
 __all__ = ["INTERVAL_STATISTICS", "XI_ESTIMATORS", "XI_STATUSES", "Measurement", "ProbeSets",
            "scalar_values"]
@@ -210,7 +213,7 @@ class ProbeSets:
         if self.has_val:
             val_x, val_y = _as_array(val_x, "val_x"), np.asarray(val_y)
             _check_length(val_x, val_y, "val_x", "val_y")
-            if _structure.shapes_key(val_x) != _structure.shapes_key(self.probe_x):
+            if structure.shapes_key(val_x) != structure.shapes_key(self.probe_x):
                 raise ValueError("val_x: examples of another structure, shape or dtype than "
                                  f"probe_x's ({_describe(val_x)} vs {_describe(self.probe_x)}).")
             if val_y.shape[1:] != self.probe_y.shape[1:]:
@@ -284,14 +287,14 @@ class ProbeSets:
         measuring never changes a training run.
         """
         # TensorFlow: imported on first use (the binaries quieten its start-up log first).
-        from tfstiffness._validation import NonFiniteWeightsError
-        from tfstiffness.gram import NonFiniteGradientError, gradient_gram
+        from tfstiffness.engine._validation import NonFiniteWeightsError
+        from tfstiffness.engine.gram import NonFiniteGradientError, gradient_gram
 
         x, y = self.probe_x, self.probe_y
         if self.has_val:
             # One Gram matrix of [probe; val] gives all three pair sets as blocks, so each
             # example's gradient factors are computed once.
-            x, y = _structure.concat([x, self.val_x]), np.concatenate([y, self.val_y])
+            x, y = structure.concat([x, self.val_x]), np.concatenate([y, self.val_y])
         with _random_state_preserved():
             try:
                 gram = gradient_gram(model, x, y, loss=self.loss, by_layer=self.by_layer,
@@ -301,7 +304,7 @@ class ProbeSets:
                 return self._undefined(model, err)
             features = None if self.representation is None else np.asarray(
                 self.representation(model, x))
-        n = _structure.num_examples(self.probe_x)
+        n = structure.num_examples(self.probe_x)
         values: dict[str, Any] = {"zero_gradients/train": int(np.sum(gram.sq_norms[:n] == 0))}
         if self.has_val:
             values["zero_gradients/val"] = int(np.sum(gram.sq_norms[n:] == 0))
@@ -327,7 +330,7 @@ class ProbeSets:
         """A measurement of a model whose gradients are not finite (a diverged run): every
         value NaN, with the same names and shapes as a defined one, and a warning. A training
         run goes on (`TerminateOnNaN` decides whether it stops, not the measurement)."""
-        from tfstiffness._generic import layer_key
+        from tfstiffness.engine._generic import layer_key
 
         self.undefined_count += 1
         warnings.warn(f"stiffness is undefined at this measurement ({error}); recorded as NaN "
@@ -497,7 +500,8 @@ class ProbeSets:
             histograms: write histograms of the pairwise stiffness values.
             prefix: tag prefix.
         """
-        from tfstiffness import plots, summary
+        from tfstiffness.outputs import plots
+        from tfstiffness.outputs import tensorboard as summary
 
         summary.write_scalars(writer, scalar_values(measurement.values), step, prefix=prefix)
         image_kinds = set(self.kinds if images is True else (images or ()))
@@ -522,14 +526,14 @@ class ProbeSets:
 
     def _pair_specs(self) -> dict[str, _PairSet]:
         """Rows and columns of each pair set in the Gram matrix of [probe; val]."""
-        n = _structure.num_examples(self.probe_x)
+        n = structure.num_examples(self.probe_x)
         fixed = self.representation is None
         train = slice(0, n)
         specs = {"train_train": _PairSet(
             train, train, True, self.labels, None,
             measures.input_distances(self.probe_x) if fixed else None)}
         if self.has_val:
-            val = slice(n, n + _structure.num_examples(self.val_x))
+            val = slice(n, n + structure.num_examples(self.val_x))
             specs["train_val"] = _PairSet(
                 train, val, False, self.labels, self.val_labels,
                 measures.input_distances(self.probe_x, self.val_x) if fixed else None)
@@ -658,8 +662,8 @@ def _as_array(x: Any, name: str) -> Any:
     if isinstance(x, (list, tuple)) and not all(isinstance(v, (np.ndarray, dict)) or
                                                 hasattr(v, "__array__") for v in x):
         x = np.asarray(x)  # a nested Python list of numbers: one array
-    x = _structure.map_named(leaf, x, name)
-    lengths = {len(v) for v in _structure.leaves(x)}
+    x = structure.map_named(leaf, x, name)
+    lengths = {len(v) for v in structure.leaves(x)}
     if len(lengths) > 1:
         raise ValueError(f"{name}: every input needs the same number of examples, got "
                          f"{sorted(lengths)}.")
@@ -668,11 +672,11 @@ def _as_array(x: Any, name: str) -> Any:
 
 def _describe(x: Any) -> str:
     return ", ".join(f"{name} {tuple(leaf.shape[1:])} {leaf.dtype}"
-                     for name, leaf in _structure.named_leaves(x, "x"))
+                     for name, leaf in structure.named_leaves(x, "x"))
 
 
 def _check_length(x: Any, y: np.ndarray, x_name: str, y_name: str) -> None:
-    n = _structure.num_examples(x)
+    n = structure.num_examples(x)
     if y.ndim == 0 or len(y) != n:
         raise ValueError(f"{y_name}: expected {n} labels (one per example of {x_name}), "
                          f"got shape {y.shape}.")

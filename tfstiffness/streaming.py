@@ -22,13 +22,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness import _structure, _tiling, alignment, cluster, measures
-from tfstiffness import gram as _gram
-from tfstiffness._distances import InputSpace
-from tfstiffness._distances import features as _features
-from tfstiffness._io import NPZ_READ_ERRORS, atomic_write, read_npz
+from tfstiffness import measures
+from tfstiffness.engine import structure
+from tfstiffness.engine import tiling
+from tfstiffness.measures import alignment
+from tfstiffness.distributed import cluster
+from tfstiffness.engine import gram as _gram
+from tfstiffness.measures.input_space import InputSpace
+from tfstiffness.measures.input_space import features as _features
+from tfstiffness.outputs.atomic import NPZ_READ_ERRORS, atomic_write, read_npz
 from tfstiffness.measures import StiffnessCurve
-from tfstiffness.neighbourhood import DIRECT_DISTANCE_MAX_FEATURES
+from tfstiffness.measures.neighbourhood import DIRECT_DISTANCE_MAX_FEATURES
 
 _PAIRS = ("within", "between", "all")
 
@@ -212,7 +216,7 @@ def _on_workers(run, acc: _Accumulator, fingerprint: dict[str, str], checkpoint,
                               False if verbose is None and not chief else verbose,
                               done=len(done))
     workers = cluster.num_workers(strategy)
-    steps = _tiling.local_steps(run.prepared.source, run.x, run.y, run.x2, run.y2,
+    steps = tiling.local_steps(run.prepared.source, run.x, run.y, run.x2, run.y2,
                                 block=run.block, cache_bytes=_gram._CACHE_BYTES,
                                 strategy=strategy, done=frozenset(map(tuple, done)))
     since, started = 0, time.monotonic()
@@ -275,7 +279,7 @@ class _Sync:
 
     def __init__(self, strategy, acc: _Accumulator, chief: bool):
         self.strategy, self.acc, self.chief = strategy, acc, chief
-        self.pairs = _tiling.block_pairs(acc.n, acc.m, acc.block, acc.one_set)
+        self.pairs = tiling.block_pairs(acc.n, acc.m, acc.block, acc.one_set)
         self.keys = sorted(k for k in acc.state if k != "done")
         self.computed, self.next_after, self.by_worker = 0, 0, ()
 
@@ -316,7 +320,7 @@ class _Sync:
 
 
 def _class_labels(y: Any, argument: str) -> np.ndarray:
-    if _structure.is_nested(y):
+    if structure.is_nested(y):
         raise ValueError(f"{argument}: stiffness_summary needs one array of class labels (a "
                          "single-output classifier); use gradient_gram for other models.")
     y = np.asarray(y)
@@ -369,7 +373,7 @@ def _fingerprint(model, run, **settings) -> dict[str, str]:
         "non-trainable variables (e.g. BatchNorm moving statistics)": variables(
             model.non_trainable_variables),
         "loss": _digest(run.prepared.loss_fn.description.encode()),
-        "data": _digest(*(b for part in data for b in _structure.contiguous_bytes(part))),
+        "data": _digest(*(b for part in data for b in structure.contiguous_bytes(part))),
         "method and block size": _digest(json.dumps([run.prepared.method, run.block]).encode()),
         **{f"setting {name}": _digest(json.dumps(value, default=str).encode())
            for name, value in settings.items()},
@@ -416,11 +420,11 @@ class _Accumulator:
 
     def _unit(self, x: Any, rows: slice) -> np.ndarray:
         """As `measures.input_distances`: the set's input space, block by block."""
-        return self.space.unit(_structure.take(x, rows))
+        return self.space.unit(structure.take(x, rows))
 
     def _points(self, rows: slice) -> np.ndarray:
         """As `neighbourhood_stiffness`: raw inputs, centred when distances use the expansion."""
-        points = _features(_structure.take(self.x, rows))
+        points = _features(structure.take(self.x, rows))
         # One set (radius refuses two), so the space's mean is this set's mean.
         return points - self.space.mean if points.shape[1] > DIRECT_DISTANCE_MAX_FEATURES \
             else points

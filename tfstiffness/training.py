@@ -2,7 +2,7 @@
 
 `train_resumable` trains a Keras classifier (logits output) with Adam at a constant learning
 rate and calls a measurement function at chosen epochs (0 = before training). After every
-finished epoch it checkpoints, atomically and in one file (an `experiment.OutputDir` stage),
+finished epoch it checkpoints, atomically and in one file (an `run_directory.OutputDir` stage),
 the model weights, the optimizer's variables (Adam's moments and its step counter) and every
 measurement so far. A run killed at any moment and restarted with the same arguments
 continues after the last finished epoch and ends with exactly the same numbers as an
@@ -17,7 +17,7 @@ uninterrupted run, because
 Example:
     >>> import tempfile, keras, numpy as np
     >>> from tfstiffness import experiment, models
-    >>> out = experiment.OutputDir(tempfile.mkdtemp(), {"demo": 1}, verbose=False)
+    >>> out = run_directory.OutputDir(tempfile.mkdtemp(), {"demo": 1}, verbose=False)
     >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
     >>> y = (x[:, 0] > 0).astype("int64")
     >>> run = train_resumable(out, lambda: models.toy_mlp(4, 2, widths=(8,)), x, y, epochs=2,
@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import _structure, experiment
+from tfstiffness.engine import structure
+from tfstiffness.outputs import run_directory
 
 __all__ = ["EpochReport", "TrainingRun", "batch_order", "evaluate", "parse_eval_epochs",
            "train_resumable"]
@@ -153,7 +154,7 @@ def evaluate(model, x: Any, y: np.ndarray, batch_size: int = 512) -> tuple[float
     total_loss, correct = 0.0, 0
     loss_fn = tf.keras.losses.sparse_categorical_crossentropy
     for start in range(0, len(y), batch_size):
-        logits = model(_structure.take(x, slice(start, start + batch_size)), training=False)
+        logits = model(structure.take(x, slice(start, start + batch_size)), training=False)
         labels = y[start:start + batch_size]
         total_loss += float(tf.reduce_sum(loss_fn(labels, logits, from_logits=True)))
         correct += int(np.sum(np.argmax(np.asarray(logits), axis=1) == labels))
@@ -189,7 +190,7 @@ class EpochReport:
 
 
 def train_resumable(
-    out: experiment.OutputDir,
+    out: run_directory.OutputDir,
     build_model: Callable[[], Any],
     x: Any,
     y: np.ndarray,
@@ -316,7 +317,7 @@ def train_resumable(
         losses, weights = [], []
         for first in range(0, n, batch_size):
             idx = order[first:first + batch_size]
-            losses.append(float(train_step(_structure.take(x, idx), y[idx])))
+            losses.append(float(train_step(structure.take(x, idx), y[idx])))
             weights.append(len(idx))
         epoch_loss.append(float(np.average(losses, weights=weights)) if losses else float("nan"))
         train_seconds.append(time.monotonic() - start)

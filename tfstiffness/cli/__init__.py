@@ -10,8 +10,8 @@ binary the same behaviour:
 - Flag values are checked when parsed (types, ranges, choices): a bad one ends the run with
   one line naming the flag (exit status 2), before anything is loaded or written. The study
   then checks combinations, the output directory and the data, also before writing; its
-  refusals (`studies.StudyInputError`, `experiment.OutputDirError`, a busy directory,
-  `experiment.ConfigMismatchError`, `data.DatasetUnavailableError`) are one line too
+  refusals (`studies.StudyInputError`, `run_directory.OutputDirError`, a busy directory,
+  `run_directory.ConfigMismatchError`, `data.DatasetUnavailableError`) are one line too
   (exit status 1), never a traceback.
 - TensorFlow's C++ start-up log (printed twice: TensorFlow loads two libraries that each
   carry their own logging) and its warnings are hidden unless ``--verbosity 1`` (see
@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from absl import app, flags
+from tfstiffness.errors import CommandError  # noqa: F401 (re-exported)
 
 __all__ = ["CommandError", "help_text", "quiet_tensorflow", "run_binary"]
 
@@ -46,10 +47,6 @@ HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "--helpfull", "-?")
 EXIT_USAGE = 2
 EXIT_REFUSED = 1
 EXIT_INTERRUPTED = 130
-
-
-class CommandError(Exception):
-    """A bad command line (a combination of flags): printed as one line, exit status 2."""
 
 
 class _Interrupted(BaseException):
@@ -140,12 +137,12 @@ def quiet_tensorflow(show_log: bool = False) -> None:
 
 def _refusals() -> tuple[type[BaseException], ...]:
     """Errors that a binary reports as one line: bad input found before anything is written."""
-    from tfstiffness import experiment
+    from tfstiffness.outputs import run_directory
     from tfstiffness.studies import runner
 
     kinds: list[type[BaseException]] = [CommandError, runner.StudyInputError,
-                                        experiment.OutputDirError,
-                                        experiment.ConfigMismatchError]
+                                        run_directory.OutputDirError,
+                                        run_directory.ConfigMismatchError]
     if "tfstiffness.data" in sys.modules:
         kinds.append(sys.modules["tfstiffness.data"].DatasetUnavailableError)
     return tuple(kinds)

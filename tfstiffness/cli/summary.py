@@ -34,7 +34,7 @@ from absl import flags
 
 from tfstiffness import cli
 from tfstiffness.cli import _flags
-from tfstiffness.studies import summary as study
+from tfstiffness.studies import saved_model as study
 
 FLAGS = flags.FlagValues()
 _RUN = study.run_summary
@@ -79,7 +79,7 @@ _flags.define_common(FLAGS, "Seed of a synthetic --dataset.")
 
 def main(argv: Sequence[str]) -> None:
     """Runs the summary with the flags' settings."""
-    from tfstiffness import cluster
+    from tfstiffness.distributed import cluster
 
     kwargs = _flags.study_kwargs(FLAGS, _RUN)
     kwargs["custom_objects"] = list(FLAGS.custom_objects)

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from tfstiffness import cli, local_cluster
+from tfstiffness import cli
+from tfstiffness.distributed import local_cluster
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_integer("workers", 2, "Worker processes to start.", lower_bound=1,

@@ -45,7 +45,7 @@ from tfstiffness.studies.runner import (
     load_splits,
     validation_split,
 )
-from tfstiffness.studies.summary import run_summary
+from tfstiffness.studies.saved_model import run_summary
 from tfstiffness.studies.text_transformer import run_text_transformer
 
 __all__ = [

@@ -3,7 +3,7 @@ stiffer to each other as training goes on?
 
 The class study (`class_stiffness.class_study`) on a data set with 100 classes in 20
 super-classes: ``cifar100``, whose fine-to-coarse table comes from
-`tfstiffness.cifar100_labels`, or the synthetic ``hierarchical_images``, which uses the same
+`tfstiffness.data.cifar100_labels`, or the synthetic ``hierarchical_images``, which uses the same
 label convention. Probes of the paper's 30 examples per class (3,000). On top of the class
 study's outputs: the 100 x 100 class matrix ordered by super-class
 (``figures/class_matrix.png``, thin lines between super-classes), the 20 x 20 super-class

@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import experiment, training
+from tfstiffness import training
+from tfstiffness.outputs import run_directory
 from tfstiffness.studies import runner
 from tfstiffness.studies import seeds as seeds_lib
 from tfstiffness.studies.runner import KINDS, PAIRS
@@ -92,7 +93,7 @@ def run_class_stiffness(
     a synthetic generator's options.
 
     Args:
-        output_dir: Output directory (an `experiment.OutputDir`: locked while running;
+        output_dir: Output directory (an `run_directory.OutputDir`: locked while running;
             rerunning with the same arguments resumes, other arguments are refused).
         dataset: A `tfstiffness.data` name (mnist1d, mnist, fashion_mnist, cifar10, cifar100,
             or a synthetic image set).
@@ -123,7 +124,7 @@ def run_class_stiffness(
 
     Raises:
         runner.StudyInputError: a bad argument, or data or a model that cannot be used;
-            `experiment.OutputDirError`, `experiment.ConfigMismatchError`,
+            `run_directory.OutputDirError`, `run_directory.ConfigMismatchError`,
             `data.DatasetUnavailableError`: all before anything is written.
     """
     kwargs = {"dataset": dataset, "model": model, "epochs": epochs, "learning_rate": learning_rate,
@@ -189,7 +190,7 @@ def class_study(
               "max_val_examples": max_val_examples, "data_options": dict(data_options or {}),
               "model_options": dict(model_options or {}), "bins": bins,
               "distance_space": distance_space, "bootstrap_samples": bootstrap_samples}
-    experiment.check_output_dir(output_dir)
+    run_directory.check_output_dir(output_dir)
     prepared = runner.prepare(
         dataset, data_dir=data_dir, max_train_examples=max_train_examples,
         max_val_examples=max_val_examples, seed=seed, data_options=data_options,
@@ -197,7 +198,7 @@ def class_study(
         method=method, bins=bins, representation=representation,
         bootstrap_samples=bootstrap_samples)
     train, val = prepared.train, prepared.val
-    out = experiment.OutputDir(output_dir, config, name=study, verbose=verbose,
+    out = run_directory.OutputDir(output_dir, config, name=study, verbose=verbose,
                                tensorboard_dir=tensorboard_dir)
     out.progress(f"{dataset}: {len(train)} training and {len(val)} validation examples, "
                  f"{prepared.num_classes} classes; probes of {len(prepared.train_idx)} + "
@@ -310,7 +311,8 @@ def figures_of(study: str, arrays: Mapping[str, Any], distance_space: str,
     """The study's figures, by name, from its results.npz arrays (`_results`) or their mean
     over seeds (`seed_figures`); `curve_entries` overrides the stiffness-vs-distance overlay
     (default: the first and last measured epochs)."""
-    from tfstiffness import measures, plots
+    from tfstiffness import measures
+    from tfstiffness.outputs import plots
 
     m = arrays
     f2c = m.get("fine_to_coarse")

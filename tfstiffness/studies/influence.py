@@ -49,8 +49,9 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import experiment, training
-from tfstiffness._io import TMP_SUFFIX
+from tfstiffness import training
+from tfstiffness.outputs import run_directory
+from tfstiffness.outputs.atomic import TMP_SUFFIX
 from tfstiffness.studies import runner
 
 __all__ = ["DATASETS", "KINDS", "MODELS", "run_influence"]
@@ -132,7 +133,7 @@ def run_influence(
 
     Raises:
         runner.StudyInputError: a bad argument, unusable checkpoints, or data or a model that
-            cannot be used; `experiment.OutputDirError`, `experiment.ConfigMismatchError`,
+            cannot be used; `run_directory.OutputDirError`, `run_directory.ConfigMismatchError`,
             `data.DatasetUnavailableError`: all before anything is written.
     """
     _check(dataset, model, num_test, top_k, kind, flip_labels, checkpoints,
@@ -140,7 +141,7 @@ def run_influence(
     runner.check_arguments(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                            seed=seed, method=method, max_train_examples=max_train_examples)
     fraction = (0.0 if checkpoints else DEFAULT_FLIP) if flip_labels is None else flip_labels
-    experiment.check_output_dir(output_dir)
+    run_directory.check_output_dir(output_dir)
     setup = _prepare(dataset, model, data_dir, max_train_examples, seed, data_options,
                      num_test, top_k, fraction, checkpoints, checkpoint_learning_rates)
     trains = not checkpoints  # Training settings are recorded (and compared) only if used.
@@ -154,7 +155,7 @@ def run_influence(
               "seed": seed, "data_dir": data_dir, "method": method,
               "max_train_examples": max_train_examples,
               "data_options": dict(data_options or {})}
-    out = experiment.OutputDir(output_dir, config, name="influence", verbose=verbose)
+    out = run_directory.OutputDir(output_dir, config, name="influence", verbose=verbose)
     train = setup["train"]
     source = (f"{len(checkpoints)} given checkpoints" if checkpoints else
               f"model {model}, Adam {learning_rate:g}, batch {batch_size}, {epochs} epochs, a "
@@ -175,7 +176,7 @@ def run_influence(
     working.set_weights(weights[-1])  # The final model: its loss is the baseline.
     results, arrays, figures = _results(out, setup, working, loss, tracin, history, top_k,
                                         checkpoints is None)
-    from tfstiffness import summary
+    from tfstiffness.outputs import tensorboard as summary
 
     step = len(weights)
     with out.step_events("influence", step) as writer:
@@ -249,7 +250,7 @@ def _prepare(dataset, model, data_dir, max_train_examples, seed, data_options, n
     import keras
 
     from tfstiffness import data, influence
-    from tfstiffness.label_noise import flip_labels
+    from tfstiffness.influence.label_noise import flip_labels
 
     error = runner.StudyInputError
     try:
@@ -301,7 +302,7 @@ def _prepare(dataset, model, data_dir, max_train_examples, seed, data_options, n
         raise error(f"checkpoints: the model gives outputs of shape {shape} for two "
                     f"{dataset} examples; expected ({min(2, len(train))}, {num_classes}) "
                     "(logits or probabilities of each class)")
-    from tfstiffness._losses import compiled_loss
+    from tfstiffness.engine.losses import compiled_loss
 
     if compiled_loss(working)[0] is not None:
         setup["loss"] = None  # The checkpoint's own compiled loss.
@@ -314,7 +315,7 @@ def _prepare(dataset, model, data_dir, max_train_examples, seed, data_options, n
 # --------------------------------------------------------------------------------------------
 
 
-def checkpoint_path(out: experiment.OutputDir, epoch: int) -> Path:
+def checkpoint_path(out: run_directory.OutputDir, epoch: int) -> Path:
     """The weights file of `epoch` (1-based): ``<output_dir>/checkpoints/epoch_007.weights.h5``
     for epoch 7."""
     return out.path / CHECKPOINTS_DIR / f"epoch_{epoch:03d}.weights.h5"
@@ -333,7 +334,7 @@ def _save_weights(model, path: Path) -> None:
 
 def _train(out, setup, *, epochs, learning_rate, batch_size, seed):
     """(trained model, weights of each epoch's checkpoint, per-epoch metrics)."""
-    from tfstiffness import summary
+    from tfstiffness.outputs import tensorboard as summary
 
     train, test = setup["train"], setup["test"]
     labels, flipped = setup["labels"], setup["flipped"]
@@ -433,12 +434,12 @@ def _tracin(out, setup, working, weights, etas, loss, kind, method):
 def per_example_loss(model, loss, x: np.ndarray, y: np.ndarray,
                      batch_size: int = 512) -> np.ndarray:
     """[N] loss of each example under `model` in inference mode (`loss` None: compiled)."""
-    from tfstiffness import _losses
+    from tfstiffness.engine import losses
 
     values = []
     for start in range(0, len(y), batch_size):
         logits = model(x[start:start + batch_size], training=False)
-        fn = _losses.resolve_loss(loss, model, logits)
+        fn = losses.resolve_loss(loss, model, logits)
         values.append(np.asarray(fn(y[start:start + batch_size], logits), np.float64))
     return np.concatenate(values) if values else np.zeros(0)
 
@@ -450,8 +451,8 @@ def per_example_loss(model, loss, x: np.ndarray, y: np.ndarray,
 
 def _results(out, setup, model, loss, tracin, history, top_k, trained):
     """(summary.json's results, results.npz's arrays, figures by name)."""
-    from tfstiffness import influence_plots
-    from tfstiffness.neighbourhood import roc_auc
+    from tfstiffness.influence import plots as influence_plots
+    from tfstiffness.measures.neighbourhood import roc_auc
 
     train, test, labels = setup["train"], setup["test"], setup["labels"]
     flipped, index = setup["flipped"], setup["test_indices"]

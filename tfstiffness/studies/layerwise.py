@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import experiment, training
+from tfstiffness import training
+from tfstiffness.outputs import run_directory
 from tfstiffness.studies import runner
 from tfstiffness.studies import seeds as seeds_lib
 
@@ -69,8 +70,9 @@ def _balanced_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndarr
 
 
 def _measure(model, x, y, num_classes, method, loss) -> dict[str, np.ndarray]:
-    from tfstiffness import gram as gram_lib
-    from tfstiffness import layerwise, measures
+    from tfstiffness.engine import gram as gram_lib
+    from tfstiffness import measures
+    from tfstiffness.measures import layerwise
 
     gram = gram_lib.gradient_gram(model, x, y, loss=loss, by_layer=True, method=method)
     with warnings.catch_warnings():
@@ -127,7 +129,7 @@ def run_layerwise(
     ``probe_indices``), ``figures/layerwise.png`` and TensorBoard.
 
     Args:
-        output_dir: Output directory (an `experiment.OutputDir`).
+        output_dir: Output directory (an `run_directory.OutputDir`).
         dataset: "two_arcs" or a tfds image set name.
         hidden_widths: Hidden widths of each MLP.
         activations: Hidden activations (of `ACTIVATIONS`).
@@ -150,7 +152,9 @@ def run_layerwise(
     """
     import keras
 
-    from tfstiffness import models, summary, synthetic
+    from tfstiffness import models
+    from tfstiffness.outputs import tensorboard as summary
+    from tfstiffness.data import synthetic
 
     if seeds is not None:
         kwargs = {"dataset": dataset, "hidden_widths": [list(w) for w in hidden_widths],
@@ -178,7 +182,7 @@ def run_layerwise(
               "learning_rate": learning_rate, "probe_per_class": probe_per_class, "seed": seed,
               "data_dir": data_dir, "grid_n": grid_n, "batch_size": batch_size,
               "max_train_examples": max_train_examples, "method": method}
-    experiment.check_output_dir(output_dir)
+    run_directory.check_output_dir(output_dir)
     if dataset == "two_arcs":
         x, y = synthetic.two_arcs_grid(grid_n)
         if max_train_examples is not None:
@@ -195,7 +199,7 @@ def run_layerwise(
             raise runner.StudyInputError(f"{dataset}: {err}") from None
     probe = _balanced_indices(y, probe_per_class, seed)
     xp, yp = x[probe], y[probe]
-    out = experiment.OutputDir(output_dir, config, name="layerwise", verbose=verbose,
+    out = run_directory.OutputDir(output_dir, config, name="layerwise", verbose=verbose,
                                tensorboard_dir=tensorboard_dir)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     keys = [model_key(w, a) for w in hidden_widths for a in activations]

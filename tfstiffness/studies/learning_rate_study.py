@@ -49,7 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import experiment, training
+from tfstiffness import training
+from tfstiffness.outputs import run_directory
 from tfstiffness.studies import runner
 from tfstiffness.studies import seeds as seeds_lib
 
@@ -114,7 +115,7 @@ def run_learning_rate_study(
     examples per class and split) is the synthetic alternative.
 
     Args:
-        output_dir: Output directory (an `experiment.OutputDir`).
+        output_dir: Output directory (an `run_directory.OutputDir`).
         learning_rates: Adam learning rates, one run each (distinct, > 0).
         loss_levels: Number of common training-loss levels of the equal-loss comparison.
         bootstrap_samples: Bootstrap resamples of the probe per measurement (0: none).
@@ -152,14 +153,14 @@ def run_learning_rate_study(
               "data_dir": data_dir, "method": method, "max_train_examples": max_train_examples,
               "max_val_examples": max_val_examples, "data_options": data_options,
               "bins": bins, "loss_levels": loss_levels, "bootstrap_samples": bootstrap_samples}
-    experiment.check_output_dir(output_dir)
+    run_directory.check_output_dir(output_dir)
     prepared = runner.prepare(
         dataset, data_dir=data_dir, max_train_examples=max_train_examples,
         max_val_examples=max_val_examples, seed=seed, data_options=data_options,
         probe_per_class=probe_per_class, model=model, val_probe=False, method=method,
         bins=bins, bootstrap_samples=bootstrap_samples)
     train = prepared.train
-    out = experiment.OutputDir(output_dir, config, name="learning_rate_study", verbose=verbose,
+    out = run_directory.OutputDir(output_dir, config, name="learning_rate_study", verbose=verbose,
                                tensorboard_dir=tensorboard_dir)
     out.progress(f"{dataset}: {len(train)} training examples, {prepared.num_classes} classes, "
                  f"probe of {len(prepared.train_idx)}; model {model}, Adam at learning rates "
@@ -179,7 +180,7 @@ def run_learning_rate_study(
     results, arrays = _results(runs, learning_rates, evals, prepared, loss_levels,
                                bootstrap_samples, seed)
     (out.path / "xi_table.md").parent.mkdir(parents=True, exist_ok=True)
-    with experiment.atomic_write(out.path / "xi_table.md", "w") as file:
+    with run_directory.atomic_write(out.path / "xi_table.md", "w") as file:
         file.write(xi_table_markdown(results["xi_table"]))
     figures = figures_of(arrays)
     headline = [_headline_row(row) for row in results["table"]]
@@ -258,11 +259,11 @@ def xi_table_markdown(table: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write_hparams(out: experiment.OutputDir, lr: float, learning_rates: list[float]) -> None:
+def _write_hparams(out: run_directory.OutputDir, lr: float, learning_rates: list[float]) -> None:
     """The HParams session of one learning rate, with its metrics in its sub-runs."""
     from tensorboard.plugins.hparams import api as hp
 
-    from tfstiffness import summary
+    from tfstiffness.outputs import tensorboard as summary
 
     metrics = [hp.Metric("stiffness/train_train/cosine/within", group="stiffness",
                          display_name="within-class stiffness"),
@@ -421,7 +422,7 @@ def figures_of(arrays: Mapping[str, np.ndarray],
     """by_epoch, by_train_loss and stiffness_vs_distance from results.npz arrays (one run's,
     or the mean over seeds with intervals across seeds); the distance curves come from
     `curve_arrays` (default `arrays`: curves of different probes do not average)."""
-    from tfstiffness import plots
+    from tfstiffness.outputs import plots
 
     history = _history(arrays)
     metrics = ("within", "between", "xi_crossing", "xi_linear_fit")

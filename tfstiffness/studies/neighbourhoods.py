@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import experiment, training
+from tfstiffness import training
+from tfstiffness.outputs import run_directory
 from tfstiffness.studies import runner
 from tfstiffness.studies import seeds as seeds_lib
 
@@ -47,8 +48,9 @@ def radius_key(radius: float) -> str:
 
 
 def _measure(model, x, y, radii, weighting, method, loss) -> dict[str, np.ndarray]:
-    from tfstiffness import gram as gram_lib
-    from tfstiffness import measures, neighbourhood
+    from tfstiffness.engine import gram as gram_lib
+    from tfstiffness import measures
+    from tfstiffness.measures import neighbourhood
 
     gram = gram_lib.gradient_gram(model, x, y, loss=loss, method=method)
     zero = measures.count_zero_gradients(gram)
@@ -101,7 +103,7 @@ def run_neighbourhoods(
     ``trained_counts``, ``train_loss``), ``figures/neighbourhoods.png`` and TensorBoard.
 
     Args:
-        output_dir: Output directory (an `experiment.OutputDir`).
+        output_dir: Output directory (an `run_directory.OutputDir`).
         grid_n: Grid points per side of [-1, 1]^2.
         widths: Hidden widths of the MLP.
         learning_rate: SGD learning rate.
@@ -123,7 +125,9 @@ def run_neighbourhoods(
     """
     import keras
 
-    from tfstiffness import models, neighbourhood, synthetic
+    from tfstiffness import models
+    from tfstiffness.measures import neighbourhood
+    from tfstiffness.data import synthetic
 
     runner.check_arguments(grid_n=grid_n, learning_rate=learning_rate, epochs=epochs,
                            seed=seed, method=method, batch_size=batch_size)
@@ -150,8 +154,8 @@ def run_neighbourhoods(
               "learning_rate": learning_rate, "epochs": epochs, "radii": radii, "seed": seed,
               "method": method, "weighting": weighting, "batch_size": batch_size,
               "within": within}
-    experiment.check_output_dir(output_dir)
-    out = experiment.OutputDir(output_dir, config, name="neighbourhoods", verbose=verbose,
+    run_directory.check_output_dir(output_dir)
+    out = run_directory.OutputDir(output_dir, config, name="neighbourhoods", verbose=verbose,
                                tensorboard_dir=tensorboard_dir)
     x, y = synthetic.two_arcs_grid(grid_n)
     distance = synthetic.arcs_boundary_distance(x)
@@ -171,7 +175,7 @@ def run_neighbourhoods(
                    for r, v in zip(radii, arrays["values"])}
         scalars.update(accuracy=arrays["accuracy"], loss=arrays["loss"],
                        within_class=arrays["within"], between_class=arrays["between"])
-        from tfstiffness import summary
+        from tfstiffness.outputs import tensorboard as summary
 
         with out.step_events("stiffness", step) as writer:
             summary.write_scalars(writer, scalars, step, prefix="neighbourhoods")
@@ -323,7 +327,8 @@ def neighbourhoods_figure(
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    from tfstiffness import plots, synthetic
+    from tfstiffness.outputs import plots
+    from tfstiffness.data import synthetic
 
     x = np.asarray(x, dtype=np.float64)
     n = round(np.sqrt(len(x)))

@@ -4,12 +4,12 @@ resumable training loop, live TensorBoard, progress with an honest estimate, and
 A study module (`class_stiffness`, `learning_rate_study`, ...) holds its own logic (what to
 compute, which figures) and uses this module for everything every study does, in this order:
 
-1. `check_arguments` and `experiment.check_output_dir`: bad arguments and unusable output
+1. `check_arguments` and `run_directory.check_output_dir`: bad arguments and unusable output
    paths are refused (`StudyInputError`) before anything is loaded or written;
 2. `prepare`: the data (a missing tfds set fails fast, `data.DatasetUnavailableError`), the
    fixed class-balanced probes (`probes.ProbeSets`, the one measuring path shared with
    `StiffnessCallback`) and a model factory; the model is built once here, as a check;
-3. `experiment.OutputDir`: the directory is locked, ``config.json`` written or compared;
+3. `run_directory.OutputDir`: the directory is locked, ``config.json`` written or compared;
 4. `train_measured`: `training.train_resumable` (Adam, checkpointed each epoch) measuring the
    probes at the chosen epochs and writing TensorBoard live, one event file per step and run
    (``stiffness``, ``train``, ``validation``), so a resumed run never duplicates a point;
@@ -33,8 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import _structure, experiment, training
+from tfstiffness import training
+from tfstiffness.engine import structure
+from tfstiffness.outputs import run_directory
 from tfstiffness.probes import XI_STATUSES, ProbeSets
+from tfstiffness.errors import StudyInputError  # noqa: F401 (re-exported)
 
 __all__ = [
     "CRITICAL_LENGTH_NOTE",
@@ -75,10 +78,6 @@ KINDS = ("sign", "cosine")
 #: Images drawn into TensorBoard at each measurement (class matrix, stiffness vs distance):
 #: cosine only, to keep a measurement's rendering cost to a few figures.
 IMAGE_KINDS = ("cosine",)
-
-
-class StudyInputError(ValueError):
-    """A study's arguments or data cannot be used; raised before anything is written."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,8 +360,8 @@ def prepare(
         raise StudyInputError(f"--model {model} on {dataset}: {err}") from None
     train_x, val_x = model_inputs(model, train.x), model_inputs(model, val.x)
     probes = ProbeSets(
-        _structure.take(train_x, train_idx), train.y[train_idx],
-        *((_structure.take(val_x, val_idx), val.y[val_idx]) if val_probe else (None, None)),
+        structure.take(train_x, train_idx), train.y[train_idx],
+        *((structure.take(val_x, val_idx), val.y[val_idx]) if val_probe else (None, None)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         num_classes=num_classes, fine_to_coarse=train.fine_to_coarse, kinds=KINDS,
         distance_bins=bins, method=method, representation=representation,
@@ -483,7 +482,7 @@ def format_number(value: Any, digits: int = 3) -> str:
 
 
 def train_measured(
-    out: experiment.OutputDir,
+    out: run_directory.OutputDir,
     prepared: Prepared,
     *,
     epochs: int,
@@ -502,7 +501,7 @@ def train_measured(
     pair set), the `gradient_gram` method used (``gram_method``), and the loss and accuracy
     of each of `eval_sets` (a full pass in inference mode: ``<set>_loss``,
     ``<set>_accuracy``). Each epoch's TensorBoard events are written as they happen, one
-    file per step and run (`experiment.OutputDir.step_events`): ``<run_prefix>stiffness``
+    file per step and run (`run_directory.OutputDir.step_events`): ``<run_prefix>stiffness``
     (scalars, histograms, cosine images), ``<run_prefix>train`` (``metrics/batch_loss``:
     the epoch's mean mini-batch loss, every epoch; ``metrics/loss`` and ``metrics/accuracy``
     of the full pass, at measured epochs) and ``<run_prefix>validation`` (the same full-pass
@@ -535,7 +534,7 @@ def train_measured(
         return values
 
     def on_epoch(report: training.EpochReport) -> None:
-        from tfstiffness import summary
+        from tfstiffness.outputs import tensorboard as summary
 
         start = time.monotonic()
         step, values = report.epoch, report.measured
@@ -641,10 +640,10 @@ def set_weights(model, arrays: Mapping[str, np.ndarray]) -> None:
     model.set_weights([arrays[f"weight_{i}"] for i in range(len(model.get_weights()))])
 
 
-def write_epoch_losses(out: experiment.OutputDir, run: str, losses: Sequence[float]) -> None:
+def write_epoch_losses(out: run_directory.OutputDir, run: str, losses: Sequence[float]) -> None:
     """A stage's per-epoch mean batch losses as ``metrics/batch_loss`` of TensorBoard run
     `run`, steps 1..E, in one event file (written again, identically, if the stage is redone)."""
-    from tfstiffness import summary
+    from tfstiffness.outputs import tensorboard as summary
 
     with out.step_events(run, len(losses)) as writer:
         for epoch, loss in enumerate(losses, start=1):
@@ -678,7 +677,7 @@ def bootstrap_note(samples: int, seed: int, confidence: float = 0.95) -> dict[st
     return {"samples": int(samples), "confidence": confidence, "seed": int(seed),
             "method": "percentile bootstrap; probe examples resampled with replacement within "
                       "each class; every statistic recomputed from the Gram matrix already "
-                      "measured (tfstiffness.uncertainty.bootstrap)",
+                      "measured (tfstiffness.measures.uncertainty.bootstrap)",
             "infinite_ends": "an xi interval end '+inf' ('-inf') means that more than the "
                              "tail's share of resamples had no xi below (above) the distances "
                              "measured"}
@@ -832,7 +831,7 @@ def curve_at(m: Mapping[str, np.ndarray], e: int, pair: str = "train_train",
 
 
 def finish(
-    out: experiment.OutputDir,
+    out: run_directory.OutputDir,
     results: Mapping[str, Any],
     arrays: Mapping[str, Any],
     figures: Mapping[str, Any],
@@ -846,7 +845,7 @@ def finish(
     Returns:
         The summary, as written to summary.json.
     """
-    from tfstiffness import summary
+    from tfstiffness.outputs import tensorboard as summary
 
     out.write_results(**arrays)
     if figures:
@@ -862,7 +861,7 @@ def finish(
                               out.tensorboard_dir):
         out.progress(line)
     out.close()
-    return experiment.read_json(out.path / "summary.json")
+    return run_directory.read_json(out.path / "summary.json")
 
 
 def written_lines(path: Path, figures: Sequence[str],

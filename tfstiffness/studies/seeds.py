@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import experiment
+from tfstiffness.outputs import run_directory
 from tfstiffness.studies import runner
 
 __all__ = ["across_seeds", "band_note", "mean_with_interval", "run_seeds",
@@ -269,7 +269,7 @@ def run_seeds(
 
     Raises:
         runner.StudyInputError: bad seeds; what the study raises for its arguments, before
-            anything is written; `experiment.ConfigMismatchError` when ``output_dir`` holds
+            anything is written; `run_directory.ConfigMismatchError` when ``output_dir`` holds
             a combined run of other arguments.
     """
     started = time.monotonic()
@@ -277,10 +277,10 @@ def run_seeds(
     seeds = [int(s) for s in seeds]
     output_dir = Path(output_dir)
     config = {"study": study, "seeds": seeds, **dict(kwargs)}
-    experiment.check_output_dir(output_dir)
+    run_directory.check_output_dir(output_dir)
     # Refused before a seed runs; the combined directory is opened (locked, config written)
     # once every seed is done, so that a seed's refusal leaves nothing behind.
-    experiment.check_config(output_dir, config)
+    run_directory.check_config(output_dir, config)
     tensorboard_root = output_dir / "tensorboard"
     summaries = {}
     for index, seed in enumerate(seeds):
@@ -290,7 +290,7 @@ def run_seeds(
         summaries[seed] = function(str(output_dir / f"seed={seed}"), seed=seed,
                                    verbose=verbose, tensorboard_dir=tensorboard_root
                                    / f"seed={seed}", **kwargs)
-    out = experiment.OutputDir(output_dir, config, name=study, verbose=verbose,
+    out = run_directory.OutputDir(output_dir, config, name=study, verbose=verbose,
                                started=started)
     stacked = _stacked_results([output_dir / f"seed={seed}" for seed in seeds], seeds)
     per_seed = {f"seed={seed}": summaries[seed]["results"] for seed in seeds}
@@ -302,7 +302,7 @@ def run_seeds(
                "across_seeds": across_seeds([per_seed[f"seed={s}"] for s in seeds]),
                "per_seed": per_seed}
     if tensorboard is not None:
-        from tfstiffness import summary as summary_lib
+        from tfstiffness.outputs import tensorboard as summary_lib
 
         averaged = mean_with_interval(stacked)
         for run, (steps, series) in tensorboard(averaged).items():
