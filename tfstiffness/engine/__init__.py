@@ -14,5 +14,12 @@ Imports run one way, top to bottom:
   model), `_precision` (float32 compute for mixed-precision models), `structure` (nested inputs
   as Keras takes them; pure Python and numpy, so the measures use it without TensorFlow).
 
-This file imports nothing, so `tfstiffness.engine.structure` loads without TensorFlow.
+This file imports only `environment` (the standard library), which checks the installed
+TensorFlow, Keras and Keras backend before any engine module loads them, and raises
+`UnsupportedEnvironmentError` saying what is installed and what is needed; so
+`tfstiffness.engine.structure` still loads without TensorFlow.
 """
+
+from tfstiffness.engine import environment
+
+environment.check()
