@@ -10,9 +10,13 @@ It does what a user with an existing TensorFlow does, on a fresh clone of the re
 4. a check that steps 3 changed no TensorFlow distribution (name and version);
 5. ``python -m pytest -q`` (the README's test command) in the clone, without PYTHONPATH.
 
+With ``--tensorflow readme`` it runs the README's test command as written instead, in an empty
+venv: ``pip install -e ".[tf,test,hub]"`` (TensorFlow through the extra), then the tests.
+
 Usage::
 
     python tools/compat.py --tensorflow 2.16 --python python3.11
+    python tools/compat.py --tensorflow readme --python python3.11
     python tools/compat.py --tensorflow 2.21 --python python3.13 --distribution tensorflow --hub
     python tools/compat.py --tensorflow 2.20 --python python3.12 -- tests/test_rules_conv.py
 
@@ -37,14 +41,17 @@ REPO = Path(__file__).resolve().parent.parent
 # `import tensorflow`, so the run checks them all.
 TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos",
                     "tf-nightly", "tf-nightly-cpu")
-WATCHED = TF_DISTRIBUTIONS + ("keras", "tensorboard", "tensorflow-text")
+WATCHED = TF_DISTRIBUTIONS + ("keras", "tensorboard", "tensorflow-text", "keras-hub", "protobuf")
+# The README's test command, install part (also in .ci/run).
+README_EXTRAS = ".[tf,test,hub]"
 
 
 def _run(cmd, log, **kwargs):
     """Runs `cmd`, appending its output to the open file `log`; returns the exit status."""
     log.write(f"\n$ {' '.join(str(c) for c in cmd)}\n")
     log.flush()
-    return subprocess.run(cmd, check=False, stdout=log, stderr=subprocess.STDOUT, **kwargs).returncode
+    return subprocess.run(cmd, check=False, stdout=log, stderr=subprocess.STDOUT,
+                          **kwargs).returncode
 
 
 def _installed(python, env):
@@ -69,7 +76,8 @@ def _tf_only(installed):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tensorflow", required=True,
-                        help="TensorFlow version to install first: 2.16 (latest patch) or 2.16.2")
+                        help="TensorFlow version to install first: 2.16 (latest patch) or "
+                             "2.16.2; or `readme`: nothing first, the README's install")
     parser.add_argument("--python", default=sys.executable, help="Python interpreter for the venv")
     parser.add_argument("--distribution", default="tensorflow-cpu",
                         choices=("tensorflow-cpu", "tensorflow"),
@@ -87,12 +95,15 @@ def main(argv=None):
     parser.add_argument("pytest_args", nargs="*", help="arguments for pytest (after --)")
     args = parser.parse_args(argv)
 
-    if not re.fullmatch(r"2\.\d+(\.\d+)?", args.tensorflow):
-        parser.error(f"--tensorflow must look like 2.16 or 2.16.2, got {args.tensorflow!r}")
+    readme = args.tensorflow == "readme"
+    if not readme and not re.fullmatch(r"2\.\d+(\.\d+)?", args.tensorflow):
+        parser.error(f"--tensorflow must be `readme` or look like 2.16 or 2.16.2, "
+                     f"got {args.tensorflow!r}")
     pyver = subprocess.run([args.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                            capture_output=True, text=True, check=True).stdout.strip()
     spec = args.tensorflow if args.tensorflow.count(".") == 2 else args.tensorflow + ".*"
-    name = f"{args.distribution}-{args.tensorflow}-py{pyver}" + ("-hub" if args.hub else "")
+    name = (f"readme-py{pyver}" if readme else
+            f"{args.distribution}-{args.tensorflow}-py{pyver}" + ("-hub" if args.hub else ""))
     root = Path(args.venv_root)
     venv, logs = root / name, root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -124,16 +135,16 @@ def main(argv=None):
             if _run([args.python, "-m", "venv", str(venv)], log, env=env):
                 return finish("error", summary="venv creation failed")
             # The user's TensorFlow, installed first, on its own.
-            if _run([python, "-m", "pip", "install", "-q", f"{args.distribution}=={spec}"],
-                    log, env=env):
+            first = [python, "-m", "pip", "install", "-q", f"{args.distribution}=={spec}"]
+            if not readme and _run(first, log, env=env):
                 return finish("error", summary=f"{args.distribution}=={spec} did not install")
         before = _installed(python, env)
         clone = Path(tmp) / "tfstiffness"
         if _run(["git", "clone", "-q", str(REPO), str(clone)], log, env=env):
             return finish("error", summary="git clone failed")
-        if _run([python, "-m", "pip", "install", "-q", "-e", ".[test]"], log, env=env,
-                cwd=clone):
-            return finish("error", summary='pip install -e ".[test]" failed')
+        extras = README_EXTRAS if readme else ".[test]"
+        if _run([python, "-m", "pip", "install", "-q", "-e", extras], log, env=env, cwd=clone):
+            return finish("error", summary=f'pip install -e "{extras}" failed')
         if args.hub:
             tf_version = _tf_only(before).get("tensorflow")
             if tf_version is None:
@@ -149,6 +160,10 @@ def main(argv=None):
                                                "did not install")
         after = _installed(python, env)
         record["installed"] = after
+        # pip does not check what is already installed: say what its install left broken.
+        check = subprocess.run([python, "-m", "pip", "check"], capture_output=True, text=True,
+                               env=env, check=False)
+        record["pip_check"] = check.stdout.strip().splitlines()
         if _tf_only(before) != _tf_only(after):
             return finish("error", summary=f"the install changed TensorFlow: "
                                            f"{_tf_only(before)} -> {_tf_only(after)}")
