@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness import measures
+from tfstiffness import checks, measures
 from tfstiffness.engine import structure
 from tfstiffness.engine import tiling
 from tfstiffness.measures import alignment
@@ -160,9 +160,7 @@ def stiffness_summary(
         raise ValueError("radius: neighbourhood stiffness needs one set; drop x2 or radius.")
     if weighting not in ("uniform", "gaussian"):
         raise ValueError(f"weighting: expected 'uniform' or 'gaussian', got {weighting!r}.")
-    labels = _class_labels(y, "y")
-    labels2 = labels if y2 is None else _class_labels(y2, "y2")
-    k = _num_classes(num_classes, labels, labels2)
+    labels, labels2, k = summary_labels(y, y2, num_classes)
     edges = np.linspace(0.0, 2.0, 21) if distance_edges is None else np.asarray(
         distance_edges, np.float64)
     run = _gram._setup(model, x, y, loss, x2, y2, method, block_size, strategy, loss_weights,
@@ -319,35 +317,31 @@ class _Sync:
         return merged
 
 
-def _class_labels(y: Any, argument: str) -> np.ndarray:
-    if structure.is_nested(y):
-        raise ValueError(f"{argument}: stiffness_summary needs one array of class labels (a "
-                         "single-output classifier); use gradient_gram for other models.")
-    y = np.asarray(y)
-    if y.dtype.kind not in "biuf":
-        raise TypeError(f"{argument}: expected integer class labels, got {y.dtype} values; "
-                        "map class names to integer ids first.")
-    if y.ndim == 2 and y.shape[1] > 1:
-        y = y.argmax(1)
-    y = y.reshape(-1)
-    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
-        raise ValueError(f"{argument}: expected class labels (integers or one-hot).")
-    if y.size and y.min() < 0:
-        raise ValueError(f"{argument}: class labels must be >= 0, got {y.min()}.")
-    return y.astype(np.int64)
+def summary_labels(
+    y: Any, y2: Any, num_classes: int | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The class labels `stiffness_summary` aggregates by, checked as it checks them.
 
+    Args:
+        y, y2: class labels (integers or one-hot) of the first and second set (`y2` None:
+            one set).
+        num_classes: K, or None to take it from the labels.
 
-def _num_classes(num_classes: Any, labels: np.ndarray, labels2: np.ndarray) -> int:
-    largest = int(max(labels.max(), labels2.max()))
-    if num_classes is None:
-        return largest + 1
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or \
-            num_classes < 1:
-        raise ValueError(f"num_classes: expected a positive integer, got {num_classes!r}.")
-    if largest >= num_classes:
-        raise ValueError(f"num_classes: {num_classes} is too small for labels up to {largest}; "
-                         f"pass num_classes >= {largest + 1} or None.")
-    return int(num_classes)
+    Returns:
+        (labels, labels2, K): int64 class indices of each set (labels2 is labels for one
+        set) and the number of classes.
+
+    Raises:
+        ValueError: `y` or `y2` is a structure (a multi-output model), or not class labels.
+        TypeError: labels that are not numbers; `num_classes` not an int.
+    """
+    for labels, argument in ((y, "y"), (y2, "y2")):
+        if structure.is_nested(labels):
+            raise ValueError(f"{argument}: stiffness_summary needs one array of class labels (a "
+                             "single-output classifier); use gradient_gram for other models.")
+    labels = checks.class_labels(y, "y")
+    labels2 = labels if y2 is None else checks.class_labels(y2, "y2")
+    return labels, labels2, checks.num_classes(num_classes, labels, labels2, names=("y", "y2"))
 
 
 def _digest(*chunks: bytes) -> str:

@@ -21,7 +21,6 @@ from tfstiffness.cli import layerwise as layerwise_cli
 from tfstiffness.cli import learning_rate_study as lr_cli
 from tfstiffness.cli import neighbourhoods as neighbourhoods_cli
 from tfstiffness.cli import text_transformer as text_cli
-from tfstiffness.data import loaders
 from tfstiffness.data.cifar100_labels import FINE_TO_COARSE
 
 REPO = REPO_ROOT
@@ -510,8 +509,8 @@ def test_missing_data_without_network_fails_fast_then_the_corrected_command_runs
 
 
 def test_dataset_unavailable_error_names_its_parts(tmp_path, monkeypatch):
-    # Patched where load() looks it up: the lazy package only forwards reads.
-    monkeypatch.setattr(loaders, "unreachable_hosts", lambda hosts, timeout=5.0: list(hosts))
+    monkeypatch.setattr("tfstiffness.data.tfds_access.unreachable_hosts",
+                        lambda hosts, timeout=5.0: list(hosts))
     with pytest.raises(data.DatasetUnavailableError) as info:
         data.load("cifar10", data_dir=tmp_path)
     error = info.value

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfstiffness import data
-from tfstiffness.data import loaders  # names the lazy package does not forward
+from tfstiffness.data import mnist1d_set
 from tfstiffness.data.cifar100_labels import (
     COARSE_NAMES,
     FINE_NAMES,
@@ -79,7 +79,7 @@ def test_image_loaders(mock_tfds, tmp_path, name):
     np.testing.assert_array_equal(loaded.y, raw_y)
     unit = data.load(name, data_dir=tmp_path, normalize=False).x
     np.testing.assert_allclose(unit, raw_x / 255.0, rtol=1e-6)
-    mean, std = (np.array(v, np.float32) for v in loaders.NORMALIZATION[name])
+    mean, std = (np.array(v, np.float32) for v in data.NORMALIZATION[name])
     np.testing.assert_allclose(loaded.x, (unit - mean) / std, rtol=1e-5, atol=1e-6)
     if name == "cifar100":
         # Coarse labels come from the package's table (mock data's own are random).
@@ -325,7 +325,7 @@ def test_untrained_paper_models_start_near_a_uniform_guess_on_the_cifar100_stand
 
 
 def test_mnist1d_standard_split_shapes_and_labels():
-    assert "mnist1d" in loaders.DATASETS
+    assert "mnist1d" in data.DATASETS
     train, test = data.load("mnist1d", "train"), data.load("mnist1d", "test")
     assert train.x.shape == (4000, 40) and test.x.shape == (1000, 40)
     assert train.x.dtype == np.float32 and train.y.dtype == np.int64
@@ -352,7 +352,7 @@ def test_mnist1d_is_deterministic_offline_and_leaves_global_seeds_alone(monkeypa
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
-    loaders._mnist1d_arrays.cache_clear()  # Generate again, offline.
+    mnist1d_set.mnist1d_arrays.cache_clear()  # Generate again, offline.
     np.random.seed(7)
     random.seed(7)
     numpy_state, random_state = np.random.get_state(), random.getstate()

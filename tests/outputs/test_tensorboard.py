@@ -11,8 +11,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorboard.plugins.hparams import metadata as hp_metadata
 
-from tfstiffness.outputs import plots
-from tfstiffness.outputs import tensorboard as summary
+from tfstiffness.outputs import plots, tensorboard
 
 
 def _read(logdir) -> list[tuple[int, tf.compat.v1.Summary.Value]]:
@@ -38,14 +37,14 @@ def test_write_scalars_exact_values_and_skips(tmp_path):
         values = {"within": 0.1 * step + 0.123456, "between": np.float32(-0.05 * step),
                   "xi": None if step == 0 else (np.nan if step == 1 else 0.75),
                   "count": np.array(7 + step)}
-        tags = summary.write_scalars(writer, values, step)
+        tags = tensorboard.write_scalars(writer, values, step)
         for name, value in values.items():
             if value is not None and np.isfinite(value):
                 written[(f"stiffness/{name}", step)] = np.float32(value)
         assert tags == [t for (t, s) in written if s == step]
     # Written even where a surrounding recording condition says no (Keras' TensorBoard callback).
     with tf.summary.record_if(False):
-        assert summary.write_scalars(writer, {"within": 2.5}, step=9, prefix="late") == [
+        assert tensorboard.write_scalars(writer, {"within": 2.5}, step=9, prefix="late") == [
             "late/within"]
     written[("late/within", 9)] = np.float32(2.5)
     writer.close()
@@ -63,9 +62,9 @@ def test_write_class_matrix_image_and_figure(tmp_path):
     C = np.random.default_rng(0).uniform(-0.5, 0.5, (10, 10))
     C[0, 3] = np.nan
     fine_to_coarse = np.repeat(np.arange(5), 2)[::-1]
-    summary.write_class_matrix_image(writer, C, step=4, fine_to_coarse=fine_to_coarse)
+    tensorboard.write_class_matrix_image(writer, C, step=4, fine_to_coarse=fine_to_coarse)
     fig = plots.layerwise_curves({"run": {"dense": 0.2, "dense_1": 0.1}})
-    summary.write_figure(writer, fig, "stiffness/layers", step=5, dpi=80)
+    tensorboard.write_figure(writer, fig, "stiffness/layers", step=5, dpi=80)
     writer.close()
 
     expected = {
@@ -88,7 +87,7 @@ def test_write_class_matrix_image_and_figure(tmp_path):
 
 def test_figure_to_png_renders_at_dpi():
     fig = plots.superclass_matrix(np.eye(3))
-    png = summary.figure_to_png(fig, dpi=50)
+    png = tensorboard.figure_to_png(fig, dpi=50)
     size = Image.open(io.BytesIO(png)).size
     assert size == tuple(np.round(fig.get_size_inches() * 50).astype(int))
 
@@ -97,11 +96,11 @@ def test_write_histogram(tmp_path):
     writer = tf.summary.create_file_writer(str(tmp_path))
     S = np.random.default_rng(0).uniform(-1, 1, (6, 6))
     S[1, 2] = np.nan
-    assert summary.write_histogram(writer, S, "stiffness/offdiag", step=1,
+    assert tensorboard.write_histogram(writer, S, "stiffness/offdiag", step=1,
                                    exclude_diagonal=True, buckets=12) == 29
-    assert summary.write_histogram(writer, [0.5, np.inf, 0.25], "stiffness/all", step=2) == 2
+    assert tensorboard.write_histogram(writer, [0.5, np.inf, 0.25], "stiffness/all", step=2) == 2
     with pytest.raises(ValueError):
-        summary.write_histogram(writer, np.zeros((2, 3)), "bad", 0, exclude_diagonal=True)
+        tensorboard.write_histogram(writer, np.zeros((2, 3)), "bad", 0, exclude_diagonal=True)
     writer.close()
 
     tags = _by_tag(tmp_path)
@@ -120,14 +119,14 @@ def test_write_histogram(tmp_path):
 def test_hparams_sweep_of_three_runs(tmp_path):
     rates = [1e-3, 1e-2, 1e-1]
     root = tf.summary.create_file_writer(str(tmp_path))
-    summary.write_hparams_config(
+    tensorboard.write_hparams_config(
         root, {"learning_rate": rates, "optimizer": ["adam"]},
         metrics=["stiffness/within", "stiffness/between"])
     root.close()
     for lr in rates:
         writer = tf.summary.create_file_writer(str(tmp_path / f"lr={lr:g}"))
-        summary.write_hparams(writer, {"learning_rate": np.float64(lr), "optimizer": "adam"})
-        summary.write_scalars(writer, {"within": 0.5 - lr, "between": lr}, step=1)
+        tensorboard.write_hparams(writer, {"learning_rate": np.float64(lr), "optimizer": "adam"})
+        tensorboard.write_scalars(writer, {"within": 0.5 - lr, "between": lr}, step=1)
         writer.close()
 
     [(_, value)] = _read(tmp_path)
@@ -153,10 +152,10 @@ def test_hparams_sweep_of_three_runs(tmp_path):
 
 def test_write_hparams_single_run_with_metrics(tmp_path):
     writer = tf.summary.create_file_writer(str(tmp_path))
-    summary.write_hparams(writer, {"learning_rate": 0.01, "layers": 3},
+    tensorboard.write_hparams(writer, {"learning_rate": 0.01, "layers": 3},
                           metrics=["stiffness/xi"], trial_id="trial-a")
     with pytest.raises(TypeError):
-        summary.write_hparams(writer, {"widths": [64, 8]})
+        tensorboard.write_hparams(writer, {"widths": [64, 8]})
     writer.close()
     tags = _by_tag(tmp_path)
     assert set(tags) == {hp_metadata.EXPERIMENT_TAG, hp_metadata.SESSION_START_INFO_TAG}
@@ -184,8 +183,8 @@ def test_tensorboard_serves_per_step_files_live_and_each_step_once(tmp_path, loa
     run = tmp_path / "logs" / "stiffness"
 
     def write(step, value):
-        with summary.step_events(run, step, staging_dir=tmp_path) as writer:
-            summary.write_scalars(writer, {"within": value}, step)
+        with tensorboard.step_events(run, step, staging_dir=tmp_path) as writer:
+            tensorboard.write_scalars(writer, {"within": value}, step)
 
     write(0, 0.5)
     with socket.socket() as s:

@@ -29,6 +29,8 @@ import time
 from collections.abc import Sequence
 from typing import IO
 
+from tfstiffness import checks
+
 
 def free_ports(count: int) -> list[int]:
     """`count` distinct TCP ports free on 127.0.0.1 now (held open together while chosen)."""
@@ -75,8 +77,7 @@ def run(command: Sequence[str], workers: int, *, output: IO[str] | None = None,
         0 when every worker succeeded; otherwise the first failure's exit status (128 + the
         signal for a worker killed by a signal; 130 after Ctrl-C).
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers: expected a positive integer, got {workers!r}.")
+    workers = checks.positive_int(workers, "workers")
     if not command:
         raise ValueError("command: expected a program and its arguments, got nothing.")
     output = sys.stdout if output is None else output

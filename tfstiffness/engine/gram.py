@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfstiffness import checks
 from tfstiffness.engine import losses
 from tfstiffness.engine import _precision
 from tfstiffness.engine import structure
@@ -178,10 +179,7 @@ def _setup(model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError(f"strategy: expected a tf.distribute.Strategy or None, got "
                         f"{type(strategy).__name__}.")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
-            batch_size, (int, np.integer)) or batch_size < 1):
-        raise ValueError(f"{batch_size_name}: expected a positive integer or None, got "
-                         f"{batch_size!r}.")
+    checks.positive_int(batch_size, batch_size_name, allow_none=True)
     x = _validation.as_inputs(x, "x", model)
     _validation.check_lengths(x, y, "x", "y")
     if (x2 is None) != (y2 is None):

@@ -55,7 +55,7 @@ from tfstiffness.influence.tracin import (
     TracInResult,
     _checked_learning_rate,
 )
-from tfstiffness.probes import _random_state_preserved
+from tfstiffness.probes import random_state_preserved
 
 __all__ = ["TracInCallback"]
 
@@ -122,7 +122,7 @@ class TracInCallback(keras.callbacks.Callback):
             eta = float(np.mean(self._step_rates))
         else:  # An epoch without a step (empty data): the rate the next step would use.
             eta = self._current_learning_rate()
-        with _random_state_preserved():
+        with random_state_preserved():
             self.accumulator.add(self.model, eta)
         self.learning_rates.append(eta)
 

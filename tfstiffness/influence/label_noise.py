@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfstiffness import checks
 from tfstiffness.influence.tracin import TracInAccumulator, TracInResult
 from tfstiffness.measures.neighbourhood import roc_auc  # The package's one AUC; exported here too.
 from tfstiffness.training import batch_order
@@ -151,8 +152,7 @@ def flipped_label_experiment(
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}.")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs: expected a positive integer, got {epochs!r}.")
+    checks.positive_int(epochs, "epochs")
     y = np.asarray(y)
     noisy, flipped = flip_labels(y, fraction, num_classes, seed)
     keras.utils.set_random_seed(seed)

@@ -40,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfstiffness import checks
 from tfstiffness.engine import tiling
 from tfstiffness.engine import gram as _gram
 
@@ -92,14 +93,14 @@ class TracInResult:
         """(proponents, their scores, opponents, their scores), each [M, k], from `scores` or
         from the streamed top-k (then k <= top_k); the same order and ties as `top_k`."""
         if self.proponents is not None:
-            if not _is_int(k) or not 1 <= k <= self.proponents.shape[1]:
+            if not checks.is_int(k) or not 1 <= k <= self.proponents.shape[1]:
                 raise ValueError(f"k: expected an integer in [1, {self.proponents.shape[1]}] "
                                  f"(the top_k computed), got {k!r}.")
             return (self.proponents[:, :k], self.proponent_scores[:, :k],
                     self.opponents[:, :k], self.opponent_scores[:, :k])
         if self.scores is None:
             raise ValueError("k: this result has no test set, so no proponents.")
-        if not _is_int(k) or not 1 <= k <= len(self.scores):
+        if not checks.is_int(k) or not 1 <= k <= len(self.scores):
             raise ValueError(f"k: expected an integer in [1, {len(self.scores)}], got {k!r}.")
         top = _TopK(self.scores.shape[1], k)
         top.merge(slice(0, len(self.scores)), self.scores)
@@ -148,9 +149,7 @@ class TracInAccumulator:
                  verbose: bool | None = None):
         if kind not in KINDS:
             raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}.")
-        if block_size is not None and (not _is_int(block_size) or block_size < 1):
-            raise ValueError(f"block_size: expected a positive integer or None, got "
-                             f"{block_size!r}.")
+        checks.positive_int(block_size, "block_size", allow_none=True)
         if (x_test is None) != (y_test is None):
             raise ValueError("x_test, y_test: give both (a test set) or neither "
                              "(self-influence only).")
@@ -159,7 +158,7 @@ class TracInAccumulator:
         if top_k is not None:
             if x_test is None:
                 raise ValueError("top_k: proponents and opponents need a test set (x_test).")
-            if not _is_int(top_k) or not 1 <= top_k <= self.n:
+            if not checks.is_int(top_k) or not 1 <= top_k <= self.n:
                 raise ValueError(f"top_k: expected an integer in [1, {self.n}] (the number "
                                  f"of training examples) or None, got {top_k!r}.")
         self.x, self.y, self.x_test, self.y_test = x, y, x_test, y_test
@@ -564,10 +563,6 @@ def _checked_learning_rate(value: Any, name: str) -> float:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _num_examples(x: Any, name: str) -> int:

@@ -35,16 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness.measures.stiffness import (
-    _as_matrix,
-    _check_finite,
-    _check_label_range,
-    _checked_labels,
-    _inverse_sqrt_or_zero,
-    _num_classes,
-    _one_hot,
-    _total_of,
-)
+from tfstiffness import checks
+from tfstiffness.measures._matrix import inverse_sqrt_or_zero, one_hot, total_of
 
 CONFUSION_KINDS = ("gram", "cosine")
 
@@ -304,13 +296,13 @@ def block_alignment_statistics(
         >>> float(stats.block_sums.sum()), float(stats.traces.sum()), stats.m_coherence()
         (8.0, 4.0, 2.0)
     """
-    block = _as_matrix(block, "block")
-    _check_finite(block, "block")
+    block = checks.float_matrix(block, "block")
+    checks.finite_array(block, "block")
     num_rows, num_cols = block.shape
     rows = _checked_index(rows, num_rows, "rows")
     cols = _checked_index(cols, num_cols, "cols")
-    row_norms = _checked_norms(row_sq_norms, num_rows, "row_sq_norms")
-    col_norms = _checked_norms(col_sq_norms, num_cols, "col_sq_norms")
+    row_norms = checks.squared_norms(row_sq_norms, num_rows, "row_sq_norms")
+    col_norms = checks.squared_norms(col_sq_norms, num_cols, "col_sq_norms")
     if (row_labels is None) != (col_labels is None):
         raise ValueError("row_labels, col_labels: give both (classes) or neither (one class)")
     if row_labels is None:
@@ -320,21 +312,20 @@ def block_alignment_statistics(
         if num_classes is None:
             raise ValueError("num_classes is needed with labels: every tile must count the "
                              "same classes to be combined")
-        row_labels = _checked_labels(row_labels, num_rows, "row_labels", "rows")
-        col_labels = _checked_labels(col_labels, num_cols, "col_labels", "columns")
-    num_classes = _num_classes(num_classes, row_labels, col_labels)
-    _check_label_range(row_labels, num_classes, "row_labels")
-    _check_label_range(col_labels, num_classes, "col_labels")
+        row_labels = checks.class_indices(row_labels, "row_labels", num_rows, "rows")
+        col_labels = checks.class_indices(col_labels, "col_labels", num_cols, "columns")
+    num_classes = checks.num_classes(num_classes, row_labels, col_labels,
+                                     names=("row_labels", "col_labels"))
 
     self_pair = (rows[:, None] == cols[None, :]) if one_set else np.zeros(block.shape, bool)
     if mirrored and self_pair.any():
         raise ValueError("mirrored: a tile standing for its transpose must hold no self-pair")
-    row_one_hot = _one_hot(row_labels, num_classes)
-    col_one_hot = _one_hot(col_labels, num_classes)
+    row_one_hot = one_hot(row_labels, num_classes)
+    col_one_hot = one_hot(col_labels, num_classes)
     block_sums = row_one_hot.T @ block @ col_one_hot
     traces = row_one_hot.T @ np.where(self_pair, block, 0.0).sum(axis=1)
-    cosine = np.clip(block * _inverse_sqrt_or_zero(row_norms)[:, None]
-                     * _inverse_sqrt_or_zero(col_norms)[None, :], -1.0, 1.0)
+    cosine = np.clip(block * inverse_sqrt_or_zero(row_norms)[:, None]
+                     * inverse_sqrt_or_zero(col_norms)[None, :], -1.0, 1.0)
     minima = _class_block_minima(np.where(self_pair, np.inf, block), row_labels, col_labels,
                                  num_classes)
     minima_cosine = _class_block_minima(np.where(self_pair, np.inf, cosine), row_labels,
@@ -374,8 +365,8 @@ def alignment_statistics(
         >>> print(stats.class_m_coherence())
         [1.5 1. ]
     """
-    G = _as_matrix(_total_of(gram), "gram")
-    _check_finite(G, "gram")
+    G = checks.float_matrix(total_of(gram), "gram")
+    checks.finite_array(G, "gram")
     cross = bool(getattr(gram, "cross", G.shape[0] != G.shape[1]))
     if cross:
         if getattr(gram, "sq_norms", None) is None or getattr(gram, "sq_norms2", None) is None:
@@ -396,9 +387,9 @@ def alignment_statistics(
         row_norms = col_norms = np.diagonal(G) if row_norms is None else row_norms
         labels2 = labels
     if labels is not None:
-        labels = _checked_labels(labels, G.shape[0], "labels", "rows")
-        labels2 = _checked_labels(labels2, G.shape[1], "labels2", "columns")
-        num_classes = _num_classes(num_classes, labels, labels2)
+        labels = checks.class_indices(labels, "labels", G.shape[0], "rows")
+        labels2 = checks.class_indices(labels2, "labels2", G.shape[1], "columns")
+        num_classes = checks.num_classes(num_classes, labels, labels2)
     return block_alignment_statistics(
         G, np.arange(G.shape[0]), np.arange(G.shape[1]), labels, labels2, num_classes,
         row_sq_norms=row_norms, col_sq_norms=col_norms, one_set=not cross)
@@ -413,17 +404,6 @@ def _checked_index(index: Any, length: int, name: str) -> np.ndarray:
     if values.size and values.min() < 0:
         raise ValueError(f"{name} must be non-negative indices")
     return values.astype(np.int64)
-
-
-def _checked_norms(values: Any, length: int, name: str) -> np.ndarray:
-    norms = np.asarray(values, dtype=np.float64)
-    if norms.shape != (length,):
-        raise ValueError(f"{name} must have shape ({length},), one per tile example, got "
-                         f"{norms.shape}")
-    _check_finite(norms, name)
-    if np.any(norms < 0):
-        raise ValueError(f"{name} holds squared norms, which cannot be negative")
-    return norms
 
 
 def _class_block_minima(values: np.ndarray, row_labels: np.ndarray, col_labels: np.ndarray,
@@ -561,9 +541,9 @@ def train_val_alignment(cross_gram: Any, first_gram: Any, second_gram: Any) -> f
         >>> round(train_val_alignment(g @ h.T, g @ g.T, h @ h.T), 6)
         0.707107
     """
-    cross = _as_matrix(_total_of(cross_gram), "cross_gram")
-    first = _as_matrix(_total_of(first_gram), "first_gram")
-    second = _as_matrix(_total_of(second_gram), "second_gram")
+    cross = checks.float_matrix(total_of(cross_gram), "cross_gram")
+    first = checks.float_matrix(total_of(first_gram), "first_gram")
+    second = checks.float_matrix(total_of(second_gram), "second_gram")
     if first.shape != (cross.shape[0],) * 2 or second.shape != (cross.shape[1],) * 2:
         raise ValueError(
             f"cross_gram is {cross.shape[0]} x {cross.shape[1]}, so first_gram must be "
@@ -571,5 +551,5 @@ def train_val_alignment(cross_gram: Any, first_gram: Any, second_gram: Any) -> f
             f"{cross.shape[1]}; got {first.shape} and {second.shape}"
         )
     for matrix, name in ((cross, "cross_gram"), (first, "first_gram"), (second, "second_gram")):
-        _check_finite(matrix, name)
+        checks.finite_array(matrix, name)
     return cosine_of_sums(cross.sum(), first.sum(), second.sum())

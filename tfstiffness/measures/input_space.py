@@ -12,8 +12,8 @@
   the input named ``token_ids`` (else the first input). d is then in [0, 1].
 
 `InputSpace` holds what a set needs (feature statistics or the vocabulary size), so that the
-in-memory measures and the streaming summary, which sees one block of rows at a time, compute
-the same distances.
+in-memory measures (`input_distances`, the public function, checks its inputs and uses it) and
+the streaming summary, which sees one block of rows at a time, compute the same distances.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tfstiffness import checks
 from tfstiffness.engine import structure
 
 _STATISTICS_BLOCK = 4096
@@ -60,14 +61,13 @@ class InputSpace:
         if all(structure.is_nested(s) and not _float_leaves(s) for s in sets):
             top = max(int(np.max(_token_leaf(s), initial=0)) for s in sets)
             return cls("tokens", vocab_size=top + 1)
-        count = sum(structure.num_examples(s) for s in sets)
-        blocks = [features(structure.take(s, slice(i, i + _STATISTICS_BLOCK)))
-                  for s in sets for i in range(0, structure.num_examples(s), _STATISTICS_BLOCK)]
-        if len({b.shape[1] for b in blocks}) > 1:
-            raise ValueError(f"x2: examples have {blocks[-1].shape[1]} features but x has "
-                             f"{blocks[0].shape[1]}.")
-        mean = sum(b.sum(0) for b in blocks) / count
-        std = np.sqrt(sum(((b - mean) ** 2).sum(0) for b in blocks) / count)
+        pooled = _pooled_features(sets)
+        # np.mean and np.std of the pooled features, the std computed in place (the
+        # operations np.std performs, in its order, without its second copy of the data).
+        mean = pooled.mean(axis=0)
+        pooled -= mean
+        np.multiply(pooled, pooled, out=pooled)
+        std = np.sqrt(pooled.sum(axis=0) / len(pooled))
         return cls("features", mean=mean, scale=np.where(std > 0, std, 1.0))
 
     def unit(self, x: Any) -> np.ndarray:
@@ -84,6 +84,23 @@ class InputSpace:
         return values / np.where(norms > 0, norms, 1.0)
 
 
+def _pooled_features(sets: list[Any]) -> np.ndarray:
+    """[N (+ M), F] float64 features of every set, filled block by block (no second copy)."""
+    count = sum(structure.num_examples(s) for s in sets)
+    pooled, row = None, 0
+    for s in sets:
+        for start in range(0, structure.num_examples(s), _STATISTICS_BLOCK):
+            block = features(structure.take(s, slice(start, start + _STATISTICS_BLOCK)))
+            if pooled is None:
+                pooled = np.empty((count, block.shape[1]))
+            elif block.shape[1] != pooled.shape[1]:
+                raise ValueError(f"x2: examples have {block.shape[1]} features but x has "
+                                 f"{pooled.shape[1]}.")
+            pooled[row:row + len(block)] = block
+            row += len(block)
+    return np.zeros((0, 0)) if pooled is None else pooled
+
+
 def features(x: Any) -> np.ndarray:
     """[n, F] float64: the flattened array, or the concatenated float inputs of a structure."""
     if not structure.is_nested(x):
@@ -97,8 +114,55 @@ def features(x: Any) -> np.ndarray:
 
 
 def input_distances(x: Any, x2: Any | None = None) -> np.ndarray:
-    """[N, M] distances `1 - u_1 . u_2` in [0, 2] (see the module docstring)."""
+    """Distances d = 1 - x_1 . x_2 between standardised, unit-normalised inputs, in [0, 2].
+
+    Each input is flattened; every feature is standardised with the mean and (population)
+    std of the set, pooled over both sets when ``x2`` is given so that swapping the sets
+    transposes the result; a feature with std 0 is only centred. Each example is then scaled
+    to unit L2 norm (an example that is all zero after standardising stays zero, so it is at
+    distance 1 from everything, itself included). Works as well on hidden representations.
+
+    Several inputs (a list or dict of arrays, as a multi-input model takes them): the same
+    on the concatenation of the float inputs; inputs that are all integer (token ids, masks)
+    give token overlap instead, ``1 - cos`` of the examples' bags of tokens (see the module
+    docstring). The numbers are those of `InputSpace`, which the streaming summary uses.
+
+    Args:
+        x: [N, ...] inputs or representations, or a list / dict of such arrays.
+        x2: [M, ...] second set, with the same per-example shape (and structure).
+
+    Returns:
+        [N, M] float64 distances (M = N when ``x2`` is None).
+
+    Raises:
+        ValueError: a NaN or inf in ``x`` or ``x2`` (the index is (example, flattened
+            feature)); ``x2`` has a different per-example size than ``x``.
+
+    Example:
+        >>> x = np.array([[0.0, 1.0], [0.0, 2.0], [1.0, 0.0]])
+        >>> print(np.round(input_distances(x), 3))
+        [[0.    0.5   1.756]
+         [0.5   0.    1.945]
+         [1.756 1.945 0.   ]]
+    """
+    _check_inputs(x, x2)
     space = InputSpace.fit(x, x2)
     first = space.unit(x)
     second = first if x2 is None else space.unit(x2)
     return np.clip(1.0 - first @ second.T, 0.0, 2.0)
+
+
+def _check_inputs(x: Any, x2: Any | None) -> None:
+    """Refuses scalars and NaN or inf in any input, and sets of different feature counts."""
+    named = structure.named_leaves(x, "x") + (
+        [] if x2 is None else structure.named_leaves(x2, "x2"))
+    flat = {}
+    for name, leaf in named:
+        values = np.asarray(leaf, dtype=np.float64)
+        if values.ndim == 0:
+            raise ValueError(f"{name} must have a leading example axis, got a scalar")
+        flat[name] = checks.finite_array(values.reshape(values.shape[0], -1), name)
+    plain = x2 is not None and not structure.is_nested(x) and not structure.is_nested(x2)
+    if plain and flat["x2"].shape[1] != flat["x"].shape[1]:
+        raise ValueError(f"x2 has {flat['x2'].shape[1]} features per example but x has "
+                         f"{flat['x'].shape[1]}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tfstiffness.measures import stiffness as measures
+from tfstiffness import measures
 
 
 @dataclass(frozen=True)

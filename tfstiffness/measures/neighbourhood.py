@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness.measures.stiffness import _check_finite
+from tfstiffness import checks
 
 WEIGHTINGS = ("uniform", "gaussian")
 # Low-dimensional inputs (Walker's 2-D toy data) get exact differences, one feature at a time;
@@ -131,8 +131,8 @@ def _checked_inputs(S: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
             f"x must hold one input per row of S ({S.shape[0]}), got shape {points.shape}"
         )
     points = points.reshape(points.shape[0], -1)
-    _check_finite(S, "S")
-    _check_finite(points, "x (flattened per example)")
+    checks.finite_array(S, "S")
+    checks.finite_array(points, "x (flattened per example)")
     return S, points
 
 
@@ -143,7 +143,7 @@ def _check_options(
         raise ValueError("give exactly one of radius and k")
     if radius is not None and not (np.isscalar(radius) and np.isfinite(radius) and radius >= 0):
         raise ValueError(f"radius must be a finite number >= 0, got {radius!r}")
-    if k is not None and not _is_positive_int(k):
+    if k is not None and not checks.is_positive_int(k):
         raise ValueError(f"k must be a positive int, got {k!r}")
     if k is not None and k > num_points - 1:
         raise ValueError(
@@ -153,12 +153,8 @@ def _check_options(
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if bandwidth is not None and not (np.isscalar(bandwidth) and bandwidth > 0):
         raise ValueError(f"bandwidth must be a number > 0, got {bandwidth!r}")
-    if not _is_positive_int(block_size):
+    if not checks.is_positive_int(block_size):
         raise ValueError(f"block_size must be a positive int, got {block_size!r}")
-
-
-def _is_positive_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
 def _block_sq_distances(

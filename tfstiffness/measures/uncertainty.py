@@ -47,9 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness.measures import stiffness as measures
-from tfstiffness.measures import alignment
-from tfstiffness.measures.stiffness import _as_matrix, _check_finite, _checked_labels
+from tfstiffness import checks, measures
+from tfstiffness.measures import _matrix, alignment, distance_curves
 
 #: Names of the statistics `bootstrap` computes.
 STATISTICS = ("within", "between", "superclass_contrast", "xi_crossing", "xi_linear_fit",
@@ -204,7 +203,7 @@ def bootstrap(
     if isinstance(confidence, bool) or not (isinstance(confidence, (float, int))
                                             and 0 < confidence < 1):
         raise ValueError(f"confidence must be a number in (0, 1), e.g. 0.95, got {confidence!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not checks.is_int(seed) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     S, G, one_set = _matrices(matrix, names, kind, labels2)
     shape = (S if S is not None else G).shape
@@ -268,8 +267,7 @@ def _statistic_names(statistic: Any) -> list[str]:
 
 
 def _check_num_samples(num_samples: Any) -> None:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or (
-            num_samples < 1):
+    if not checks.is_positive_int(num_samples):
         raise ValueError(f"num_samples must be a positive int, e.g. 1000, got {num_samples!r}")
 
 
@@ -279,7 +277,7 @@ def _matrices(matrix: Any, names: list[str], kind: str,
     wants_gram = "m_coherence" in names
     wants_stiffness = any(n != "m_coherence" for n in names) or not names
     if hasattr(matrix, "total"):
-        G = _as_matrix(matrix.total, "matrix")
+        G = checks.float_matrix(matrix.total, "matrix")
         one_set = not getattr(matrix, "cross", False) and labels2 is None
         S = measures.stiffness_matrix(matrix, kind=kind) if wants_stiffness else None
     else:
@@ -288,22 +286,22 @@ def _matrices(matrix: Any, names: list[str], kind: str,
                 "matrix: a plain array is either a stiffness matrix or a Gram matrix; to "
                 "bootstrap m_coherence together with stiffness statistics pass the GradientGram"
             )
-        values = _as_matrix(matrix, "matrix")
-        _check_finite(values, "matrix")
+        values = checks.float_matrix(matrix, "matrix")
+        checks.finite_array(values, "matrix")
         one_set = labels2 is None and values.shape[0] == values.shape[1]
         S, G = (values, None) if wants_stiffness else (None, values)
     if wants_gram and not one_set:
         raise ValueError("m_coherence is a property of one set of examples; matrix compares "
                          "two sets")
     if G is not None:
-        _check_finite(G, "matrix")
+        checks.finite_array(G, "matrix")
     return S, G, one_set
 
 
 def _strata(labels: Any, length: int, name: str, axis_name: str) -> np.ndarray:
     if labels is None:
         return np.zeros(length, np.int64)
-    return _checked_labels(labels, length, name, axis_name)
+    return checks.class_indices(labels, name, length, axis_name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,8 +346,8 @@ def _weighted_class_sums(
     cols_labels: np.ndarray, num_classes: int, one_set: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """[B, K, K] sums of w_i w'_j S_ij over class blocks, and the pair weights, i != j."""
-    rows_one_hot = measures._one_hot(rows_labels, num_classes)
-    cols_one_hot = measures._one_hot(cols_labels, num_classes)
+    rows_one_hot = _matrix.one_hot(rows_labels, num_classes)
+    cols_one_hot = _matrix.one_hot(cols_labels, num_classes)
     # Columns sorted by class: each column class is one segment, summed by reduceat.
     col_order = np.argsort(cols_labels, kind="stable")
     col_classes, col_starts = np.unique(cols_labels[col_order], return_index=True)
@@ -439,11 +437,11 @@ def _xi_intervals(names: list[str], ctx: _Context, W: np.ndarray, W2: np.ndarray
                                            labels2=labels2, distances=distances)
     estimates = {n: measures.critical_length(curve, _XI_METHODS[n]) for n in names}
     # The pairs of the curve, grouped by bin: (row, column, stiffness) of each.
-    selected = measures._selected_pairs(ctx.S.shape, ctx.labels, labels2, pairs, ctx.one_set)
+    selected = distance_curves.selected_pairs(ctx.S.shape, ctx.labels, labels2, pairs, ctx.one_set)
     rows, cols = np.nonzero(selected)
     d = np.asarray(distances, np.float64)[rows, cols]
     num_bins = curve.edges.size - 1
-    bin_index = measures._bin_index(d, curve.edges)
+    bin_index = distance_curves.bin_index(d, curve.edges)
     inside = (bin_index >= 0) & (bin_index < num_bins)
     order = np.argsort(bin_index[inside], kind="stable")
     rows, cols = rows[inside][order], cols[inside][order]

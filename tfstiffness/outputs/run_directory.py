@@ -1,6 +1,6 @@
-"""Conventions shared by the experiment binaries: one output directory per configuration.
+"""The run directory shared by the study binaries: one output directory per configuration.
 
-An experiment writes everything under one directory:
+A run writes everything under one directory:
 
 - ``config.json``: the configuration (flags) it was started with. A directory is only reused
   with the same configuration, so results from different settings never mix.
@@ -45,27 +45,18 @@ from typing import Any
 
 import numpy as np
 
+from tfstiffness.errors import (
+    ConfigMismatchError,
+    CorruptFileError,
+    OutputDirBusyError,
+    OutputDirError,
+)
 from tfstiffness.outputs.atomic import NPZ_READ_ERRORS, TMP_SUFFIX, atomic_write, read_npz
 from tfstiffness.outputs.plots import save_figure
-from tfstiffness.errors import ConfigMismatchError, CorruptFileError, OutputDirBusyError, OutputDirError  # noqa: F401 (re-exported)
 
-__all__ = [
-    "ConfigMismatchError",
-    "CorruptFileError",
-    "OutputDir",
-    "OutputDirBusyError",
-    "OutputDirError",
-    "atomic_write",
-    "check_config",
-    "check_output_dir",
-    "format_seconds",
-    "jsonable",
-    "read_json",
-    "save_figure",
-    "versions",
-    "write_json",
-    "write_npz",
-]
+__all__ = ["ConfigMismatchError", "CorruptFileError", "OutputDir", "OutputDirBusyError",
+           "OutputDirError", "atomic_write", "check_config", "check_output_dir", "format_seconds",
+           "jsonable", "read_json", "save_figure", "versions", "write_json", "write_npz"]
 
 
 
@@ -218,7 +209,7 @@ def check_output_dir(path: str | os.PathLike) -> Path:
         >>> check_output_dir(f)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        tfstiffness.outputs.run_directory.OutputDirError: output directory ... is a file, not a directory...
+        tfstiffness.errors.OutputDirError: output directory ... is a file, not a directory...
     """
     path = Path(path)
     existing = path
@@ -378,7 +369,7 @@ def _release_lock(path: Path) -> None:
 
 
 class OutputDir:
-    """An experiment's output directory: lock, config guard, checkpoints, results, progress.
+    """A run's output directory: lock, config guard, checkpoints, results, progress.
 
     Opening one checks the path (`check_output_dir`), creates it, and locks it for this
     process: a second run on the same directory is refused while this one lives (the lock
@@ -387,7 +378,7 @@ class OutputDir:
 
     Args:
         path: The directory; created with its parents.
-        config: The experiment's configuration (flag values): JSON-able after `jsonable`.
+        config: The run's configuration (flag values): JSON-able after `jsonable`.
             Saved as ``config.json`` on first use; reopening the directory with a different
             configuration raises ValueError naming the differing keys.
         name: Prefix of the progress lines (default: the directory's name).
@@ -413,7 +404,7 @@ class OutputDir:
         >>> OutputDir(root + "/run", {"lr": 0.2, "radii": [0.05, 0.1]})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        tfstiffness.outputs.run_directory.ConfigMismatchError: ...(lr: saved 0.1, now 0.2)...
+        tfstiffness.errors.ConfigMismatchError: ...(lr: saved 0.1, now 0.2)...
     """
 
     def __init__(
@@ -550,14 +541,14 @@ class OutputDir:
     def step_events(self, run: str, step: int):
         """A `tf.summary` writer for the events of `step` of TensorBoard run `run`.
 
-        A context manager (`summary.step_events`): the events land in
+        A context manager (`tensorboard.step_events`): the events land in
         ``tensorboard/<run>/`` as one file named by the step, atomically, when the block
         ends. Writing the same step again replaces that file, so a resumed run that redoes
         a step leaves TensorBoard one copy of it.
         """
-        from tfstiffness.outputs import tensorboard as summary
+        from tfstiffness.outputs import tensorboard
 
-        return summary.step_events(self.tensorboard_dir / run, step, staging_dir=self.path)
+        return tensorboard.step_events(self.tensorboard_dir / run, step, staging_dir=self.path)
 
     # -- progress --------------------------------------------------------------------------
 

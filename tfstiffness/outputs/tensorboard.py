@@ -13,9 +13,9 @@ learning-rate sweep can be compared in its HParams tab: one run directory per tr
 
 Example:
     >>> import tempfile, tensorflow as tf
-    >>> from tfstiffness import summary
+    >>> from tfstiffness import tensorboard
     >>> writer = tf.summary.create_file_writer(tempfile.mkdtemp())
-    >>> summary.write_scalars(writer, {"within": 0.42, "xi": float("nan")}, step=3)
+    >>> tensorboard.write_scalars(writer, {"within": 0.42, "xi": float("nan")}, step=3)
     ['stiffness/within']
 """
 

@@ -284,9 +284,7 @@ def _validate(model, data: SummaryData, loss, method: str, block_size, radius) -
     from tfstiffness.engine import gram
 
     try:
-        labels = streaming._class_labels(data.y, "y")
-        labels2 = labels if data.y2 is None else streaming._class_labels(data.y2, "y2")
-        streaming._num_classes(data.num_classes, labels, labels2)
+        streaming.summary_labels(data.y, data.y2, data.num_classes)
         gram._setup(model, data.x, data.y, loss, data.x2, data.y2, method, block_size, None,
                     batch_size_name="block_size")
     except (ValueError, TypeError) as err:
