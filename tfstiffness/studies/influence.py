@@ -214,7 +214,7 @@ def _check(dataset, model, num_test, top_k, kind, flip_labels, checkpoints,
     if checkpoint_learning_rates is not None and not checkpoints:
         raise error("checkpoint_learning_rates: given without checkpoints")
     if checkpoints is not None:
-        from tfstiffness import influence
+        from tfstiffness.influence import tracin as influence
 
         try:  # Paths and learning rates; the files are loaded with the data.
             influence._checked_checkpoints(checkpoints)
@@ -249,7 +249,8 @@ def _prepare(dataset, model, data_dir, max_train_examples, seed, data_options, n
     checked before anything is written."""
     import keras
 
-    from tfstiffness import data, influence
+    from tfstiffness import data
+    from tfstiffness.influence import tracin as influence
     from tfstiffness.influence.label_noise import flip_labels
 
     error = runner.StudyInputError
@@ -384,7 +385,7 @@ def _train(out, setup, *, epochs, learning_rate, batch_size, seed):
         batch_size=batch_size, seed=seed, eval_epochs=range(1, epochs + 1), measure=measure,
         on_epoch=on_epoch)
     paths = [str(checkpoint_path(out, e)) for e in range(1, epochs + 1)]
-    from tfstiffness import influence
+    from tfstiffness.influence import tracin as influence
 
     try:
         _, weights = influence._load_checkpoints(paths, run.model, compile=False)
