@@ -214,12 +214,13 @@ def _check(dataset, model, num_test, top_k, kind, flip_labels, checkpoints,
     if checkpoint_learning_rates is not None and not checkpoints:
         raise error("checkpoint_learning_rates: given without checkpoints")
     if checkpoints is not None:
-        from tfstiffness.influence import tracin as influence
+        # From the module: the package exports only public names (and `tracin` the function).
+        from tfstiffness.influence.tracin import _checked_checkpoints, _checked_learning_rates
 
         try:  # Paths and learning rates; the files are loaded with the data.
-            influence._checked_checkpoints(checkpoints)
+            _checked_checkpoints(checkpoints)
             if checkpoint_learning_rates is not None:
-                influence._checked_learning_rates(checkpoint_learning_rates, len(checkpoints))
+                _checked_learning_rates(checkpoint_learning_rates, len(checkpoints))
         except (TypeError, ValueError) as err:
             raise error(str(err)) from None
 
@@ -250,8 +251,12 @@ def _prepare(dataset, model, data_dir, max_train_examples, seed, data_options, n
     import keras
 
     from tfstiffness import data
-    from tfstiffness.influence import tracin as influence
     from tfstiffness.influence.label_noise import flip_labels
+    from tfstiffness.influence.tracin import (
+        _checked_checkpoints,
+        _checked_learning_rates,
+        _load_checkpoints,
+    )
 
     error = runner.StudyInputError
     try:
@@ -287,12 +292,12 @@ def _prepare(dataset, model, data_dir, max_train_examples, seed, data_options, n
              "loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
     if not checkpoints:
         return setup
-    entries = influence._checked_checkpoints(list(checkpoints))  # Checked by `_check`.
+    entries = _checked_checkpoints(list(checkpoints))  # Checked by `_check`.
     etas = ([1.0] * len(entries) if checkpoint_learning_rates is None else
-            influence._checked_learning_rates(checkpoint_learning_rates, len(entries)))
+            _checked_learning_rates(checkpoint_learning_rates, len(entries)))
     needs_model = any(str(e).endswith(".weights.h5") for e in entries)
     try:
-        working, weights = influence._load_checkpoints(
+        working, weights = _load_checkpoints(
             entries, make_model() if needs_model else None, compile=True)
         working.set_weights(weights[-1])
         logits = working(train.x[:2], training=False)
@@ -385,10 +390,10 @@ def _train(out, setup, *, epochs, learning_rate, batch_size, seed):
         batch_size=batch_size, seed=seed, eval_epochs=range(1, epochs + 1), measure=measure,
         on_epoch=on_epoch)
     paths = [str(checkpoint_path(out, e)) for e in range(1, epochs + 1)]
-    from tfstiffness.influence import tracin as influence
+    from tfstiffness.influence.tracin import _load_checkpoints
 
     try:
-        _, weights = influence._load_checkpoints(paths, run.model, compile=False)
+        _, weights = _load_checkpoints(paths, run.model, compile=False)
     except ValueError as err:  # A checkpoint file removed or damaged since it was written.
         raise runner.StudyInputError(f"{out.path / CHECKPOINTS_DIR}: {err}; delete the output "
                                      "directory to train again") from None
