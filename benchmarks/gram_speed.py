@@ -32,10 +32,10 @@ import numpy as np
 import tensorflow as tf
 
 import tfstiffness as tfs
-from tfstiffness.engine import gram as engine_gram
 from benchmarks._measure import report, run_child, timed
 from tfstiffness import models
 from tfstiffness.engine import _generic
+from tfstiffness.engine.run import default_block_size
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 BLOCK = 512
@@ -136,7 +136,7 @@ def floor_seconds(model, x, y) -> float:
 
 
 def method_seconds(model, x, y, method: str) -> float:
-    block = None if method == "ghost" else engine_gram._default_block(model, method, len(y))
+    block = None if method == "ghost" else default_block_size(model, method, len(y))
     warm = block or min(len(y), BLOCK)
     tfs.gradient_gram(model, _rows(x, 0, warm), y[:warm], loss=LOSS, method=method,
                       batch_size=block)

@@ -1,6 +1,8 @@
 """Streaming aggregates equal the in-memory measures; runs resume after a kill; strategies agree."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import pytest
 import tfstiffness as tfs
 from tests.support import REPO_ROOT
 from tests.support.models_zoo import ZOO, data_for
+from tests.support.streaming_checkpoints import done_pairs
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 ROOT = str(REPO_ROOT)
@@ -105,14 +108,6 @@ def _job(*args, **kwargs):
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), **kwargs)
 
 
-def _done_pairs(path) -> int:
-    try:
-        with np.load(path) as state:
-            return len(state["done"])
-    except (OSError, ValueError, KeyError):
-        return 0
-
-
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     reference = tmp_path / "reference.npz"
@@ -120,12 +115,12 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     checkpoint, resumed = tmp_path / "state.npz", tmp_path / "resumed.npz"
     job = _job(str(resumed), str(checkpoint))
     deadline = time.monotonic() + 300
-    while _done_pairs(checkpoint) < 20 and job.poll() is None and time.monotonic() < deadline:
+    while done_pairs(checkpoint) < 20 and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert job.poll() is None, "the run ended before it could be interrupted"
     os.kill(job.pid, signal.SIGKILL)
     job.wait()
-    done_at_kill = _done_pairs(checkpoint)
+    done_at_kill = done_pairs(checkpoint)
     assert 0 < done_at_kill < 78  # 12 blocks -> 78 pairs
     assert _job(str(resumed), str(checkpoint)).wait(timeout=300) == 0
     with np.load(reference) as ref, np.load(resumed) as res:
@@ -154,3 +149,46 @@ def test_alignment_family_streamed_equals_in_memory():
     for kind in ("gram", "cosine"):
         assert summary.alignment.gradient_confusion(kind) == pytest.approx(
             memory.gradient_confusion(kind), rel=1e-5, abs=1e-7)
+
+
+FIXTURE = REPO_ROOT / "tests" / "fixtures" / "streaming"
+
+
+def test_checkpoint_from_before_the_move_resumes_to_a_fresh_run(tmp_path):
+    """A checkpoint written by the code before the package moved into folders (commit 37eeb17,
+    by tests/fixtures/make_streaming_fixture.py: 8 of 21 blocks done) resumes under this code.
+
+    It resumes rather than being refused because nothing its fingerprint covers changed in the
+    move: the model loads from its `.keras` file with the same layer and variable names and
+    weights, the loss, data, method, block size and settings are the same, and the state's
+    keys and shapes are unchanged. The resumed summary must equal a fresh run to float
+    round-off (blocks are summed in another order); both are computed here, nothing is
+    hard-coded.
+    """
+    settings = json.loads((FIXTURE / "settings.json").read_text())
+    with np.load(FIXTURE / "data.npz") as data:
+        x, y = data["x"], data["y"]
+    model = keras.models.load_model(FIXTURE / "model.keras", compile=False)
+    checkpoint = tmp_path / "checkpoint.npz"  # a copy: resuming writes to it
+    shutil.copyfile(FIXTURE / "checkpoint.npz", checkpoint)
+
+    resumed = tfs.stiffness_summary(model, x, y, checkpoint=checkpoint, **settings)
+    fresh = tfs.stiffness_summary(model, x, y, **settings)
+
+    assert (resumed.blocks_resumed, resumed.blocks_total) == (8, 21)
+    assert resumed.blocks_by_worker == (13,)
+    np.testing.assert_allclose(resumed.sq_norms, fresh.sq_norms, rtol=1e-6)
+    for kind in ("sign", "cosine"):
+        np.testing.assert_allclose(resumed.class_matrix[kind], fresh.class_matrix[kind],
+                                   rtol=1e-6, atol=1e-7)
+        assert resumed.superclass_contrast[kind] == pytest.approx(
+            fresh.superclass_contrast[kind], rel=1e-6, abs=1e-7)
+        np.testing.assert_array_equal(resumed.distance_curve[kind].counts,
+                                      fresh.distance_curve[kind].counts)
+        np.testing.assert_allclose(resumed.distance_curve[kind].means,
+                                   fresh.distance_curve[kind].means, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(resumed.neighbourhood[kind], fresh.neighbourhood[kind],
+                                   rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(resumed.neighbour_counts, fresh.neighbour_counts)
+    assert resumed.alignment.m_coherence() == pytest.approx(fresh.alignment.m_coherence(),
+                                                            rel=1e-6)

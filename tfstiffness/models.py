@@ -19,17 +19,23 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 from keras import layers, ops
 
+from tfstiffness.errors import StudyInputError
+
 Activation = str | Callable
 
 __all__ = [
+    "KERAS_HUB_MISSING",
     "MaskedMeanPooling",
     "PaddingMask",
     "PositionIds",
+    "bert_tiny",
     "fully_connected",
+    "keras_hub_module",
     "mnist1d_cnn",
     "paper_cnn",
     "resnet20v1",
@@ -349,3 +355,53 @@ def transformer_classifier(
     pooled = MaskedMeanPooling(name="pooled")(h, tokens)
     outputs = layers.Dense(num_classes, name="logits")(pooled)
     return keras.Model(tokens, outputs, name="transformer_classifier")
+
+
+#: What to do when keras_hub is missing.
+KERAS_HUB_MISSING = ("--model bert_tiny needs keras_hub, which tfstiffness does not install: "
+                     "pip install keras-hub (it installs beside TensorFlow 2.21 without "
+                     "changing it), or pip install -e '.[test]' in a clone")
+
+
+def keras_hub_module():
+    """keras_hub, imported; StudyInputError saying how to install it when it is missing."""
+    try:
+        import keras_hub
+    except ImportError:
+        raise StudyInputError(KERAS_HUB_MISSING) from None
+    return keras_hub
+
+
+def bert_tiny(vocab_size: int, sequence_length: int, num_classes: int, *, num_layers: int,
+              num_heads: int, hidden_dim: int, intermediate_dim: int, **options: Any):
+    """keras_hub's BERT classifier in a small configuration, randomly initialised.
+
+    ``BertTextClassifier(backbone=BertBackbone(...), preprocessor=None)``: it takes the dict
+    inputs ``token_ids``, ``padding_mask`` and ``segment_ids`` [batch, sequence_length]
+    (`studies.model_factory.model_inputs`) and returns logits. Nothing is downloaded. The
+    size is the caller's: the text study's is `studies.text_transformer.BERT_TINY_DEFAULTS`
+    (2 layers, 2 heads, hidden 64, intermediate 128).
+
+    Args:
+        vocab_size: Vocabulary size of the data's tokenizer (id 0 is padding).
+        sequence_length: The data's padded sequence length.
+        num_classes: Number of output logits.
+        num_layers, num_heads, hidden_dim, intermediate_dim: The ``BertBackbone``'s size.
+        **options: Other ``BertBackbone`` options (``dropout``, ...).
+
+    Raises:
+        errors.StudyInputError: keras_hub is not installed (saying how to install it).
+
+    Example:
+        >>> model = bert_tiny(100, 16, 2, num_layers=2, num_heads=2, hidden_dim=64,
+        ...                   intermediate_dim=128)  # doctest: +SKIP
+        >>> sorted(model.input)  # doctest: +SKIP
+        ['padding_mask', 'segment_ids', 'token_ids']
+    """
+    keras_hub = keras_hub_module()
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=int(vocab_size), max_sequence_length=int(sequence_length),
+        num_layers=num_layers, num_heads=num_heads, hidden_dim=hidden_dim,
+        intermediate_dim=intermediate_dim, **options)
+    return keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=int(num_classes),
+                                               preprocessor=None)

@@ -23,16 +23,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfstiffness import checks, measures
-from tfstiffness.engine import structure
-from tfstiffness.engine import tiling
-from tfstiffness.measures import alignment
 from tfstiffness.distributed import cluster
-from tfstiffness.engine import gram as _gram
+from tfstiffness.engine import structure, tiling
+from tfstiffness.engine.run import GramRun, Progress, check_finite_block, prepare_run
+from tfstiffness.measures import StiffnessCurve, alignment
 from tfstiffness.measures.input_space import InputSpace
 from tfstiffness.measures.input_space import features as _features
-from tfstiffness.outputs.atomic import NPZ_READ_ERRORS, atomic_write, read_npz
-from tfstiffness.measures import StiffnessCurve
 from tfstiffness.measures.neighbourhood import DIRECT_DISTANCE_MAX_FEATURES
+from tfstiffness.outputs.atomic import NPZ_READ_ERRORS, atomic_write, read_npz
 
 _PAIRS = ("within", "between", "all")
 
@@ -163,19 +161,28 @@ def stiffness_summary(
     labels, labels2, k = summary_labels(y, y2, num_classes)
     edges = np.linspace(0.0, 2.0, 21) if distance_edges is None else np.asarray(
         distance_edges, np.float64)
-    run = _gram._setup(model, x, y, loss, x2, y2, method, block_size, strategy, loss_weights,
-                       batch_size_name="block_size")
+    run = prepare_run(model, x, y, loss, x2, y2, method, block_size, strategy, loss_weights,
+                      batch_size_name="block_size")
     acc = _Accumulator(run, tuple(kinds), labels, labels2, k, edges, pairs, radius,
                        weighting, bandwidth)
     fingerprint = _fingerprint(model, run, kinds=list(kinds), num_classes=k,
                                distance_edges=edges.tolist(), pairs=pairs, radius=radius,
                                weighting=weighting, bandwidth=bandwidth)
-    total = _gram._num_pairs(run.n, acc.m, run.block, run.x2 is None)
     if strategy is not None:
         return _on_workers(run, acc, fingerprint, checkpoint, checkpoint_every, verbose,
-                           strategy, fine_to_coarse, total)
+                           strategy, fine_to_coarse, run.num_block_pairs)
+    return _in_one_process(run, acc, fingerprint, checkpoint, checkpoint_every, verbose,
+                           fine_to_coarse)
+
+
+def _in_one_process(run: GramRun, acc: _Accumulator, fingerprint: dict[str, str], checkpoint,
+                    checkpoint_every: float, verbose: bool | None,
+                    fine_to_coarse) -> StiffnessSummary:
+    """The summary computed by this process alone: every block not yet in the checkpoint
+    (if any) folded in, the checkpoint saved every `checkpoint_every` seconds and at the end."""
+    total = run.num_block_pairs
     resumed = acc.load(checkpoint, fingerprint) if checkpoint else 0
-    progress = _gram.Progress("stiffness_summary", total, verbose, done=resumed)
+    progress = Progress("stiffness_summary", total, verbose, done=resumed)
     last_save = time.monotonic()
     computed = 0
     for b in run.blocks(done=frozenset(acc.done)):
@@ -191,7 +198,7 @@ def stiffness_summary(
     return acc.result(fine_to_coarse, total, resumed, (computed,))
 
 
-def _on_workers(run, acc: _Accumulator, fingerprint: dict[str, str], checkpoint,
+def _on_workers(run: GramRun, acc: _Accumulator, fingerprint: dict[str, str], checkpoint,
                 checkpoint_every: float, verbose: bool | None,
                 strategy: tf.distribute.Strategy, fine_to_coarse,
                 total_blocks: int) -> StiffnessSummary:
@@ -210,13 +217,11 @@ def _on_workers(run, acc: _Accumulator, fingerprint: dict[str, str], checkpoint,
         acc.load(checkpoint, fingerprint)  # a refusal raises here; the others then stop
     sync = _Sync(strategy, acc, chief)
     done = sync.exchange(next_after=1 if checkpoint else 0)["done"]  # the chief's, to all
-    progress = _gram.Progress("stiffness_summary", total_blocks,
+    progress = Progress("stiffness_summary", total_blocks,
                               False if verbose is None and not chief else verbose,
                               done=len(done))
     workers = cluster.num_workers(strategy)
-    steps = tiling.local_steps(run.prepared.source, run.x, run.y, run.x2, run.y2,
-                                block=run.block, cache_bytes=_gram._CACHE_BYTES,
-                                strategy=strategy, done=frozenset(map(tuple, done)))
+    steps = run.local_steps(done=frozenset(map(tuple, done)))
     since, started = 0, time.monotonic()
     for blocks in steps:
         for b in blocks:
@@ -428,7 +433,7 @@ class _Accumulator:
         return {tuple(p) for p in self.state["done"]}
 
     def add(self, b) -> None:
-        _gram.check_finite_block(b, self.one_set)
+        check_finite_block(b, self.one_set)
         st = self.state
         G = b.total
         sq_r = sum(b.row_sq_norms.values())

@@ -1,4 +1,6 @@
-"""A resumable training loop for the stiffness studies: Adam, fixed batches, measured epochs.
+"""The training loops of the stiffness studies: `train_resumable` (Adam, fixed batches,
+measured epochs, resumable after any epoch) and `fit_sgd` (plain SGD for Walker's stages;
+its docstring says why it is a loop of its own).
 
 `train_resumable` trains a Keras classifier (logits output) with Adam at a constant learning
 rate and calls a measurement function at chosen epochs (0 = before training). After every
@@ -30,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -39,8 +42,8 @@ import numpy as np
 from tfstiffness.engine import structure
 from tfstiffness.outputs import run_directory
 
-__all__ = ["EpochReport", "TrainingRun", "batch_order", "evaluate", "parse_eval_epochs",
-           "train_resumable"]
+__all__ = ["EpochReport", "TrainingRun", "batch_order", "evaluate", "fit_sgd",
+           "parse_eval_epochs", "set_weights", "train_resumable", "weights_arrays"]
 
 #: Measurement function: (model, epoch) -> name -> array (the same names and shapes each time).
 MeasureFn = Callable[[Any, int], Mapping[str, Any]]
@@ -234,7 +237,6 @@ def train_resumable(
         A `TrainingRun`.
     """
     import keras
-    import tensorflow as tf
 
     eval_epochs = sorted({int(e) for e in eval_epochs})
     if any(not 0 <= e <= epochs for e in eval_epochs):
@@ -247,60 +249,94 @@ def train_resumable(
     model = build_model()
     optimizer = keras.optimizers.Adam(learning_rate)
     optimizer.build(model.trainable_variables)  # Its variables must exist to be restored.
-    loss_fn = _loss_fn()
-
-    measured: dict[int, dict[str, np.ndarray]] = {}
-    epoch_loss: list[float] = []
-    train_seconds: list[float] = []
-    measure_seconds: dict[int, float] = {}
-    finished = -1  # -1: not even the initial state is checkpointed.
-    resumed_from = -1
-    if out.done(stage):
-        state = out.load_stage(stage)
-        finished = resumed_from = int(state["epochs_done"])
-        model.set_weights([state[f"weight_{i}"] for i in range(len(model.weights))])
-        for i, variable in enumerate(optimizer.variables):
-            variable.assign(state[f"optimizer_{i}"])
-        epoch_loss = state["epoch_loss"].tolist()
-        train_seconds = state["train_seconds"].tolist()
-        for epoch in state["eval_epochs"].tolist():
-            prefix = f"m{epoch}/"
-            measured[epoch] = {key[len(prefix):]: value for key, value in state.items()
-                               if key.startswith(prefix)}
-        measure_seconds = dict(zip(state["eval_epochs"].tolist(),
-                                   state["measure_seconds"].tolist()))
-
-    def checkpoint(done_epochs: int) -> None:
-        arrays: dict[str, np.ndarray] = {
-            "epochs_done": np.int64(done_epochs),
-            "epoch_loss": np.asarray(epoch_loss, np.float64),
-            "train_seconds": np.asarray(train_seconds, np.float64),
-            "eval_epochs": np.asarray(sorted(measured), np.int64),
-            "measure_seconds": np.asarray([measure_seconds[e] for e in sorted(measured)],
-                                          np.float64),
-        }
-        arrays.update({f"weight_{i}": np.asarray(w) for i, w in enumerate(model.get_weights())})
-        arrays.update({f"optimizer_{i}": np.asarray(v)
-                       for i, v in enumerate(optimizer.variables)})
-        for epoch, values in measured.items():
-            arrays.update(_pack(f"m{epoch}/", values))
-        out.save_stage(stage, arrays)
+    state = _restore(out, stage, model, optimizer)
 
     def measured_at(epoch: int) -> dict[str, np.ndarray] | None:
         if epoch not in eval_epochs:
             return None
         start = time.monotonic()
-        measured[epoch] = {k: np.asarray(v) for k, v in measure(model, epoch).items()}
-        measure_seconds[epoch] = time.monotonic() - start
-        return measured[epoch]
+        state.measured[epoch] = {k: np.asarray(v) for k, v in measure(model, epoch).items()}
+        state.measure_seconds[epoch] = time.monotonic() - start
+        return state.measured[epoch]
 
-    if finished < 0:
+    if state.finished < 0:
         values = measured_at(0)
         if on_epoch is not None:
             on_epoch(EpochReport(label, 0, epochs, None, values, 0.0,
-                                 measure_seconds.get(0, 0.0)))
-        checkpoint(0)
-        finished = 0
+                                 state.measure_seconds.get(0, 0.0)))
+        _checkpoint(out, stage, model, optimizer, state, 0)
+
+    train_step = _adam_step(model, optimizer)
+    for epoch in range(state.finished + 1, epochs + 1):
+        start = time.monotonic()
+        state.epoch_loss.append(_train_epoch(train_step, x, y, batch_order(len(y), seed, epoch),
+                                             batch_size))
+        state.train_seconds.append(time.monotonic() - start)
+        values = measured_at(epoch)
+        if on_epoch is not None:
+            on_epoch(EpochReport(label, epoch, epochs, state.epoch_loss[-1], values,
+                                 state.train_seconds[-1], state.measure_seconds.get(epoch, 0.0)))
+        _checkpoint(out, stage, model, optimizer, state, epoch)
+    return _training_run(model, stage, eval_epochs, state)
+
+
+@dataclasses.dataclass
+class _Progress:
+    """What a `train_resumable` checkpoint holds besides the weights and optimizer."""
+
+    measured: dict[int, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    epoch_loss: list[float] = dataclasses.field(default_factory=list)
+    train_seconds: list[float] = dataclasses.field(default_factory=list)
+    measure_seconds: dict[int, float] = dataclasses.field(default_factory=dict)
+    finished: int = -1  # -1: not even the initial state is checkpointed.
+    resumed_from: int = -1
+
+
+def _restore(out: run_directory.OutputDir, stage: str, model, optimizer) -> _Progress:
+    """The checkpoint of `stage` loaded into `model` and `optimizer`, if there is one."""
+    state = _Progress()
+    if not out.done(stage):
+        return state
+    saved = out.load_stage(stage)
+    state.finished = state.resumed_from = int(saved["epochs_done"])
+    set_weights(model, saved)
+    for i, variable in enumerate(optimizer.variables):
+        variable.assign(saved[f"optimizer_{i}"])
+    state.epoch_loss = saved["epoch_loss"].tolist()
+    state.train_seconds = saved["train_seconds"].tolist()
+    for epoch in saved["eval_epochs"].tolist():
+        prefix = f"m{epoch}/"
+        state.measured[epoch] = {key[len(prefix):]: value for key, value in saved.items()
+                                 if key.startswith(prefix)}
+    state.measure_seconds = dict(zip(saved["eval_epochs"].tolist(),
+                                     saved["measure_seconds"].tolist()))
+    return state
+
+
+def _checkpoint(out: run_directory.OutputDir, stage: str, model, optimizer, state: _Progress,
+                done_epochs: int) -> None:
+    """Saves weights, optimizer variables and `state` after `done_epochs` epochs, atomically."""
+    measured = sorted(state.measured)
+    arrays: dict[str, np.ndarray] = {
+        "epochs_done": np.int64(done_epochs),
+        "epoch_loss": np.asarray(state.epoch_loss, np.float64),
+        "train_seconds": np.asarray(state.train_seconds, np.float64),
+        "eval_epochs": np.asarray(measured, np.int64),
+        "measure_seconds": np.asarray([state.measure_seconds[e] for e in measured], np.float64),
+    }
+    arrays.update(weights_arrays(model))
+    arrays.update({f"optimizer_{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
+    for epoch, values in state.measured.items():
+        arrays.update(_pack(f"m{epoch}/", values))
+    out.save_stage(stage, arrays)
+    state.finished = done_epochs
+
+
+def _adam_step(model, optimizer) -> Callable[[Any, Any], Any]:
+    """One traced optimizer step on a mini-batch; returns its mean loss."""
+    import tensorflow as tf
+
+    loss_fn = _loss_fn()
 
     @tf.function(reduce_retracing=True)
     def train_step(xb, yb):
@@ -310,32 +346,81 @@ def train_resumable(
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
-    n = len(y)
-    for epoch in range(finished + 1, epochs + 1):
-        start = time.monotonic()
-        order = batch_order(n, seed, epoch)
-        losses, weights = [], []
-        for first in range(0, n, batch_size):
-            idx = order[first:first + batch_size]
-            losses.append(float(train_step(structure.take(x, idx), y[idx])))
-            weights.append(len(idx))
-        epoch_loss.append(float(np.average(losses, weights=weights)) if losses else float("nan"))
-        train_seconds.append(time.monotonic() - start)
-        values = measured_at(epoch)
-        if on_epoch is not None:
-            on_epoch(EpochReport(label, epoch, epochs, epoch_loss[-1], values,
-                                 train_seconds[-1], measure_seconds.get(epoch, 0.0)))
-        checkpoint(epoch)
+    return train_step
 
-    missing = [e for e in eval_epochs if e not in measured]
+
+def _train_epoch(train_step: Callable[[Any, Any], Any], x: Any, y: np.ndarray,
+                 order: np.ndarray, batch_size: int) -> float:
+    """One epoch over the mini-batches of `order`; the batch-size-weighted mean batch loss."""
+    losses, weights = [], []
+    for first in range(0, len(y), batch_size):
+        idx = order[first:first + batch_size]
+        losses.append(float(train_step(structure.take(x, idx), y[idx])))
+        weights.append(len(idx))
+    return float(np.average(losses, weights=weights)) if losses else float("nan")
+
+
+def _training_run(model, stage: str, eval_epochs: Sequence[int],
+                  state: _Progress) -> TrainingRun:
+    """The `TrainingRun` of a finished run: measurements stacked over `eval_epochs`."""
+    missing = [e for e in eval_epochs if e not in state.measured]
     if missing:
         raise RuntimeError(f"checkpoint {stage!r} lacks measurements of epochs {missing}; "
                            "was eval_epochs changed? Use a new output directory.")
-    names = list(measured[eval_epochs[0]])
-    stacked = {key: np.stack([measured[e][key] for e in eval_epochs]) for key in names}
+    names = list(state.measured[eval_epochs[0]])
+    stacked = {key: np.stack([state.measured[e][key] for e in eval_epochs]) for key in names}
     return TrainingRun(model=model, eval_epochs=np.asarray(eval_epochs, np.int64),
-                       measurements=stacked, epoch_loss=np.asarray(epoch_loss, np.float64),
-                       train_seconds=np.asarray(train_seconds, np.float64),
-                       measure_seconds=np.asarray([measure_seconds[e] for e in eval_epochs],
-                                                  np.float64),
-                       resumed_from=resumed_from)
+                       measurements=stacked,
+                       epoch_loss=np.asarray(state.epoch_loss, np.float64),
+                       train_seconds=np.asarray(state.train_seconds, np.float64),
+                       measure_seconds=np.asarray([state.measure_seconds[e]
+                                                   for e in eval_epochs], np.float64),
+                       resumed_from=state.resumed_from)
+
+
+def weights_arrays(model) -> dict[str, np.ndarray]:
+    """The model's weights as ``weight_<i>`` arrays (for a stage checkpoint)."""
+    return {f"weight_{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
+
+
+def set_weights(model, arrays: Mapping[str, np.ndarray]) -> None:
+    """Restores weights saved by `weights_arrays`."""
+    model.set_weights([arrays[f"weight_{i}"] for i in range(len(model.get_weights()))])
+
+
+def fit_sgd(model, x: np.ndarray, y: np.ndarray, *, epochs: int, learning_rate: float,
+            batch_size: int, seed: int, loss: Any,
+            on_epoch: Callable[[int, float, float], None] | None = None) -> np.ndarray:
+    """Plain SGD with shuffled mini-batches (`model.fit`); returns each epoch's mean batch loss.
+
+    The second training loop, for Walker's studies (`studies.neighbourhoods`,
+    `studies.layerwise`), and why it is not `train_resumable`: those studies train a whole
+    stage at once (a model from its initial weights to the end) and checkpoint per stage,
+    with plain SGD and Keras' own shuffling, as Walker did; nothing is measured during
+    training, so there is no epoch to resume at. Their recorded numbers (the tests compare
+    them) come from this batch order, which `train_resumable`'s `batch_order` and Adam
+    would change.
+
+    Seeded here (`seed` + 1), not only at start-up, so that a resumed study trains a stage
+    with the same batch order as an uninterrupted one whatever stages it skipped.
+
+    Args:
+        on_epoch: Called as ``on_epoch(epoch, mean_batch_loss, seconds)`` after each epoch
+            (1-based).
+    """
+    import keras
+
+    class _Report(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if on_epoch is not None:
+                on_epoch(epoch + 1, float((logs or {}).get("loss", math.nan)),
+                         time.monotonic() - self.start)
+
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss=loss)
+    keras.utils.set_random_seed(seed + 1)
+    history = model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
+                        callbacks=[_Report()])
+    return np.asarray(history.history["loss"], dtype=np.float64)

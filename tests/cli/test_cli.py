@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tests.support import REPO_ROOT
+from tests.support.events import scalar_events
 from tfstiffness import data
 from tfstiffness.cli import cifar100_superclass as superclass_cli
 from tfstiffness.cli import class_stiffness as class_cli
@@ -41,21 +41,9 @@ def _summary(out):
     return json.loads((Path(out) / "summary.json").read_text())
 
 
-def _events(run_dir):
-    """tag -> [(step, value)] over every event file of a run directory, in file order."""
-    tags = {}
-    for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for value in event.summary.value:
-                number = (float(tf.make_ndarray(value.tensor))
-                          if value.metadata.plugin_data.plugin_name == "scalars" else None)
-                tags.setdefault(value.tag, []).append((event.step, number))
-    return tags
-
-
 def _assert_each_step_once(tensorboard):
     for run_dir in {p.parent for p in Path(tensorboard).rglob("events.out.tfevents.*")}:
-        for tag, points in _events(run_dir).items():
+        for tag, points in scalar_events(run_dir).items():
             steps = [step for step, _ in points]
             assert len(steps) == len(set(steps)), (run_dir, tag, steps)
             assert steps == sorted(steps), (run_dir, tag, steps)
@@ -254,14 +242,14 @@ def test_cifar100_superclass_on_the_synthetic_hierarchy(tmp_path, capsys):
                                   np.flatnonzero(FINE_TO_COARSE == 0))
     _check_files(out, ["class_matrix", "superclass_matrix", "curves", "stiffness_vs_distance"])
     # The binaries write what the callback writes: histograms, xi_crossed, the alignment.
-    tags = _events(out / "tensorboard" / "stiffness")
+    tags = scalar_events(out / "tensorboard" / "stiffness")
     assert "stiffness/train_val/cosine/values" in tags
     assert [s for s, _ in tags["stiffness/train_train/cosine/xi_crossed"]] == [0, 1]
     assert "stiffness/train_train/cosine/class_matrix" in tags
     assert "stiffness/train_train/alignment/m_coherence" in tags
     assert "stiffness/train_train/cosine/xi_linear_fit_slope" in tags
     assert {"metrics/loss", "metrics/accuracy", "metrics/batch_loss"} <= set(
-        _events(out / "tensorboard" / "train"))
+        scalar_events(out / "tensorboard" / "train"))
     # Same directory, other flags: one line naming the flag.
     assert _run(superclass_cli, *args, "--epochs=2") == 1
     err = capsys.readouterr().err
@@ -279,7 +267,7 @@ def test_class_stiffness_on_synthetic_images(tmp_path, capsys):
     assert summary["config"]["eval_epochs"] == [0, 2]
     assert summary["config"]["model"] == "fc"
     _check_files(out, ["class_matrix", "curves", "stiffness_vs_distance"])
-    steps = [s for s, _ in _events(out / "tensorboard" / "train")["metrics/batch_loss"]]
+    steps = [s for s, _ in scalar_events(out / "tensorboard" / "train")["metrics/batch_loss"]]
     assert steps == [1, 2]  # Every epoch; the full-pass loss only where measured.
     # A checkpoint damaged after the run (a copy cut short) is refused, naming the file.
     (stage,) = (out / "stages").iterdir()
@@ -394,7 +382,7 @@ def test_seeds_repeat_the_study_and_report_the_mean_with_an_interval(tmp_path, c
             for p in (out / "tensorboard").rglob("events.out.tfevents.*")}
     assert {"seed=0/stiffness", "seed=2/train", "mean_over_seeds/stiffness", "figures"} <= runs
     assert not (out / "seed=0" / "tensorboard").exists()
-    mean_tags = _events(out / "tensorboard" / "mean_over_seeds" / "stiffness")
+    mean_tags = scalar_events(out / "tensorboard" / "mean_over_seeds" / "stiffness")
     got = dict(mean_tags["stiffness/train_train/cosine/within"])
     assert got[1] == pytest.approx(np.mean(within), rel=1e-5)
     _assert_each_step_once(out / "tensorboard")
@@ -566,9 +554,9 @@ def test_live_tensorboard_lock_sigint_and_quiet_resume(tmp_path):
         # Stiffness scalars readable from the event files while the run is going on.
         stiffness = out / "tensorboard" / "stiffness"
         _wait(lambda: "stiffness/train_train/cosine/within" in (
-            _events(stiffness) if stiffness.exists() else {}), first)
+            scalar_events(stiffness) if stiffness.exists() else {}), first)
         assert first.poll() is None
-        within = _events(stiffness)["stiffness/train_train/cosine/within"]
+        within = scalar_events(stiffness)["stiffness/train_train/cosine/within"]
         assert within[0][0] == 0 and -1 <= within[0][1] <= 1
         # A second run on the same directory is refused, naming the first one's process.
         second = subprocess.run(command, check=False, env=_env(), cwd=tmp_path,
@@ -637,6 +625,6 @@ def test_run_killed_mid_training_resumes_to_identical_results(tmp_path):
     # TensorBoard shows each step once, and the same steps as the uninterrupted run.
     _assert_each_step_once(killed / "tensorboard")
     for run in ("stiffness", "train", "validation"):
-        got, want = _events(killed / "tensorboard" / run), _events(whole / "tensorboard" / run)
+        got, want = scalar_events(killed / "tensorboard" / run), scalar_events(whole / "tensorboard" / run)
         assert {t: [s for s, _ in p] for t, p in got.items()} == \
             {t: [s for s, _ in p] for t, p in want.items()}, run

@@ -29,19 +29,24 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 FINE_TO_COARSE = np.array([0, 0, 1, 1])
 
 
-@pytest.fixture
-def saved(tmp_path):
-    """A compiled model with a custom layer, saved as .keras, and an .npz of its data."""
+def _save_model_and_data(path, n, data_seed):
+    """A compiled model with a custom layer saved as path/model.keras, and n examples of its
+    data in path/data.npz."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((6,)), Scale(),
                               keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(4)])
     model.compile(loss=LOSS)
-    model.save(tmp_path / "model.keras")
-    rng = np.random.default_rng(0)
-    n = 50
-    np.savez(tmp_path / "data.npz", x=rng.normal(size=(n, 6)).astype("float32"),
+    model.save(path / "model.keras")
+    rng = np.random.default_rng(data_seed)
+    np.savez(path / "data.npz", x=rng.normal(size=(n, 6)).astype("float32"),
              y=rng.integers(0, 4, n), fine_to_coarse=FINE_TO_COARSE)
-    return tmp_path
+    return path
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A compiled model with a custom layer, saved as .keras, and an .npz of its data."""
+    return _save_model_and_data(tmp_path, 50, 0)
 
 
 def _args(saved, out, *extra):
@@ -265,14 +270,7 @@ def test_multi_worker_through_the_local_launcher_equals_one_process(saved):
 
 @pytest.mark.slow
 def test_killed_chief_of_the_launched_cluster_then_the_same_command_resumes(tmp_path):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((6,)), Scale(),
-                              keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(4)])
-    model.compile(loss=LOSS)
-    model.save(tmp_path / "model.keras")
-    rng = np.random.default_rng(1)
-    np.savez(tmp_path / "data.npz", x=rng.normal(size=(200, 6)).astype("float32"),
-             y=rng.integers(0, 4, 200), fine_to_coarse=FINE_TO_COARSE)
+    _save_model_and_data(tmp_path, 200, 1)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "tfstiffness.cli.summary_local_cluster", "--workers", "2",
                "--", *[a for a in _args(tmp_path, out, "--checkpoint_every", "0")

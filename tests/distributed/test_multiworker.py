@@ -21,10 +21,11 @@ import tfstiffness as tfs
 from tests.support import REPO_ROOT
 from tests.support.models_zoo import ZOO, data_for
 from tests.support.multiworker_job import SETTINGS, summary_arrays
+from tests.support.streaming_checkpoints import done_pairs
 from tfstiffness import cli, streaming
 from tfstiffness.cli import summary_local_cluster
 from tfstiffness.distributed import cluster, local_cluster
-from tfstiffness.engine import gram as _gram
+from tfstiffness.engine.run import prepare_run
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 ROOT = str(REPO_ROOT)
@@ -58,7 +59,7 @@ def test_states_of_disjoint_blocks_reduce_to_the_one_pass_summary():
     model = ZOO["dense_net"]()
     x, y = data_for("dense_net", 23)
     expected = tfs.stiffness_summary(model, x, y, loss=LOSS, **SETTINGS)
-    run = _gram._setup(model, x, y, LOSS, None, None, "auto", SETTINGS["block_size"], None)
+    run = prepare_run(model, x, y, LOSS, None, None, "auto", SETTINGS["block_size"], None)
     edges = np.asarray(SETTINGS["distance_edges"])
     workers = [streaming._Accumulator(run, ("sign", "cosine"), y, y, 3, edges, "within",
                                       SETTINGS["radius"], "uniform", None) for _ in range(3)]
@@ -316,7 +317,7 @@ def test_killed_chief_then_the_same_command_resumes_to_the_same_numbers(saved):
     while time.monotonic() < deadline and launcher.poll() is None:
         found = [re.search(r"worker 0 \(chief\): pid (\d+)", line) for line in list(lines)]
         chief_pid = next((int(m.group(1)) for m in found if m), chief_pid)
-        if chief_pid and _done_pairs(checkpoint) >= 10:
+        if chief_pid and done_pairs(checkpoint) >= 10:
             os.kill(chief_pid, signal.SIGKILL)
             break
         time.sleep(0.02)
@@ -324,7 +325,7 @@ def test_killed_chief_then_the_same_command_resumes_to_the_same_numbers(saved):
     status = launcher.wait(timeout=120)  # the launcher stops the other worker and fails
     reader.join(timeout=10)
     assert status == 128 + signal.SIGKILL, "".join(lines)[-3000:]
-    done_after = _done_pairs(checkpoint)
+    done_after = done_pairs(checkpoint)
     assert 10 <= done_after < 78 and not (saved / "result_0.npz").exists()
 
     again = _launcher(saved, *args)
@@ -345,11 +346,3 @@ def test_workers_with_different_data_are_refused_on_every_worker(saved):
     assert log.count("ValueError: strategy: the cluster's workers are not measuring the "
                      "same run: data differs on worker(s) [1] from the chief (0)") >= 1, log[-3000:]
     assert not (saved / "result_0.npz").exists()
-
-
-def _done_pairs(path) -> int:
-    try:
-        with np.load(path) as state:
-            return len(state["done"])
-    except (OSError, ValueError, KeyError):
-        return 0

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tests.support.bruteforce import relative_error
+from tests.support.custom_layers import Scale
 from tests.support.rules_check import check_ghost
 from tfstiffness.engine import _factors
 from tfstiffness.engine.rules._linear import einsum_layout as _einsum_layout
@@ -104,16 +105,6 @@ def test_shared_layer_called_on_different_inputs():
     model = keras.Model(both, keras.layers.Dense(3)(
         keras.Model([a, b], merged)([both[:, 0], both[:, 1]])))
     _check(model, RNG.normal(size=(6, 2, 4)).astype("float32"))
-
-
-class Scale(keras.layers.Layer):
-    """A layer with weights and no rule: goes through the generic path."""
-
-    def build(self, input_shape):
-        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones")
-
-    def call(self, inputs):
-        return inputs * self.w
 
 
 def test_mixing_ruled_and_unruled_layers():

@@ -63,9 +63,9 @@ def test_batch_size_is_capped_at_the_number_of_examples():
     gram = tfs.gradient_gram(model, x, y, loss=LOSS, batch_size=10**9)
     np.testing.assert_allclose(gram.total, tfs.gradient_gram(model, x, y, loss=LOSS).total,
                                rtol=1e-6, atol=1e-7)
-    from tfstiffness.engine import gram as gram_module
+    from tfstiffness.engine.run import prepare_run
 
-    run = gram_module._setup(model, x, y, LOSS, None, None, "auto", 10**9, None)
+    run = prepare_run(model, x, y, LOSS, None, None, "auto", 10**9, None)
     assert run.block == 12
 
 

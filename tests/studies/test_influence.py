@@ -5,15 +5,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tests.support import REPO_ROOT
 from tests.support.bruteforce import per_example_gradients, relative_error
+from tests.support.events import scalar_events
 from tfstiffness import data
 from tfstiffness.cli import influence as influence_cli
 from tfstiffness.influence.label_noise import flip_labels
@@ -29,18 +28,6 @@ SMALL = {"dataset": "mnist1d", "model": "mlp", "epochs": 2, "learning_rate": 0.0
          "verbose": False}
 FIGURES = {"proponents_opponents_000-009", "proponents_opponents_010-011",
            "highest_self_influence", "flipped_label_detection"}
-
-
-def _events(run_dir):
-    """tag -> [(step, value)] over the event files of a TensorBoard run directory."""
-    tags = {}
-    for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for value in event.summary.value:
-                number = (float(tf.make_ndarray(value.tensor))
-                          if value.metadata.plugin_data.plugin_name == "scalars" else None)
-                tags.setdefault(value.tag, []).append((event.step, number))
-    return tags
 
 
 def _gradients(model, x, y):
@@ -64,15 +51,15 @@ def test_study_writes_every_file_and_numbers_equal_brute_force(small_run):
     assert all((out / "figures" / f"{name}.png").stat().st_size > 1000 for name in FIGURES)
     assert sorted(p.name for p in (out / "tensorboard").iterdir()) == [
         "figures", "influence", "test", "train"]
-    train_events = _events(out / "tensorboard" / "train")
+    train_events = scalar_events(out / "tensorboard" / "train")
     assert [s for s, _ in train_events["metrics/loss"]] == [1, 2]
     assert {"metrics/batch_loss", "metrics/accuracy", "metrics/clean_accuracy"} <= set(
         train_events)
-    influence_events = _events(out / "tensorboard" / "influence")
+    influence_events = scalar_events(out / "tensorboard" / "influence")
     flips = results["flipped_labels"]
     assert influence_events["influence/self_influence_auc"] == [
         (2, pytest.approx(flips["self_influence_auc"], rel=1e-6))]
-    figure_tags = set(_events(out / "tensorboard" / "figures"))
+    figure_tags = set(scalar_events(out / "tensorboard" / "figures"))
     assert figure_tags == {f"figures/{name}" for name in FIGURES}
     assert not list(out.rglob(".*.tmp"))
 

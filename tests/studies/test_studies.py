@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from tfstiffness import models, studies, training
-from tfstiffness.outputs import run_directory
-from tfstiffness.studies import class_stiffness, runner
+from tfstiffness.outputs import run_directory, study_figures
+from tfstiffness.studies import progress, runner
 
 
 def _data(n=48, seed=0):
@@ -158,7 +158,7 @@ def test_bad_study_arguments_are_refused_before_writing(tmp_path, kwargs, messag
 
 def test_eta_model_prices_measured_and_unmeasured_epochs_apart():
     # Epochs cost 1 s to train; a measurement 4 s; the first of each pays 3 s of tracing.
-    eta = runner.EtaModel({"a": (6, [0, 3, 6]), "b": (6, [0, 3, 6])}, final_figures=2)
+    eta = progress.EtaModel({"a": (6, [0, 3, 6]), "b": (6, [0, 3, 6])}, final_figures=2)
     eta.record("a", 0, 0.0, 7.0, images=2, image_seconds=1.0)
     eta.record("a", 1, 4.0, 0.0)
     eta.record("a", 2, 1.0, 0.0)
@@ -167,7 +167,7 @@ def test_eta_model_prices_measured_and_unmeasured_epochs_apart():
     # 2 final figures at 0.5 s.
     assert eta.remaining() == pytest.approx(3 * 1 + 4 + (6 * 1 + 3) + (3 * 4 + 3) + 2 * 0.5)
     # A resumed run reports from a later epoch: the skipped ones are not counted as left.
-    resumed = runner.EtaModel({"": (10, [0, 5, 8])})
+    resumed = progress.EtaModel({"": (10, [0, 5, 8])})
     resumed.record("", 6, 2.0, 0.0)  # Resumed after epoch 5: tracing again.
     resumed.record("", 7, 1.0, 0.0)
     resumed.record("", 8, 1.0, 2.0)
@@ -183,7 +183,7 @@ def test_curves_figure_has_distinct_pairing_styles_and_a_log_loss_panel():
         for kind in runner.KINDS:
             for stat in ("within", "between", "superclass_contrast"):
                 m[f"{pair}/{kind}/{stat}"] = np.linspace(-0.1, 0.2, 4)
-    fig = class_stiffness.curves_figure(epochs, m, np.array([5.0, 0.9, 0.6, 0.3]), title="t")
+    fig = study_figures.curves_figure(epochs, m, np.array([5.0, 0.9, 0.6, 0.3]), title="t")
     legend = fig.legends[0]
     styles = {text.get_text(): line.get_linestyle()
               for text, line in zip(legend.get_texts(), legend.legend_handles)}

@@ -39,9 +39,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from absl import app, flags
-from tfstiffness.errors import CommandError  # noqa: F401 (re-exported)
 
-__all__ = ["CommandError", "help_text", "quiet_tensorflow", "run_binary"]
+from tfstiffness import errors
+from tfstiffness.errors import CommandError
+
+__all__ = ["CommandError", "help_text", "quiet_tensorflow", "run_binary", "study_binary"]
 
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "--helpfull", "-?")
 EXIT_USAGE = 2
@@ -137,15 +139,8 @@ def quiet_tensorflow(show_log: bool = False) -> None:
 
 def _refusals() -> tuple[type[BaseException], ...]:
     """Errors that a binary reports as one line: bad input found before anything is written."""
-    from tfstiffness.outputs import run_directory
-    from tfstiffness.studies import runner
-
-    kinds: list[type[BaseException]] = [CommandError, runner.StudyInputError,
-                                        run_directory.OutputDirError,
-                                        run_directory.ConfigMismatchError]
-    if "tfstiffness.data" in sys.modules:
-        kinds.append(sys.modules["tfstiffness.data"].DatasetUnavailableError)
-    return tuple(kinds)
+    return (errors.CommandError, errors.StudyInputError, errors.OutputDirError,
+            errors.ConfigMismatchError, errors.DatasetUnavailableError)
 
 
 def run_binary(main: Callable[[list[str]], Any], flag_values: flags.FlagValues,
@@ -208,6 +203,57 @@ def run_binary(main: Callable[[list[str]], Any], flag_values: flags.FlagValues,
         return 0
 
     app.run(wrapped, argv=argv, flags_parser=parse)
+
+
+def study_binary(
+    config_class: type,
+    run_study: Callable[..., Any],
+    binary: str,
+    doc: str | None,
+    *,
+    define: Callable[[flags.FlagValues], None] | None = None,
+    options: Callable[[flags.FlagValues], dict[str, Any]] | None = None,
+) -> tuple[flags.FlagValues, Callable[[Sequence[str]], None], Callable[..., None]]:
+    """A study's binary from its config class: its own flags, its ``main`` and its
+    console-script ``run``.
+
+    The flags are the config's (`_flags.define_config`) and those `define` adds; ``main``
+    runs `run_study` with the config's arguments from the flags (`_flags.config_kwargs`)
+    and the arguments `options` makes of the added flags (e.g. ``data_options``).
+
+    Args:
+        config_class: The study's config dataclass (`studies.config.StudyConfig`).
+        run_study: The study's ``run_*`` function.
+        binary: The binary's name (the default output directory is ``runs/<binary>``).
+        doc: The binary's docstring, shown by ``--help``.
+        define: Defines the binary's own flags beyond the config's.
+        options: ``options(flag_values)`` -> more arguments of `run_study`; raises
+            `CommandError` (or ValueError, reported the same way) for flags that do not go
+            together.
+
+    Returns:
+        (flag values, ``main(argv)``, ``run(argv=None)``).
+    """
+    from tfstiffness.cli import _flags
+
+    flag_values = flags.FlagValues()
+    _flags.define_config(flag_values, config_class, binary)
+    if define is not None:
+        define(flag_values)
+
+    def main(argv: Sequence[str]) -> None:
+        """Runs the study with the flags' settings."""
+        try:
+            extra = {} if options is None else options(flag_values)
+        except ValueError as err:
+            raise CommandError(str(err)) from None
+        run_study(**{**_flags.config_kwargs(flag_values, config_class), **extra})
+
+    def run(argv: Sequence[str] | None = None) -> None:
+        """Console-script entry point (console scripts call it without argv)."""
+        run_binary(main, flag_values, doc, argv)
+
+    return flag_values, main, run
 
 
 def _refusal_message(err: BaseException) -> str:

@@ -1,12 +1,17 @@
-"""Flag definitions shared by the binaries: each binary calls the definers it needs, into its
-OWN `flags.FlagValues`, with its study's defaults, so its --help lists only its own flags with
-their real values. Values are checked when parsed (types, ranges, choices), before anything
-runs; `study_default` reads a default from the study function, the one place it is set.
+"""Flag definitions shared by the binaries, derived from the studies' config dataclasses.
+
+Each binary defines its study's flags into its OWN `flags.FlagValues` with `define_config`,
+which reads the study's config class (`tfstiffness.studies.config`): one flag per field that
+has one, with the field's default, help, kind and bounds, so a parameter is stated once and
+--help lists only the binary's own flags with their real values. Values are checked when
+parsed (types, ranges, choices), before anything runs; `config_kwargs` turns them back into
+the study's arguments.
 
 Example:
     >>> from absl import flags
+    >>> from tfstiffness.studies.neighbourhoods import NeighbourhoodsConfig
     >>> fv = flags.FlagValues()
-    >>> define_batch_size(fv, 32)
+    >>> define_config(fv, NeighbourhoodsConfig, "neighbourhoods")
     >>> fv(["prog", "--batch_size=-5"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -15,27 +20,17 @@ Example:
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from absl import flags
 
-__all__ = ["define_study", "study_default", "study_kwargs", "synthetic_options"]
+__all__ = ["HIERARCHY_FLAGS", "config_kwargs", "data_options",
+           "define_config", "define_hierarchy_flags", "synthetic_options"]
 
 FlagValues = flags.FlagValues
-
-
-def study_default(function: Callable[..., Any], name: str) -> Any:
-    """The default value of argument `name` of a study function.
-
-    Example:
-        >>> def run(output_dir, epochs=6): ...
-        >>> study_default(run, "epochs")
-        6
-    """
-    return inspect.signature(function).parameters[name].default
 
 
 def define_output_dir(fv: FlagValues, binary: str) -> None:
@@ -45,49 +40,31 @@ def define_output_dir(fv: FlagValues, binary: str) -> None:
                         "directory are refused while the first lives.", flag_values=fv)
 
 
-def define_common(fv: FlagValues, seed_help: str) -> None:
-    """--seed, --method, --quiet and --verbosity: every binary has them."""
-    flags.DEFINE_integer("seed", 0, seed_help, lower_bound=0, flag_values=fv)
-    flags.DEFINE_enum("method", "auto", ["auto", "ghost", "vmap", "jacobian"],
-                      "How gradient_gram computes the Gram matrices (all exact).",
-                      flag_values=fv)
+def define_run_flags(fv: FlagValues) -> None:
+    """--quiet and --verbosity: how every binary runs, not what it computes."""
     flags.DEFINE_bool("quiet", False, "Print no progress lines.", flag_values=fv)
     flags.DEFINE_integer("verbosity", 0, "1 also shows TensorFlow's start-up log and its C++ "
                          "info and warning lines (hidden at 0).", short_name="v",
                          flag_values=fv)
 
 
-def define_epochs(fv: FlagValues, default: int, per: str = "") -> None:
-    flags.DEFINE_integer("epochs", default, f"Training epochs{per}.", lower_bound=1,
-                         flag_values=fv)
-
-
-def define_batch_size(fv: FlagValues, default: int, optimizer: str = "Adam") -> None:
-    flags.DEFINE_integer("batch_size", default, f"Mini-batch size of the {optimizer} steps.",
-                         lower_bound=1, flag_values=fv)
-
-
 def _positive_finite(value: float | None) -> bool:
     return value is None or (math.isfinite(value) and value > 0)
 
 
-def define_learning_rate(fv: FlagValues, default: float, optimizer: str = "Adam") -> None:
-    flags.DEFINE_float("learning_rate", default, f"{optimizer}'s constant learning rate.",
-                       flag_values=fv)
-    flags.register_validator("learning_rate", _positive_finite,
-                             message="--learning_rate must be a finite number > 0",
+def define_positive_float(fv: FlagValues, name: str, default: float, help_text: str) -> None:
+    """A finite number > 0 (e.g. --learning_rate)."""
+    flags.DEFINE_float(name, default, help_text, flag_values=fv)
+    flags.register_validator(name, _positive_finite,
+                             message=f"--{name} must be a finite number > 0", flag_values=fv)
+
+
+def define_share(fv: FlagValues, name: str, default: float | None, help_text: str) -> None:
+    """None or a share in [0, 1) (e.g. --flip_labels)."""
+    flags.DEFINE_float(name, default, help_text, flag_values=fv)
+    flags.register_validator(name, lambda v: v is None or (math.isfinite(v) and 0 <= v < 1),
+                             message=f"--{name} must be a share in [0, 1), e.g. 0.1",
                              flag_values=fv)
-
-
-def define_dataset(fv: FlagValues, default: str, choices: Sequence[str], help_text: str) -> None:
-    flags.DEFINE_enum("dataset", default, list(choices), help_text, flag_values=fv)
-
-
-def define_data_dir(fv: FlagValues) -> None:
-    flags.DEFINE_string("data_dir", None, "TensorFlow Datasets directory holding the prepared "
-                        "real data sets; none: ~/tensorflow_datasets. Without network access, "
-                        "place them there first (`tfds build <name>` on a connected machine, "
-                        "then copy the folder).", flag_values=fv)
 
 
 _MODEL_HELP = {
@@ -118,29 +95,12 @@ def _seeds_ok(values: Sequence[str] | None) -> bool:
     return bool(seeds) and min(seeds) >= 0 and len(set(seeds)) == len(seeds)
 
 
-def define_seeds(fv: FlagValues) -> None:
+def define_seeds(fv: FlagValues, help_text: str) -> None:
     """--seeds: repeat the study over seeds (`studies.seeds.run_seeds`)."""
-    flags.DEFINE_list("seeds", None, "Repeat the study for each of these seeds, e.g. 0,1,2: one "
-                      "resumable run per seed in <output_dir>/seed=S, then the mean with a 95% "
-                      "interval across seeds in <output_dir> (summary.json, figures with bands, "
-                      "TensorBoard runs seed=S/... and mean_over_seeds). Replaces --seed.",
-                      flag_values=fv)
+    flags.DEFINE_list("seeds", None, help_text, flag_values=fv)
     flags.register_validator("seeds", _seeds_ok,
                              message="--seeds must be distinct comma-separated integers >= 0",
                              flag_values=fv)
-
-
-def define_bootstrap_samples(fv: FlagValues, default: int) -> None:
-    flags.DEFINE_integer("bootstrap_samples", default, "Bootstrap resamples of the probe "
-                         "examples at each measurement (within classes, from the Gram matrix "
-                         "already computed): 95% intervals of within/between stiffness, the "
-                         "super-class contrast, both xi estimators and m-coherence; 0: none.",
-                         lower_bound=0, flag_values=fv)
-
-
-def define_probe_per_class(fv: FlagValues, default: int, splits: str) -> None:
-    flags.DEFINE_integer("probe_per_class", default, f"Probe examples per class, {splits}.",
-                         lower_bound=1, flag_values=fv)
 
 
 def _eval_epochs_ok(value: str) -> bool:
@@ -152,10 +112,8 @@ def _eval_epochs_ok(value: str) -> bool:
         return False
 
 
-def define_eval_epochs(fv: FlagValues, default: str) -> None:
-    flags.DEFINE_string("eval_epochs", default, "Epochs at which to measure stiffness: a "
-                        "comma-separated list, 'log' (1, 2, 4, 8, ...) or 'all'; 0 (before "
-                        "training) and the last epoch are always measured.", flag_values=fv)
+def define_eval_epochs(fv: FlagValues, default: str, help_text: str) -> None:
+    flags.DEFINE_string("eval_epochs", default, help_text, flag_values=fv)
     flags.register_validator("eval_epochs", _eval_epochs_ok,
                              message="--eval_epochs must be 'log', 'all' or comma-separated "
                                      "integers >= 0, e.g. 1,2,5", flag_values=fv)
@@ -173,19 +131,6 @@ def eval_epochs(value: str) -> str | list[int] | None:
     if value == "log":
         return "log"
     return [int(part) for part in value.split(",")]
-
-
-def define_max_examples(fv: FlagValues, validation: bool = True) -> None:
-    flags.DEFINE_integer("max_train_examples", None, "Train on the first N training examples "
-                         "only; none: all.", lower_bound=1, flag_values=fv)
-    if validation:
-        flags.DEFINE_integer("max_val_examples", None, "Use the first N validation examples "
-                             "only; none: all.", lower_bound=1, flag_values=fv)
-
-
-def define_bins(fv: FlagValues, default: int) -> None:
-    flags.DEFINE_integer("bins", default, "Distance bins of the stiffness-vs-distance curves.",
-                         lower_bound=1, flag_values=fv)
 
 
 def int_list(text: Sequence[str] | str, separator: str = "-") -> list[int]:
@@ -224,8 +169,25 @@ def define_float_list(fv: FlagValues, name: str, default: Sequence[Any], help_te
                              flag_values=fv)
 
 
+def _finite_non_negative(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and value >= 0
+
+
+def define_nonnegative_float_list(fv: FlagValues, name: str, default: Sequence[Any] | None,
+                                  help_text: str) -> None:
+    """None or a comma-separated list of finite numbers >= 0."""
+    flags.DEFINE_list(name, default, help_text, flag_values=fv)
+    flags.register_validator(
+        name, lambda v: v is None or all(_finite_non_negative(part) for part in v),
+        message=f"--{name} must be comma-separated finite numbers >= 0", flag_values=fv)
+
+
 def define_int_list(fv: FlagValues, name: str, default: Sequence[Any], help_text: str,
-                    separator: str = "-") -> None:
+                    separator: str | None = "-") -> None:
     """A comma-separated list of items, each positive integers joined by `separator` (or a
     single positive integer when `separator` is None)."""
     flags.DEFINE_list(name, [str(v) for v in default], help_text, flag_values=fv)
@@ -236,60 +198,115 @@ def define_int_list(fv: FlagValues, name: str, default: Sequence[Any], help_text
                              flag_values=fv)
 
 
-def define_study(fv: FlagValues, run: Callable[..., Any], binary: str, *,
-                 datasets: Sequence[str], dataset_help: str, models: Sequence[str] = (),
-                 probe_splits: str = "", optimizer: str = "Adam", seed_help: str = "") -> None:
-    """The flags of a training study, for the arguments `run` has, with `run`'s defaults."""
-    params = inspect.signature(run).parameters
+def define_choice_list(fv: FlagValues, name: str, default: Sequence[str],
+                       choices: Sequence[str], help_text: str) -> None:
+    """A comma-separated list of some of `choices`."""
+    flags.DEFINE_list(name, list(default), help_text, flag_values=fv)
+    flags.register_validator(name, lambda v: bool(v) and set(v) <= set(choices),
+                             message=f"--{name} must be some of {tuple(choices)}",
+                             flag_values=fv)
+
+
+def _defaults_text(default: Sequence[Any], separator: str | None) -> list[str]:
+    """A list flag's default items: ``(64, 8)`` -> ``"64-8"`` for a list of widths."""
+    if separator:
+        return [separator.join(str(v) for v in item) if isinstance(item, (list, tuple))
+                else str(item) for item in default]
+    return [str(v) for v in default]
+
+
+def _define_field(fv: FlagValues, field: dataclasses.Field) -> None:
+    """The flag of one config field, as its metadata says (`studies.config.FLAG_KINDS`)."""
+    name, default, meta = field.name, field.default, field.metadata
+    kind, help_text = meta["flag"], meta["help"]
+    bounds = {key: meta[key] for key in ("lower_bound", "upper_bound") if key in meta}
+    if kind == "integer":
+        flags.DEFINE_integer(name, default, help_text, flag_values=fv, **bounds)
+    elif kind == "float":
+        flags.DEFINE_float(name, default, help_text, flag_values=fv, **bounds)
+    elif kind == "string":
+        flags.DEFINE_string(name, default, help_text, flag_values=fv)
+    elif kind == "enum":
+        flags.DEFINE_enum(name, default, list(meta["choices"]), help_text, flag_values=fv)
+    elif kind == "model":
+        define_model(fv, default, meta["choices"])
+    elif kind == "positive_float":
+        define_positive_float(fv, name, default, help_text)
+    elif kind == "eval_epochs":
+        define_eval_epochs(fv, "all" if default is None else default, help_text)
+    elif kind == "seeds":
+        define_seeds(fv, help_text)
+    elif kind == "float_list":
+        define_float_list(fv, name, default, help_text)
+    elif kind == "int_list":
+        separator = meta.get("separator")
+        define_int_list(fv, name, _defaults_text(default, separator), help_text, separator)
+    elif kind == "choice_list":
+        define_choice_list(fv, name, default, meta["choices"], help_text)
+    elif kind == "list":
+        flags.DEFINE_list(name, None if default is None else list(default), help_text,
+                          flag_values=fv)
+    elif kind == "share":
+        define_share(fv, name, default, help_text)
+    elif kind == "nonnegative_float_list":
+        define_nonnegative_float_list(fv, name, default, help_text)
+    else:
+        raise ValueError(f"{name}: unknown flag kind {kind!r}")
+    if meta.get("required"):
+        flags.mark_flag_as_required(name, flag_values=fv)
+
+
+def flag_fields(config_class: type) -> list[dataclasses.Field]:
+    """The fields of a study config class that have a flag."""
+    return [f for f in dataclasses.fields(config_class) if f.metadata.get("flag")]
+
+
+def define_config(fv: FlagValues, config_class: type, binary: str) -> None:
+    """The flags of a study: --output_dir, one flag per field of `config_class` that has one
+    (its kind, default, help and bounds from the field, `studies.config.parameter`), --quiet
+    and --verbosity."""
     define_output_dir(fv, binary)
-    define_dataset(fv, study_default(run, "dataset"), datasets, dataset_help)
-    if "data_dir" in params:
-        define_data_dir(fv)
-    if models:
-        define_model(fv, study_default(run, "model"), models)
-    define_epochs(fv, study_default(run, "epochs"))
-    if "learning_rate" in params:
-        define_learning_rate(fv, study_default(run, "learning_rate"), optimizer)
-    define_batch_size(fv, study_default(run, "batch_size"), optimizer)
-    define_probe_per_class(fv, study_default(run, "probe_per_class"), probe_splits)
-    if "eval_epochs" in params:
-        default = study_default(run, "eval_epochs")
-        define_eval_epochs(fv, "all" if default is None else default)
-    if "max_train_examples" in params:
-        define_max_examples(fv, validation="max_val_examples" in params)
-    if "bins" in params:
-        define_bins(fv, study_default(run, "bins"))
-    if "bootstrap_samples" in params:
-        define_bootstrap_samples(fv, study_default(run, "bootstrap_samples"))
-    define_common(fv, seed_help or "Seed of the synthetic data, probes, initial weights, "
-                  "batch order and bootstrap.")
-    if "seeds" in params:
-        define_seeds(fv)
+    for field in flag_fields(config_class):
+        _define_field(fv, field)
+    define_run_flags(fv)
 
 
-def study_kwargs(fv: FlagValues, run: Callable[..., Any]) -> dict[str, Any]:
-    """`run`'s keyword arguments from the flags of the same names (``verbose``: not --quiet;
-    ``eval_epochs`` converted by `eval_epochs`; ``seeds`` as integers).
+def _flag_value(fv: FlagValues, field: dataclasses.Field) -> Any:
+    """The argument of a field from its flag's value."""
+    value, meta = fv[field.name].value, field.metadata
+    kind = meta["flag"]
+    if value is None:
+        return None
+    if kind == "eval_epochs":
+        return eval_epochs(value)
+    if kind == "seeds":
+        return [int(v) for v in value]
+    if kind in ("float_list", "nonnegative_float_list"):
+        return [float(v) for v in value]
+    if kind == "int_list":
+        separator = meta.get("separator")
+        return [int_list(v, separator) for v in value] if separator else [int(v)
+                                                                           for v in value]
+    if kind in ("choice_list", "list"):
+        return list(value)
+    return value
+
+
+def config_kwargs(fv: FlagValues, config_class: type) -> dict[str, Any]:
+    """The study's keyword arguments from its flags: ``output_dir``, every field of
+    `config_class` with a flag, converted back (lists, ``eval_epochs`` by `eval_epochs`,
+    ``seeds`` as integers), and ``verbose`` (not --quiet).
 
     Raises:
         cli.CommandError: --seed and --seeds both given.
     """
-    kwargs: dict[str, Any] = {}
-    for name in inspect.signature(run).parameters:
-        if name == "verbose":
-            kwargs[name] = not fv["quiet"].value
-        elif name == "eval_epochs" and name in fv:
-            kwargs[name] = eval_epochs(fv[name].value)
-        elif name == "seeds" and name in fv:
-            kwargs[name] = None if fv[name].value is None else [int(v) for v in fv[name].value]
-        elif name in fv:
-            kwargs[name] = fv[name].value
+    kwargs = {field.name: _flag_value(fv, field) for field in flag_fields(config_class)}
     if kwargs.get("seeds") is not None and "seed" in fv and fv["seed"].present:
-        from tfstiffness.cli import CommandError
+        from tfstiffness.errors import CommandError
 
         raise CommandError("--seed and --seeds: give one (--seeds runs the study once per "
                            "seed)")
-    return kwargs
+    return {"output_dir": fv["output_dir"].value, **kwargs, "verbose": not fv["quiet"].value}
 
 
 def synthetic_options(fv: FlagValues, dataset: str, synthetic: str,
@@ -306,3 +323,32 @@ def synthetic_options(fv: FlagValues, dataset: str, synthetic: str,
             raise ValueError(f"{', '.join(given)} apply to --dataset {synthetic} only")
         return None
     return {option: fv[flag].value for flag, option in names.items()}
+
+
+#: Flags of the synthetic image hierarchy -> its generator options.
+HIERARCHY_FLAGS = {"synthetic_per_class": "num_per_class", "synthetic_noise": "noise",
+                   "synthetic_class_scale": "class_scale"}
+
+
+def define_hierarchy_flags(fv: FlagValues, defaults: Mapping[str, Any], noise_help: str) -> None:
+    """The `HIERARCHY_FLAGS` of ``hierarchical_images``, with a study's generator defaults."""
+    flags.DEFINE_integer("synthetic_per_class", defaults["num_per_class"],
+                         "hierarchical_images: images per class and split.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_float("synthetic_noise", defaults["noise"], "hierarchical_images: per-pixel "
+                       f"noise std ({noise_help}).", lower_bound=0, flag_values=fv)
+    flags.DEFINE_float("synthetic_class_scale", 0.5, "hierarchical_images: std of each "
+                       "class's pattern relative to its super-class prototype.", lower_bound=0,
+                       flag_values=fv)
+
+
+def data_options(synthetic: str, names: dict[str, str]
+                 ) -> Callable[[FlagValues], dict[str, Any]]:
+    """The `cli.study_binary` options of a synthetic generator's flags: ``data_options``
+    from the flags `names` (flag -> option) with ``--dataset`` `synthetic`
+    (`synthetic_options`)."""
+
+    def options(fv: FlagValues) -> dict[str, Any]:
+        return {"data_options": synthetic_options(fv, fv["dataset"].value, synthetic, names)}
+
+    return options

@@ -26,49 +26,15 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from absl import flags
-
 from tfstiffness import cli
 from tfstiffness.cli import _flags
 from tfstiffness.studies import class_stiffness as study
 
-FLAGS = flags.FlagValues()
-_RUN = study.run_class_stiffness
-_SYNTHETIC = "hierarchical_images"
-_SYNTHETIC_FLAGS = {"synthetic_per_class": "num_per_class", "synthetic_noise": "noise",
-                    "synthetic_class_scale": "class_scale"}
-_flags.define_study(FLAGS, _RUN, "class_stiffness",
-                    datasets=["mnist1d", _SYNTHETIC, "mnist", "fashion_mnist", "cifar10",
-                              "cifar100"],
-                    dataset_help="mnist1d or hierarchical_images (generated offline), or a "
-                                 "TensorFlow Datasets image set.",
-                    models=["fc", "cnn", "resnet20"],
-                    probe_splits="from the training and from the validation split")
-_DEFAULTS = study.DATA_DEFAULTS[_SYNTHETIC]
-flags.DEFINE_integer("synthetic_per_class", _DEFAULTS["num_per_class"], "hierarchical_images: "
-                     "images per class and split.", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_float("synthetic_noise", _DEFAULTS["noise"], "hierarchical_images: per-pixel "
-                   "noise std (higher is harder).", lower_bound=0, flag_values=FLAGS)
-flags.DEFINE_float("synthetic_class_scale", 0.5, "hierarchical_images: std of each class's "
-                   "pattern relative to its super-class prototype.", lower_bound=0,
-                   flag_values=FLAGS)
-
-
-def main(argv: Sequence[str]) -> None:
-    """Runs the study with the flags' settings."""
-    try:
-        options = _flags.synthetic_options(FLAGS, FLAGS.dataset, _SYNTHETIC, _SYNTHETIC_FLAGS)
-    except ValueError as err:
-        raise cli.CommandError(str(err)) from None
-    _RUN(**{**_flags.study_kwargs(FLAGS, _RUN), "data_options": options})
-
-
-def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (console scripts call it without argv)."""
-    cli.run_binary(main, FLAGS, __doc__, argv)
-
+FLAGS, main, run = cli.study_binary(
+    study.ClassStiffnessConfig, study.run_class_stiffness, "class_stiffness", __doc__,
+    define=lambda fv: _flags.define_hierarchy_flags(
+        fv, study.DATA_DEFAULTS["hierarchical_images"], "higher is harder"),
+    options=_flags.data_options("hierarchical_images", _flags.HIERARCHY_FLAGS))
 
 if __name__ == "__main__":
     run()

@@ -17,51 +17,22 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 from absl import flags
 
 from tfstiffness import cli
-from tfstiffness.cli import _flags
 from tfstiffness.studies import layerwise as study
 
-FLAGS = flags.FlagValues()
-_RUN = study.run_layerwise
-_flags.define_study(FLAGS, _RUN, "layerwise",
-                    datasets=["two_arcs", "mnist", "fashion_mnist", "cifar10", "cifar100"],
-                    dataset_help="two_arcs (the grid, offline) or a TensorFlow Datasets image "
-                                 "set.",
-                    probe_splits="from the training data (all of a smaller class)",
-                    optimizer="SGD",
-                    seed_help="Seed of the probe, initial weights and batch order.")
-_flags.define_int_list(FLAGS, "hidden_widths",
-                       ["-".join(map(str, w)) for w in _flags.study_default(_RUN,
-                                                                            "hidden_widths")],
-                       "Hidden widths of each MLP, widths joined by '-'.")
-flags.DEFINE_list("activations", list(_flags.study_default(_RUN, "activations")),
-                  f"Hidden activations, any of {', '.join(study.ACTIVATIONS)}.",
-                  flag_values=FLAGS)
-flags.register_validator("activations", lambda v: bool(v) and set(v) <= set(study.ACTIVATIONS),
-                         message=f"--activations must be some of {study.ACTIVATIONS}",
-                         flag_values=FLAGS)
-flags.DEFINE_integer("grid_n", _flags.study_default(_RUN, "grid_n"), "two_arcs: grid points "
-                     "per side.", lower_bound=2, flag_values=FLAGS)
 
-
-def main(argv: Sequence[str]) -> None:
-    """Runs the study with the flags' settings."""
-    if FLAGS.dataset != "two_arcs" and FLAGS["grid_n"].present:
+def _grid_only_for_two_arcs(fv: flags.FlagValues) -> dict[str, Any]:
+    if fv["dataset"].value != "two_arcs" and fv["grid_n"].present:
         raise cli.CommandError("--grid_n applies to --dataset two_arcs only")
-    kwargs = _flags.study_kwargs(FLAGS, _RUN)
-    kwargs["hidden_widths"] = [_flags.int_list(w) for w in FLAGS.hidden_widths]
-    kwargs["activations"] = list(FLAGS.activations)
-    _RUN(**kwargs)
+    return {}
 
 
-def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (console scripts call it without argv)."""
-    cli.run_binary(main, FLAGS, __doc__, argv)
-
+FLAGS, main, run = cli.study_binary(study.LayerwiseConfig, study.run_layerwise, "layerwise",
+                                    __doc__, options=_grid_only_for_two_arcs)
 
 if __name__ == "__main__":
     run()

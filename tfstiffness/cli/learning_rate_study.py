@@ -21,51 +21,28 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from absl import flags
 
 from tfstiffness import cli
 from tfstiffness.cli import _flags
 from tfstiffness.studies import learning_rate_study as study
 
-FLAGS = flags.FlagValues()
-_RUN = study.run_learning_rate_study
 _SYNTHETIC = "gaussian_blobs"
-_flags.define_study(FLAGS, _RUN, "learning_rate_study",
-                    datasets=["mnist1d", _SYNTHETIC, "mnist", "fashion_mnist", "cifar10",
-                              "cifar100"],
-                    dataset_help="mnist1d or gaussian_blobs (generated offline), or a "
-                                 "TensorFlow Datasets image set.",
-                    models=["fc", "cnn", "resnet20"], probe_splits="from the training split")
-_flags.define_float_list(FLAGS, "learning_rates", _flags.study_default(_RUN, "learning_rates"),
-                         "Adam's constant learning rates, one training run each.")
-flags.DEFINE_integer("loss_levels", _flags.study_default(_RUN, "loss_levels"),
-                     "Common training-loss levels of the equal-loss comparison.",
-                     lower_bound=1, flag_values=FLAGS)
-_DEFAULTS = study.DATA_DEFAULTS[_SYNTHETIC]
-flags.DEFINE_integer("synthetic_per_class", _DEFAULTS["num_per_class"], "gaussian_blobs: "
-                     "points per class and split.", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_float("synthetic_spread", _DEFAULTS["spread"], "gaussian_blobs: std of each "
-                   "blob (higher overlaps more).", lower_bound=0, flag_values=FLAGS)
 
 
-def main(argv: Sequence[str]) -> None:
-    """Runs the study with the flags' settings."""
-    try:
-        options = _flags.synthetic_options(FLAGS, FLAGS.dataset, _SYNTHETIC, {
-            "synthetic_per_class": "num_per_class", "synthetic_spread": "spread"})
-    except ValueError as err:
-        raise cli.CommandError(str(err)) from None
-    kwargs = _flags.study_kwargs(FLAGS, _RUN)
-    kwargs["learning_rates"] = [float(lr) for lr in FLAGS.learning_rates]
-    _RUN(**{**kwargs, "data_options": options})
+def _define_blob_flags(fv: flags.FlagValues) -> None:
+    defaults = study.DATA_DEFAULTS[_SYNTHETIC]
+    flags.DEFINE_integer("synthetic_per_class", defaults["num_per_class"], "gaussian_blobs: "
+                         "points per class and split.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_float("synthetic_spread", defaults["spread"], "gaussian_blobs: std of each "
+                       "blob (higher overlaps more).", lower_bound=0, flag_values=fv)
 
 
-def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (console scripts call it without argv)."""
-    cli.run_binary(main, FLAGS, __doc__, argv)
-
+FLAGS, main, run = cli.study_binary(
+    study.LearningRateStudyConfig, study.run_learning_rate_study, "learning_rate_study",
+    __doc__, define=_define_blob_flags,
+    options=_flags.data_options(_SYNTHETIC, {"synthetic_per_class": "num_per_class",
+                                             "synthetic_spread": "spread"}))
 
 if __name__ == "__main__":
     run()

@@ -17,48 +17,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from absl import flags
-
 from tfstiffness import cli
-from tfstiffness.cli import _flags
 from tfstiffness.studies import neighbourhoods as study
 
-FLAGS = flags.FlagValues()
-_RUN = study.run_neighbourhoods
-_flags.define_output_dir(FLAGS, "neighbourhoods")
-flags.DEFINE_integer("grid_n", _flags.study_default(_RUN, "grid_n"), "Grid points per side.",
-                     lower_bound=2, flag_values=FLAGS)
-_flags.define_int_list(FLAGS, "widths", _flags.study_default(_RUN, "widths"),
-                       "Hidden widths of the MLP.", separator=None)
-_flags.define_epochs(FLAGS, _flags.study_default(_RUN, "epochs"))
-_flags.define_learning_rate(FLAGS, _flags.study_default(_RUN, "learning_rate"), "SGD")
-_flags.define_batch_size(FLAGS, _flags.study_default(_RUN, "batch_size"), "SGD")
-_flags.define_float_list(FLAGS, "radii", _flags.study_default(_RUN, "radii"),
-                         "Neighbourhood radii, in input units (the grid step is "
-                         "2 / (grid_n - 1)).")
-flags.DEFINE_enum("weighting", _flags.study_default(_RUN, "weighting"), list(study.WEIGHTINGS),
-                  "Neighbour weights: uniform, or gaussian in the distance.", flag_values=FLAGS)
-flags.DEFINE_float("within", _flags.study_default(_RUN, "within"), "Distance to the true "
-                   "boundary that counts as 'on the boundary' for the AUC.", lower_bound=0,
-                   flag_values=FLAGS)
-_flags.define_common(FLAGS, "Seed of the initial weights and batch order.")
-_flags.define_seeds(FLAGS)
-
-
-def main(argv: Sequence[str]) -> None:
-    """Runs the study with the flags' settings."""
-    kwargs = _flags.study_kwargs(FLAGS, _RUN)
-    kwargs["radii"] = [float(r) for r in FLAGS.radii]
-    kwargs["widths"] = [int(w) for w in FLAGS.widths]
-    _RUN(**kwargs)
-
-
-def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (console scripts call it without argv)."""
-    cli.run_binary(main, FLAGS, __doc__, argv)
-
+FLAGS, main, run = cli.study_binary(study.NeighbourhoodsConfig, study.run_neighbourhoods,
+                                    "neighbourhoods", __doc__)
 
 if __name__ == "__main__":
     run()

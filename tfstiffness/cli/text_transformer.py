@@ -27,7 +27,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 from absl import flags
 
@@ -35,32 +35,7 @@ from tfstiffness import cli
 from tfstiffness.cli import _flags
 from tfstiffness.studies import text_transformer as study
 
-FLAGS = flags.FlagValues()
-_RUN = study.run_text_transformer
 _SYNTHETIC = "synthetic_text"
-_flags.define_study(FLAGS, _RUN, "text_transformer", datasets=study.DATASETS,
-                    dataset_help="synthetic_text (offline) or a TensorFlow Datasets text set.",
-                    models=study.MODELS,
-                    probe_splits="from the training and from the validation split")
-flags.DEFINE_integer("synthetic_per_split", 1000, "synthetic_text: sequences per split.",
-                     lower_bound=2, flag_values=FLAGS)
-flags.DEFINE_integer("vocab_size", None, "Vocabulary size, padding and out-of-vocabulary ids "
-                     "included; none: 100 for synthetic_text, 20000 for real text.",
-                     lower_bound=3, flag_values=FLAGS)
-flags.DEFINE_integer("sequence_length", None, "Padded sequence length; none: 32 for "
-                     "synthetic_text, 64 for real text.", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_integer("embed_dim", None, "Width; none: "
-                     f"{study.MODEL_DEFAULTS['embed_dim']} for transformer, "
-                     f"{study.BERT_TINY_DEFAULTS['hidden_dim']} for bert_tiny.",
-                     lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_integer("num_heads", None, "Attention heads; none: "
-                     f"{study.MODEL_DEFAULTS['num_heads']} for transformer, "
-                     f"{study.BERT_TINY_DEFAULTS['num_heads']} for bert_tiny.",
-                     lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_integer("num_blocks", None, "Encoder blocks (layers); none: "
-                     f"{study.MODEL_DEFAULTS['num_blocks']} for transformer, "
-                     f"{study.BERT_TINY_DEFAULTS['num_layers']} for bert_tiny.",
-                     lower_bound=1, flag_values=FLAGS)
 # Flag -> option of each model.
 _SIZE_OPTIONS = {"transformer": {"embed_dim": "embed_dim", "num_heads": "num_heads",
                                  "num_blocks": "num_blocks"},
@@ -68,29 +43,45 @@ _SIZE_OPTIONS = {"transformer": {"embed_dim": "embed_dim", "num_heads": "num_hea
                                "num_blocks": "num_layers"}}
 
 
-def main(argv: Sequence[str]) -> None:
-    """Runs the study with the flags' settings."""
-    try:
-        options = _flags.synthetic_options(FLAGS, FLAGS.dataset, _SYNTHETIC,
-                                           {"synthetic_per_split": "num_examples"}) or {}
-    except ValueError as err:
-        raise cli.CommandError(str(err)) from None
+def _define_text_flags(fv: flags.FlagValues) -> None:
+    """The data's and the models' size flags (gathered into data_options, model_options)."""
+    flags.DEFINE_integer("synthetic_per_split", 1000, "synthetic_text: sequences per split.",
+                         lower_bound=2, flag_values=fv)
+    flags.DEFINE_integer("vocab_size", None, "Vocabulary size, padding and out-of-vocabulary "
+                         "ids included; none: 100 for synthetic_text, 20000 for real text.",
+                         lower_bound=3, flag_values=fv)
+    flags.DEFINE_integer("sequence_length", None, "Padded sequence length; none: 32 for "
+                         "synthetic_text, 64 for real text.", lower_bound=1, flag_values=fv)
+    defaults, bert = study.MODEL_DEFAULTS, study.BERT_TINY_DEFAULTS
+    flags.DEFINE_integer("embed_dim", None, f"Width; none: {defaults['embed_dim']} for "
+                         f"transformer, {bert['hidden_dim']} for bert_tiny.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("num_heads", None, f"Attention heads; none: {defaults['num_heads']} "
+                         f"for transformer, {bert['num_heads']} for bert_tiny.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("num_blocks", None, "Encoder blocks (layers); none: "
+                         f"{defaults['num_blocks']} for transformer, {bert['num_layers']} for "
+                         "bert_tiny.", lower_bound=1, flag_values=fv)
+
+
+def _options(fv: flags.FlagValues) -> dict[str, Any]:
+    """data_options and model_options from the text flags."""
+    options = _flags.synthetic_options(fv, fv["dataset"].value, _SYNTHETIC,
+                                       {"synthetic_per_split": "num_examples"}) or {}
     for name in ("vocab_size", "sequence_length"):
-        if FLAGS[name].value is not None:
-            options[name] = FLAGS[name].value
-    model_options = {option: FLAGS[flag].value
-                     for flag, option in _SIZE_OPTIONS[FLAGS.model].items()
-                     if FLAGS[flag].value is not None}
-    if FLAGS.model == "bert_tiny" and "hidden_dim" in model_options:
+        if fv[name].value is not None:
+            options[name] = fv[name].value
+    model = fv["model"].value
+    model_options = {option: fv[flag].value for flag, option in _SIZE_OPTIONS[model].items()
+                     if fv[flag].value is not None}
+    if model == "bert_tiny" and "hidden_dim" in model_options:
         model_options["intermediate_dim"] = 2 * model_options["hidden_dim"]
-    _RUN(**{**_flags.study_kwargs(FLAGS, _RUN), "data_options": options,
-            "model_options": model_options})
+    return {"data_options": options, "model_options": model_options}
 
 
-def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (console scripts call it without argv)."""
-    cli.run_binary(main, FLAGS, __doc__, argv)
-
+FLAGS, main, run = cli.study_binary(study.TextTransformerConfig, study.run_text_transformer,
+                                    "text_transformer", __doc__, define=_define_text_flags,
+                                    options=_options)
 
 if __name__ == "__main__":
     run()

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tfstiffness.errors import WorkerLostError  # noqa: F401 (re-exported)
+
+from tfstiffness.errors import WorkerLostError
 
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
 _GATHERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

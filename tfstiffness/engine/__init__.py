@@ -2,17 +2,21 @@
 
 Imports run one way, top to bottom:
 
-- `gram`: the public entry (`gradient_gram`) and the interface the rest of the package uses to
-  drive the engine: `prepare_run` (validate the inputs, resolve the loss, choose the factor
-  source and the block size) gives a `GramRun`; `GramRun.blocks()` yields Gram blocks in a fixed
-  order; `num_block_pairs` counts them; `FACTOR_CACHE_BYTES` is the budget of cached row factors.
+- `gram`: the public entry (`gradient_gram`, `GradientGram`, `METHODS`).
+- `run`: the interface the rest of the package uses to drive the engine: `prepare_run`
+  (validate the inputs, resolve the loss, choose the factor source and the block size) gives
+  a `GramRun`; `GramRun.blocks()` yields Gram blocks in a fixed order (`local_steps()` a
+  worker's share on a cluster) and `GramRun.num_block_pairs` counts them; `FACTOR_CACHE_BYTES`
+  is the budget of cached row factors; `check_finite_block` and `Progress` serve every loop
+  over blocks.
 - `tiling`: bands of row blocks against streamed column blocks (`gram_blocks`, `local_steps`,
-  `BlockFactors`, `gram_block`), locally or over tf.distribute replicas.
+  `BlockFactors`, `gram_block`, `num_block_pairs`), locally or over tf.distribute replicas.
 - factor sources: `_ghost` (one batched forward and backward, per-layer `rules/`) and `_generic`
   (vmap / jacobian); both yield `_factors` (compact per-example gradients).
 - `losses` (per-example losses as Keras computes them), `_validation` (inputs against the
   model), `_precision` (float32 compute for mixed-precision models), `structure` (nested inputs
-  as Keras takes them; pure Python and numpy, so the measures use it without TensorFlow).
+  as Keras takes them) and `layer_keys` (the names of per-layer results); the last two are pure
+  Python and numpy, so the measures and probes use them without TensorFlow.
 
 This file imports only `environment` (the standard library), which checks the installed
 TensorFlow, Keras and Keras backend before any engine module loads them, and raises

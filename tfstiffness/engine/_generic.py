@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from tfstiffness.engine import _factors
-from tfstiffness.engine import structure
+from tfstiffness.engine import _factors, structure
+from tfstiffness.engine.layer_keys import group_by_layer
 
 # oneDNN's kernels abort the process (silently) when pfor vectorises per-example gradients
 # through attention einsums; they read this variable once, when TensorFlow is imported.
@@ -22,19 +22,6 @@ _ONEDNN_UNSAFE_LAYERS = ("MultiHeadAttention", "EinsumDense", "GroupedQueryAtten
 # tape.jacobian vectorises the block's backward pass once per example, so its cost grows with
 # the square of the block: it runs on chunks of this many examples.
 JACOBIAN_CHUNK = 16
-
-
-def layer_key(variable) -> str:
-    """The name under which a variable's Gram block is reported: its layer's path."""
-    return variable.path.rsplit("/", 1)[0]
-
-
-def group_by_layer(variables: Sequence) -> dict[str, list[int]]:
-    """Layer key -> indices into `variables`, in the model's variable order."""
-    groups: dict[str, list[int]] = {}
-    for index, v in enumerate(variables):
-        groups.setdefault(layer_key(v), []).append(index)
-    return groups
 
 
 def vmap_unsafe_layers(model: keras.Model) -> dict[str, list[str]]:

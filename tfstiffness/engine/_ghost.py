@@ -22,7 +22,8 @@ import keras
 import tensorflow as tf
 
 from tfstiffness.engine import _factors
-from tfstiffness.engine._generic import PerExampleGradients, layer_key
+from tfstiffness.engine._generic import PerExampleGradients
+from tfstiffness.engine.layer_keys import layer_key
 from tfstiffness.engine.losses import PerExampleLoss
 from tfstiffness.engine.rules import LayerCall, rule_for
 from tfstiffness.engine.rules._registry import Rule

@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfstiffness.engine import structure
-from tfstiffness.engine._generic import layer_key
-from tfstiffness.errors import NonFiniteWeightsError  # noqa: F401 (re-exported)
+from tfstiffness.engine.layer_keys import layer_key
+from tfstiffness.errors import NonFiniteWeightsError
 
 
 def model_inputs(model: keras.Model) -> Any:

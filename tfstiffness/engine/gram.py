@@ -1,15 +1,14 @@
 """`gradient_gram`: exact per-example gradient Gram matrices of a Keras model.
 
 Every method produces, block by block, *factors* of the per-example gradients (see
-`_factors`); one tiling loop (`_tiling`) turns pairs of blocks into Gram blocks. Memory beyond
-the result is bounded by a factor budget plus a few blocks, whatever N is.
+`_factors`); a prepared run (`run.prepare_run`) drives one tiling loop (`tiling`) that turns
+pairs of blocks into Gram blocks, which `gradient_gram` assembles into the matrix. Memory
+beyond the result is bounded by a factor budget plus a few blocks, whatever N is.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,25 +16,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness import checks
-from tfstiffness.engine import losses
-from tfstiffness.engine import _precision
-from tfstiffness.engine import structure
-from tfstiffness.engine import tiling
-from tfstiffness.engine import _validation
-from tfstiffness.engine._generic import PerExampleGradients, layer_key, vmap_unsafe_layers
-from tfstiffness.engine._ghost import GhostFactors
-from tfstiffness.engine.losses import PerExampleLoss
-from tfstiffness.errors import NonFiniteGradientError  # noqa: F401 (re-exported)
+from tfstiffness.engine.run import METHODS, GramRun, Progress, check_finite_block, prepare_run
+from tfstiffness.errors import NonFiniteGradientError
 
-METHODS = ("auto", "ghost", "vmap", "jacobian")
-# Row blocks' factors held at once (a band): when all fit, each block is computed once;
-# beyond it, column blocks are recomputed once per band so memory stays bounded.
-_CACHE_BYTES = 1 << 30
-_GENERIC_BLOCK_BYTES = 256 << 20
-_GHOST_BLOCK = 512
-
-FactorSource = tiling.FactorSource
+__all__ = ["METHODS", "GradientGram", "NonFiniteGradientError", "gradient_gram"]
 
 
 @dataclass
@@ -134,7 +118,7 @@ def gradient_gram(
         >>> gram.total.shape
         (8, 8)
     """
-    run = _setup(model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights)
+    run = prepare_run(model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights)
     _check_result_fits(run.n, run.m, 1 + (len(run.prepared.layer_keys) if by_layer else 0))
     total, layers, sq1, sq2 = _assemble(run, by_layer, verbose)
     return GradientGram(
@@ -143,164 +127,6 @@ def gradient_gram(
         fallback_layers=run.prepared.fallback_layers,
         layer_sq_norms=sq1 if by_layer else {},
         layer_sq_norms2=sq2 if by_layer else {})
-
-
-@dataclass
-class _Run:
-    """Checked inputs (labels as the loss expects them) and what computes their factors."""
-
-    x: Any
-    y: Any
-    x2: Any | None
-    y2: Any | None
-    prepared: _Prepared
-    block: int
-    strategy: tf.distribute.Strategy | None
-
-    @property
-    def n(self) -> int:
-        return structure.num_examples(self.x)
-
-    @property
-    def m(self) -> int:
-        return self.n if self.x2 is None else structure.num_examples(self.x2)
-
-    def blocks(self, done: frozenset = frozenset()):
-        return tiling.gram_blocks(self.prepared.source, self.x, self.y, self.x2, self.y2,
-                                   block=self.block, cache_bytes=_CACHE_BYTES, done=done,
-                                   strategy=self.strategy)
-
-
-def _setup(model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights=None,
-           batch_size_name: str = "batch_size") -> _Run:
-    """Validates everything before any heavy work; shared by every entry point."""
-    if method not in METHODS:
-        raise ValueError(f"method: expected one of {METHODS}, got {method!r}.")
-    if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
-        raise TypeError(f"strategy: expected a tf.distribute.Strategy or None, got "
-                        f"{type(strategy).__name__}.")
-    checks.positive_int(batch_size, batch_size_name, allow_none=True)
-    x = _validation.as_inputs(x, "x", model)
-    _validation.check_lengths(x, y, "x", "y")
-    if (x2 is None) != (y2 is None):
-        raise ValueError("x2, y2: give both (a second set) or neither.")
-    if x2 is not None:
-        x2 = _validation.as_inputs(x2, "x2", model)
-        _validation.check_lengths(x2, y2, "x2", "y2")
-    _validation.check_finite_variables(model)
-    prepared = _prepare(model, loss, loss_weights, method, x, y)
-    y = prepared.loss_fn.prepare_labels(y, "y")
-    if x2 is not None:
-        _validation.check_input_shape(model, x2, "x2")
-        y2 = prepared.loss_fn.prepare_labels(y2, "y2")
-    if not prepared.connected_checked:
-        with _precision.float32_compute(_precision.low_precision_layers(model)):
-            _validation.check_connected(model, prepared.loss_fn, x, y)
-        prepared.connected_checked = True
-    n = structure.num_examples(x)
-    m = n if x2 is None else structure.num_examples(x2)
-    # A block never exceeds the larger set: a huge batch_size must not allocate for nothing.
-    block = min(int(batch_size or _default_block(model, prepared.method, max(n, m))), max(n, m))
-    return _Run(x, y, x2, y2, prepared, block, strategy)
-
-
-@dataclass
-class _Prepared:
-    """What one (model, loss, method, variables, input structure) needs: checked and traced
-    once."""
-
-    loss_fn: PerExampleLoss
-    source: FactorSource
-    method: str
-    raw_source: Any  # the source before any float32 wrapping: a GhostFactors knows more
-    layer_keys: tuple[str, ...]
-    connected_checked: bool = False
-
-    @property
-    def fallback_layers(self) -> tuple[str, ...]:
-        return getattr(self.raw_source, "fallback_layers", ())
-
-
-def _prepare(model: keras.Model, loss: Any, loss_weights: Any, method: str, x: Any,
-             y: Any) -> _Prepared:
-    _validation.check_input_shape(model, x, "x")
-    # Everything that changes a trace is in the key: the loss (by value, not id), the input
-    # and label structures with their shapes, the method, the trainable variables and the
-    # compute policy.
-    key = (losses.cache_key(loss if loss is not None else losses.compiled_loss(model),
-                             loss_weights),
-           method, structure.shapes_key(x), _label_key(y),
-           tuple(id(v) for v in model.trainable_variables),
-           tuple(getattr(layer, "compute_dtype", None)
-                 for layer in _precision.low_precision_layers(model)))
-    cache = model.__dict__.setdefault("_tfstiffness_prepared", {})
-    prepared = cache.get(key)
-    if prepared is None:
-        _precision.warn_low_precision_variables(model)
-        with _precision.float32_compute(_precision.low_precision_layers(model)):
-            predictions = _validation.probe_model(model, x, "x")  # builds an unbuilt model
-        loss_fn = losses.resolve_loss(loss, model, predictions, loss_weights)
-        source, method_used = _factor_source(model, loss_fn, method)
-        prepared = cache[key] = _Prepared(
-            loss_fn, _precision.in_float32(model, source), method_used, source,
-            tuple(dict.fromkeys(layer_key(v) for v in model.trainable_variables)))
-    return prepared
-
-
-def _label_key(y: Any) -> tuple:
-    return tuple((np.shape(leaf)[1:], np.asarray(leaf).dtype.str)
-                 for leaf in structure.leaves(y))
-
-
-def _factor_source(model, loss_fn, method) -> tuple[FactorSource, str]:
-    unsafe = vmap_unsafe_layers(model)
-    if method == "vmap" and "recurrent" in unsafe:
-        raise ValueError(
-            f"method: 'vmap' cannot give per-example gradients through the recurrent "
-            f"layer(s) {unsafe['recurrent']}: TensorFlow's vectorized_map fails on their loop. "
-            "Use method='auto' (it sends them through 'jacobian') or 'jacobian'.")
-    if method == "vmap" and unsafe:
-        raise ValueError(
-            f"method: 'vmap' would crash the process through layer(s) {unsafe['onednn']} with "
-            "oneDNN enabled (see BUILD_NOTES.md); use method='auto' or 'jacobian', or set "
-            "TF_ENABLE_ONEDNN_OPTS=0 before importing TensorFlow."
-        )
-    if method in ("vmap", "jacobian"):
-        grads = PerExampleGradients(model, loss_fn, model.trainable_variables, method)
-        return (lambda xb, yb: {k: [f] for k, f in grads(xb, yb).items()}), method
-    generic = "jacobian" if unsafe else "vmap"
-    return GhostFactors(model, loss_fn, generic_method=generic), "ghost"
-
-
-def _default_block(model: keras.Model, method: str, n: int) -> int:
-    if method == "ghost":
-        return min(n, _GHOST_BLOCK)
-    per_example = 4 * sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-    return max(1, min(n, _GENERIC_BLOCK_BYTES // per_example))
-
-
-def check_finite_block(b: tiling.GramBlock, one_set: bool) -> None:
-    """Raises `NonFiniteGradientError` naming the examples of a block with non-finite
-    gradients: a silent NaN would turn into plausible-looking stiffness downstream."""
-    bad_rows, bad_cols = set(), set()
-    for key, g in b.by_layer.items():
-        finite = np.isfinite(g)
-        if not finite.all():
-            bad_rows.update(np.flatnonzero(~finite.all(1)) + b.rows.start)
-            bad_cols.update(np.flatnonzero(~finite.all(0)) + b.cols.start)
-        bad_rows.update(np.flatnonzero(~np.isfinite(b.row_sq_norms[key])) + b.rows.start)
-        bad_cols.update(np.flatnonzero(~np.isfinite(b.col_sq_norms[key])) + b.cols.start)
-    if not bad_rows and not bad_cols:
-        return
-    if one_set:
-        bad_rows |= bad_cols
-        bad_cols = set()
-    parts = [f"{len(s)} example(s) of {name} (first at index {min(s)})"
-             for name, s in (("x", bad_rows), ("x2", bad_cols)) if s]
-    raise NonFiniteGradientError(
-        f"gradient_gram: the loss gradients of {' and '.join(parts)} are NaN or inf: the "
-        "model's outputs or the loss overflow there. Check those inputs' scale, the "
-        "weights and the loss (e.g. from_logits).")
 
 
 def _available_bytes() -> int | None:
@@ -329,16 +155,15 @@ def _check_result_fits(n: int, m: int, matrices: int) -> None:
             "block by block without forming the matrix (or fewer examples / by_layer=False).")
 
 
-def _assemble(run: _Run, by_layer: bool, verbose: bool | None):
+def _assemble(run: GramRun, by_layer: bool, verbose: bool | None):
     n, m = run.n, run.m
-    block = run.block
     total = np.zeros((n, m), np.float32)
     layers: dict[str, np.ndarray] = {}
     sq1: dict[str, np.ndarray] = {}  # layer -> squared norms of the rows' examples
     sq2: dict[str, np.ndarray] = {}
-    progress = Progress("gradient_gram", _num_pairs(n, m, block, run.x2 is None), verbose)
+    progress = Progress("gradient_gram", run.num_block_pairs, verbose)
     for b in run.blocks():
-        check_finite_block(b, run.x2 is None)
+        check_finite_block(b, run.one_set)
         for key, g in b.by_layer.items():
             total[b.rows, b.cols] += g
             sq1.setdefault(key, np.zeros(n, np.float32))[b.rows] = b.row_sq_norms[key]
@@ -352,32 +177,3 @@ def _assemble(run: _Run, by_layer: bool, verbose: bool | None):
         progress.step()
     progress.close()
     return total, layers, sq1, sq2
-
-
-def _num_pairs(n: int, m: int, block: int, one_set: bool) -> int:
-    rows, cols = -(-n // block), -(-m // block)
-    return rows * (rows + 1) // 2 if one_set else rows * cols
-
-
-class Progress:
-    """One self-overwriting stderr line: blocks done, elapsed, estimated time left."""
-
-    def __init__(self, label: str, total: int, verbose: bool | None, done: int = 0):
-        self.label, self.total, self.done, self.start = label, total, done, time.monotonic()
-        self.first = done
-        self.verbose, self.shown = verbose, False
-
-    def step(self) -> None:
-        self.done += 1
-        elapsed = time.monotonic() - self.start
-        # By default only long runs talk: after 5 s, when more than one block remains.
-        if self.verbose or (self.verbose is None and elapsed > 5 and self.total > 1):
-            self.shown = True
-            left = elapsed / (self.done - self.first) * (self.total - self.done)
-            sys.stderr.write(f"\r{self.label}: block {self.done}/{self.total}, "
-                             f"{elapsed:.0f}s elapsed, ~{left:.0f}s left ")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")

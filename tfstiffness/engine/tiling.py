@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness.engine import _factors
-from tfstiffness.engine import structure
+from tfstiffness.engine import _factors, structure
 
 Factors = dict[str, list[_factors.Factor]]
 FactorSource = Callable[[Any, Any], Factors]  # (inputs, labels), each possibly nested
@@ -50,16 +49,20 @@ def block_slices(n: int, block: int) -> list[slice]:
     return [slice(s, min(s + block, n)) for s in range(0, n, block)]
 
 
-class _BlockFactors:
-    """Computes one set's block factors. Each block is padded to `block` rows (repeating its
-    first example), so that every traced function sees one shape and is traced once; Gram
-    blocks are cut back to the real rows. x and y may be nested (lists or dicts)."""
+class BlockFactors:
+    """Computes one set's block factors: `factors(i)` are block i's.
+
+    Each block is padded to `block` rows (repeating its first example), so that every traced
+    function sees one shape and is traced once; Gram blocks are cut back to the real rows.
+    x and y may be nested (lists or dicts). `slices[i]` are block i's rows.
+    """
 
     def __init__(self, source: FactorSource, x, y, block: int):
         self.source, self.x, self.y, self.block = source, x, y, block
         self.slices = block_slices(structure.num_examples(x), block)
 
     def padded_inputs(self, index: int) -> tuple[Any, Any, int]:
+        """Block `index`'s (inputs, labels) padded to `block` rows, and its real row count."""
         rows = self.slices[index]
         xb, yb = (structure.pad_rows(structure.take(t, rows), self.block)
                   for t in (self.x, self.y))
@@ -126,8 +129,13 @@ def _pair_function(source: FactorSource):
         return _gram_and_norms
 
 
-def _block(index, rows, cols, fi: Factors, fj: Factors, mirrored: bool,
-           pair_function=_gram_and_norms) -> GramBlock:
+def gram_block(index: tuple[int, int], rows: slice, cols: slice, fi: Factors, fj: Factors,
+               mirrored: bool, pair_function=_gram_and_norms) -> GramBlock:
+    """The Gram block `G[rows, cols]` of two blocks' factors (padding cut off).
+
+    `fi is fj` marks a diagonal block of one set (its Gram is symmetric); `pair_function`
+    is the traced pair computation (one per factor source, `gram_blocks` picks it).
+    """
     same = fi is fj  # a diagonal block of one set: its Gram is symmetric
     grams, sq_i, sq_j = pair_function(_encode(fi), _encode(fj), same)
     ni, nj = rows.stop - rows.start, cols.stop - cols.start  # cut the padding off
@@ -144,8 +152,8 @@ def gram_blocks(source: FactorSource, x, y, x2=None, y2=None, *, block: int,
     Under a strategy, every worker of the cluster yields every block (the replicas' blocks
     are gathered); `local_steps` instead keeps each worker's blocks where they were computed.
     """
-    rows = _BlockFactors(source, x, y, block)
-    cols = rows if x2 is None else _BlockFactors(source, x2, y2, block)
+    rows = BlockFactors(source, x, y, block)
+    cols = rows if x2 is None else BlockFactors(source, x2, y2, block)
     one_set = x2 is None
     if strategy is not None:
         for step in _distributed(strategy, rows, cols, one_set, done, gather=True):
@@ -166,10 +174,21 @@ def gram_blocks(source: FactorSource, x, y, x2=None, y2=None, *, block: int,
         for j in dict.fromkeys(j for _, j in todo):
             fj = held[j] if one_set and j in held else cols(j)
             for i in (i for i, jj in todo if jj == j):
-                yield _block((i, j), rows.slices[i], cols.slices[j], held[i], fj,
+                yield gram_block((i, j), rows.slices[i], cols.slices[j], held[i], fj,
                              mirrored=one_set and i != j, pair_function=pair_function)
         del held
     del first
+
+
+def num_block_pairs(n: int, m: int, block: int, one_set: bool) -> int:
+    """How many Gram blocks a Gram of [n, m] examples has: `len(block_pairs(...))`.
+
+    Example:
+        >>> num_block_pairs(10, 10, 4, one_set=True), num_block_pairs(10, 5, 4, one_set=False)
+        (6, 6)
+    """
+    rows, cols = -(-n // block), -(-m // block)
+    return rows * (rows + 1) // 2 if one_set else rows * cols
 
 
 def block_pairs(n: int, m: int, block: int, one_set: bool) -> list[tuple[int, int]]:
@@ -198,8 +217,8 @@ def local_steps(source: FactorSource, x, y, x2=None, y2=None, *, block: int,
     """
     local_ids = _local_replica_ids(strategy)
     if len(local_ids) > 1:
-        rows = _BlockFactors(source, x, y, block)
-        cols = rows if x2 is None else _BlockFactors(source, x2, y2, block)
+        rows = BlockFactors(source, x, y, block)
+        cols = rows if x2 is None else BlockFactors(source, x2, y2, block)
         yield from _distributed(strategy, rows, cols, x2 is None, done, gather=False)
         return
     n = structure.num_examples(x)
@@ -238,7 +257,7 @@ def deal_columns(pairs: list[tuple[int, int]], workers: int) -> dict[int, int]:
     return owners
 
 
-def _distributed(strategy, rows: _BlockFactors, cols: _BlockFactors, one_set: bool,
+def _distributed(strategy, rows: BlockFactors, cols: BlockFactors, one_set: bool,
                  done: frozenset, gather: bool) -> Iterator[list[GramBlock]]:
     """Each replica computes both blocks' factors and their Gram for one pair at a time.
 
@@ -266,7 +285,7 @@ def _distributed(strategy, rows: _BlockFactors, cols: _BlockFactors, one_set: bo
         return tf.nest.map_structure(
             lambda t: tf.stack(strategy.experimental_local_results(t)), out)
 
-    def gram_block(pair_id: int, grams, sq_i, sq_j, mine: slice) -> GramBlock:
+    def replica_block(pair_id: int, grams, sq_i, sq_j, mine: slice) -> GramBlock:
         i, j = pairs[pair_id]
         ni = rows.slices[i].stop - rows.slices[i].start
         nj = cols.slices[j].stop - cols.slices[j].start
@@ -293,10 +312,10 @@ def _distributed(strategy, rows: _BlockFactors, cols: _BlockFactors, one_set: bo
         values = strategy.experimental_distribute_values_from_function(replica_inputs)
         grams, sq_i, sq_j, computed = tf.nest.map_structure(np.asarray, step(values))
         if gather:
-            yield [gram_block(pair_id, grams, sq_i, sq_j, slice(r * block, (r + 1) * block))
+            yield [replica_block(pair_id, grams, sq_i, sq_j, slice(r * block, (r + 1) * block))
                    for r, pair_id in enumerate(group)]
         else:
-            yield [gram_block(int(pair_id), grams, sq_i, sq_j, r)
+            yield [replica_block(int(pair_id), grams, sq_i, sq_j, r)
                    for r, pair_id in enumerate(computed.reshape(-1)) if pair_id >= 0]
 
 

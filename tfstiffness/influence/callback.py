@@ -50,11 +50,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfstiffness.influence.tracin import (
-    TracInAccumulator,
-    TracInResult,
-    _checked_learning_rate,
-)
+from tfstiffness.influence.checkpoints import checked_learning_rate
+from tfstiffness.influence.tracin import TracInAccumulator, TracInResult
 from tfstiffness.probes import random_state_preserved
 
 __all__ = ["TracInCallback"]
@@ -98,7 +95,7 @@ class TracInCallback(keras.callbacks.Callback):
                                              top_k=top_k, block_size=block_size,
                                              method=method, verbose=verbose)
         self.fixed_learning_rate = (None if learning_rate is None else
-                                    _checked_learning_rate(learning_rate, "learning_rate"))
+                                    checked_learning_rate(learning_rate, "learning_rate"))
         self.learning_rates: list[float] = []
         self._step_rates: list[float] = []
 

@@ -13,22 +13,22 @@ where g_t is the per-example loss gradient w.r.t. the trainable parameters at ch
 negative: an *opponent*. The self-influence `sum_t eta_t |g_t(z)|^2` is large for examples
 the model kept struggling with, mislabelled ones among them.
 
-Each term is a cross Gram block that the engine computes exactly (`gram._setup`). The loop is
-training blocks outer, checkpoints inner: each checkpoint's test-set gradient factors are
-computed once and held, every training block's factors are computed once per checkpoint and
-dropped, and a [block, M] slab of summed scores is folded into the result (the full [N, M]
-matrix, or a running top-k per test example). So with `top_k`, memory is
+Each term is a cross Gram block that the engine computes exactly (a run from
+`engine.run.prepare_run`, blocks from `engine.tiling`). The loop is training blocks outer,
+checkpoints inner: each checkpoint's test-set gradient factors are computed once and held,
+every training block's factors are computed once per checkpoint and dropped, and a [block, M]
+slab of summed scores is folded into the result (the full [N, M] matrix, or a running top-k
+per test example). So with `top_k`, memory is
 O(T * test factors + block factors + block * M), never N x M.
 
 `TracInAccumulator` takes checkpoints one at a time (what `tracin` and the training callback
-`influence_callback.TracInCallback` both feed); `tracin` adds loading checkpoints from models
-or files.
+`callback.TracInCallback` both feed); `tracin` adds loading checkpoints from models or files
+(`checkpoints`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import warnings
@@ -42,7 +42,17 @@ import tensorflow as tf
 
 from tfstiffness import checks
 from tfstiffness.engine import tiling
-from tfstiffness.engine import gram as _gram
+from tfstiffness.engine.run import GramRun, Progress, check_finite_block, prepare_run
+from tfstiffness.errors import NonFiniteGradientError
+from tfstiffness.influence.checkpoints import (
+    architecture,
+    check_finite_weights,
+    check_same_architecture,
+    checked_checkpoints,
+    checked_learning_rate,
+    checked_learning_rates,
+    load_checkpoints,
+)
 
 KINDS = ("dot", "cosine")
 
@@ -164,7 +174,7 @@ class TracInAccumulator:
         self.x, self.y, self.x_test, self.y_test = x, y, x_test, y_test
         self.loss, self.kind, self.top_k = loss, kind, top_k
         self.block_size, self.method, self.verbose = block_size, method, verbose
-        self._run: _gram._Run | None = None
+        self._run: GramRun | None = None
         self._run_model: keras.Model | None = None
         self._reference: list[tuple[str, tuple, str]] | None = None  # first model's weights
         self._learning_rates: list[float] = []
@@ -183,14 +193,14 @@ class TracInAccumulator:
             ValueError: a learning rate that is not a finite number >= 0, weights with NaN or
                 inf, or an architecture (weight shapes) other than the first checkpoint's.
         """
-        eta = _checked_learning_rate(learning_rate, "learning_rate")
+        eta = checked_learning_rate(learning_rate, "learning_rate")
         weights = model.get_weights()
-        _check_finite(model, weights, "model")
+        check_finite_weights(model, weights, "model")
         signature = architecture(model)
         if self._reference is None:
             self._reference = signature
         else:
-            _check_same_architecture(signature, self._reference, "model",
+            check_same_architecture(signature, self._reference, "model",
                                      "the first checkpoint")
         run = self._run_for(model)
         if self.top_k is None:
@@ -236,16 +246,16 @@ class TracInAccumulator:
             result.scores = totals.scores.copy()
         return result
 
-    def _run_for(self, model: keras.Model) -> _gram._Run:
+    def _run_for(self, model: keras.Model) -> GramRun:
         """Checked data for `model` (traced functions are cached by the engine per model)."""
         if self._run is None or self._run_model is not model:
             with _named_arguments():
-                self._run = _gram._setup(model, self.x, self.y, self.loss, self.x_test,
-                                         self.y_test, self.method, self.block_size, None)
+                self._run = prepare_run(model, self.x, self.y, self.loss, self.x_test,
+                                        self.y_test, self.method, self.block_size, None)
             self._run_model = model
         return self._run
 
-    def _stream(self, run: _gram._Run, model: keras.Model,
+    def _stream(self, run: GramRun, model: keras.Model,
                 checkpoints: list[tuple[list[np.ndarray] | None, float]],
                 totals: _Totals) -> None:
         """Folds every training block of every checkpoint into `totals`.
@@ -254,11 +264,11 @@ class TracInAccumulator:
         weights None for "the model as it is" (then there must be one checkpoint).
         """
         source = run.prepared.source
-        train = tiling._BlockFactors(source, run.x, run.y, run.block)
-        test = None if run.x2 is None else tiling._BlockFactors(source, run.x2, run.y2,
-                                                                  run.block)
+        train = tiling.BlockFactors(source, run.x, run.y, run.block)
+        test = None if run.x2 is None else tiling.BlockFactors(source, run.x2, run.y2,
+                                                                 run.block)
         held: list[list | None] = [None] * len(checkpoints)  # test factors per checkpoint
-        progress = _gram.Progress("tracin", len(train.slices) * len(checkpoints), self.verbose)
+        progress = Progress("tracin", len(train.slices) * len(checkpoints), self.verbose)
         active = None
         for j, rows in enumerate(train.slices):
             slab = None if test is None else np.zeros((rows.stop - rows.start, self.m))
@@ -270,7 +280,7 @@ class TracInAccumulator:
                 if test is None:  # factors of a padded block: keep its real rows
                     sq = _summed(tiling.sq_norms(factors))[:rows.stop - rows.start]
                     if not np.isfinite(sq).all():
-                        raise _gram.NonFiniteGradientError(
+                        raise NonFiniteGradientError(
                             f"tracin: the loss gradients of training examples "
                             f"{(np.flatnonzero(~np.isfinite(sq)) + rows.start).tolist()[:5]} "
                             f"are NaN or inf at checkpoint {t}.")
@@ -278,9 +288,9 @@ class TracInAccumulator:
                     if held[t] is None:
                         held[t] = [test(i) for i in range(len(test.slices))]
                     for i, cols in enumerate(test.slices):
-                        block = tiling._block((j, i), rows, cols, factors, held[t][i],
+                        block = tiling.gram_block((j, i), rows, cols, factors, held[t][i],
                                                mirrored=False)
-                        _gram.check_finite_block(block, one_set=False)
+                        check_finite_block(block, one_set=False)
                         sq, sq_test = _summed(block.row_sq_norms), _summed(block.col_sq_norms)
                         g = _summed(block.by_layer)
                         if self.kind == "cosine":
@@ -423,14 +433,14 @@ def tracin(
         >>> result.proponents.shape, result.self_influence.shape
         ((4, 2), (30,))
     """
-    entries = _checked_checkpoints(checkpoints)
+    entries = checked_checkpoints(checkpoints)
     etas = ([1.0] * len(entries) if learning_rates is None
-            else _checked_learning_rates(learning_rates, len(entries)))
+            else checked_learning_rates(learning_rates, len(entries)))
     if model is not None and not isinstance(model, keras.Model):
         raise TypeError(f"model: expected a keras.Model or None, got {type(model).__name__}.")
     accumulator = TracInAccumulator(x, y, x_test, y_test, loss=loss, kind=kind, top_k=top_k,
                                     block_size=block_size, method=method, verbose=verbose)
-    working, weights = _load_checkpoints(entries, model, compile=loss is None)
+    working, weights = load_checkpoints(entries, model, compile=loss is None)
     original = working.get_weights()
     try:
         for w, eta in zip(weights, etas):
@@ -439,127 +449,6 @@ def tracin(
         return accumulator.result()
     finally:
         working.set_weights(original)
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def architecture(model: keras.Model) -> list[tuple[str, tuple, str]]:
-    """What two checkpoints must share: each layer's class and each weight's shape and dtype,
-    in order (names are left out: Keras numbers them per process)."""
-    layers = [(type(layer).__name__, (), "") for layer in
-              model._flatten_layers(include_self=False, recursive=True)]
-    weights = [("weight", tuple(w.shape), str(w.dtype)) for w in model.weights]
-    return layers + weights
-
-
-def _checked_checkpoints(checkpoints: Any) -> list[keras.Model | str]:
-    if isinstance(checkpoints, (str, os.PathLike, keras.Model)) or not isinstance(
-            checkpoints, Sequence):
-        raise TypeError("checkpoints: expected a list of Keras models or .keras / .weights.h5 "
-                        f"paths, got {type(checkpoints).__name__}.")
-    if len(checkpoints) == 0:
-        raise ValueError("checkpoints: expected at least one checkpoint (a Keras model or a "
-                         ".keras / .weights.h5 path), got an empty list.")
-    entries = []
-    for i, c in enumerate(checkpoints):
-        if isinstance(c, keras.Model):
-            entries.append(c)
-            continue
-        if not isinstance(c, (str, os.PathLike)):
-            raise TypeError(f"checkpoints[{i}]: expected a Keras model or a path, got "
-                            f"{type(c).__name__}.")
-        path = os.fspath(c)
-        if not path.endswith((".keras", ".weights.h5")):
-            raise ValueError(f"checkpoints[{i}]: expected a path ending in .keras or "
-                             f".weights.h5, got {path!r}.")
-        if not os.path.isfile(path):
-            raise ValueError(f"checkpoints[{i}]: no such file {path!r}.")
-        entries.append(path)
-    return entries
-
-
-def _load_checkpoints(entries: list, model: keras.Model | None, compile: bool):
-    """(working model, [weights of each checkpoint]), every checkpoint checked against the
-    working model's architecture and for finite weights before any gradient is computed."""
-    needs_model = [i for i, e in enumerate(entries) if isinstance(e, str)
-                   and e.endswith(".weights.h5")]
-    if needs_model and model is None:
-        raise ValueError(f"model: needed to load checkpoints[{needs_model[0]}] "
-                         f"({entries[needs_model[0]]!r}); pass a model of the architecture "
-                         "the weights were saved from.")
-    working = model
-    weights: list[list[np.ndarray]] = []
-    original = None if model is None else model.get_weights()
-    try:
-        for i, entry in enumerate(entries):
-            name = f"checkpoints[{i}]"
-            if isinstance(entry, keras.Model):
-                source = entry
-            elif entry.endswith(".keras"):
-                try:
-                    source = keras.models.load_model(entry, compile=compile and working is None)
-                except Exception as err:
-                    raise ValueError(f"{name}: could not load {entry!r}: {err}") from err
-            else:
-                try:
-                    model.load_weights(entry)
-                except Exception as err:
-                    raise ValueError(f"{name}: could not load {entry!r} into model: "
-                                     f"{err}") from err
-                source = model
-            if working is None:
-                working = source
-            elif source is not working:
-                _check_same_architecture(architecture(source), architecture(working), name,
-                                         "model" if model is not None else "checkpoints[0]")
-            w = source.get_weights()
-            _check_finite(source, w, name)
-            weights.append(w)
-    finally:
-        if original is not None:
-            model.set_weights(original)
-    return working, weights
-
-
-def _check_same_architecture(got, expected, name: str, other: str) -> None:
-    if got == expected:
-        return
-    for i, (a, b) in enumerate(zip(got, expected)):
-        if a != b:
-            what = (f"layer {a[0]} where {other} has {b[0]}" if a[0] != b[0] else
-                    f"a weight of shape {a[1]} ({a[2]}) where {other} has {b[1]} ({b[2]})")
-            break
-    else:
-        what = f"{len(got)} layers and weights where {other} has {len(expected)}"
-    raise ValueError(f"{name}: architecture differs from {other}'s: entry {i} is {what}.")
-
-
-def _check_finite(model: keras.Model, weights: list[np.ndarray], name: str) -> None:
-    for v, w in zip(model.weights, weights):
-        if np.issubdtype(w.dtype, np.floating) and not np.all(np.isfinite(w)):
-            raise ValueError(f"{name}: weight {v.path!r} contains NaN or inf.")
-
-
-def _checked_learning_rates(learning_rates: Any, count: int) -> list[float]:
-    if isinstance(learning_rates, (str, bytes)) or not hasattr(learning_rates, "__len__"):
-        raise TypeError(f"learning_rates: expected a sequence of {count} numbers, one per "
-                        f"checkpoint, or None, got {type(learning_rates).__name__}.")
-    if len(learning_rates) != count:
-        raise ValueError(f"learning_rates: expected one per checkpoint ({count}), got "
-                         f"{len(learning_rates)}.")
-    return [_checked_learning_rate(v, f"learning_rates[{i}]")
-            for i, v in enumerate(learning_rates)]
-
-
-def _checked_learning_rate(value: Any, name: str) -> float:
-    try:
-        eta = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a number, got {value!r}.") from None
-    if not math.isfinite(eta) or eta < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}.")
-    return eta
 
 
 # ----------------------------------------------------------------------------- helpers

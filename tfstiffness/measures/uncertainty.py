@@ -199,19 +199,10 @@ def bootstrap(
         True
     """
     names = _statistic_names(statistic)
-    _check_num_samples(num_samples)
-    if isinstance(confidence, bool) or not (isinstance(confidence, (float, int))
-                                            and 0 < confidence < 1):
-        raise ValueError(f"confidence must be a number in (0, 1), e.g. 0.95, got {confidence!r}")
-    if not checks.is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    _check_settings(num_samples, confidence, seed)
     S, G, one_set = _matrices(matrix, names, kind, labels2)
-    shape = (S if S is not None else G).shape
-    if not one_set and labels is not None and labels2 is None:
-        raise ValueError("labels2: matrix compares two sets, so the columns need their "
-                         "classes as well")
-    rows_labels = _strata(labels, shape[0], "labels", "rows")
-    cols_labels = rows_labels if one_set else _strata(labels2, shape[1], "labels2", "columns")
+    rows_labels, cols_labels = _row_and_column_strata((S if S is not None else G).shape,
+                                                      labels, labels2, one_set)
     row_seed, col_seed = np.random.SeedSequence(int(seed)).spawn(2)
     W = resample_counts(rows_labels, num_samples, row_seed).astype(np.float64)
     W2 = W if one_set else resample_counts(cols_labels, num_samples, col_seed).astype(
@@ -235,6 +226,26 @@ def bootstrap(
     if isinstance(statistic, str):
         return results[statistic]
     return {name: results[name] for name in names}
+
+
+def _check_settings(num_samples: Any, confidence: Any, seed: Any) -> None:
+    _check_num_samples(num_samples)
+    if isinstance(confidence, bool) or not (isinstance(confidence, (float, int))
+                                            and 0 < confidence < 1):
+        raise ValueError(f"confidence must be a number in (0, 1), e.g. 0.95, got {confidence!r}")
+    if not checks.is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+
+
+def _row_and_column_strata(shape: tuple, labels: Any, labels2: Any,
+                           one_set: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The classes rows and columns are resampled within (one stratum without labels)."""
+    if not one_set and labels is not None and labels2 is None:
+        raise ValueError("labels2: matrix compares two sets, so the columns need their "
+                         "classes as well")
+    rows_labels = _strata(labels, shape[0], "labels", "rows")
+    cols_labels = rows_labels if one_set else _strata(labels2, shape[1], "labels2", "columns")
+    return rows_labels, cols_labels
 
 
 # --------------------------------------------------------------------------------------------

@@ -75,14 +75,14 @@ def checked_val_set(val_x: Any, val_y: Any, probe_x: Any,
 def checked_bootstrap_settings(samples: Any, confidence: Any,
                                seed: Any) -> tuple[int, float, int]:
     """(samples, confidence, seed) of the bootstrap intervals, checked and converted."""
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 0:
+    if not checks.is_int(samples) or samples < 0:
         raise ValueError("bootstrap_samples: expected an integer >= 0 (0: no intervals), "
                          f"got {samples!r}.")
     if isinstance(confidence, bool) or not isinstance(
             confidence, (int, float)) or not 0 < confidence < 1:
         raise ValueError("bootstrap_confidence: expected a number in (0, 1), e.g. 0.95, "
                          f"got {confidence!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not checks.is_int(seed) or seed < 0:
         raise ValueError(f"bootstrap_seed: expected an integer >= 0, got {seed!r}.")
     return int(samples), float(confidence), int(seed)
 

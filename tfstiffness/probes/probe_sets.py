@@ -182,7 +182,7 @@ class ProbeSets:
         """A measurement of a model whose gradients are not finite (a diverged run): every
         value NaN, with the same names and shapes as a defined one, and a warning. A training
         run goes on (`TerminateOnNaN` decides whether it stops, not the measurement)."""
-        from tfstiffness.engine._generic import layer_key
+        from tfstiffness.engine.layer_keys import layer_key
 
         self.undefined_count += 1
         warnings.warn(f"stiffness is undefined at this measurement ({error}); recorded as NaN "

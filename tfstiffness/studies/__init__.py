@@ -13,11 +13,16 @@
 `seeds` repeats any of them over seeds (``seeds=[0, 1, 2]``, the binaries' ``--seeds``): one
 resumable run per seed and the mean with a Student-t interval across seeds.
 
+Each study's parameters are one dataclass (`config.StudyConfig`: `ClassStiffnessConfig`,
+`NeighbourhoodsConfig`, ...), from which its ``run_*`` arguments, its seed loop, its
+``config.json`` and its binary's flags derive.
+
 `runner` holds what every study shares: checked arguments and output directory, data and
 fixed probes, the resumable measured training loop with live TensorBoard
-(`probes.ProbeSets`, the measuring code of `StiffnessCallback` too), progress with an
-estimate of the time left, and the final files and lines. Each ``run_*`` function writes
-into one locked `experiment.OutputDir` and resumes after an interruption.
+(`probes.ProbeSets`, the measuring code of `StiffnessCallback` too) and the final files
+and lines; beside it `model_factory` (models by name), `results` (summary.json's entries),
+`progress` (the time left, number formatting). Each ``run_*`` function writes into one
+locked `run_directory.OutputDir` and resumes after an interruption.
 
 Importing this package does not import TensorFlow (the binaries quieten it first).
 
@@ -27,6 +32,7 @@ Example:
     'test'
 """
 
+from tfstiffness.errors import StudyInputError
 from tfstiffness.studies.cifar100_superclass import run_cifar100_superclass
 from tfstiffness.studies.class_stiffness import run_class_stiffness
 from tfstiffness.studies.influence import run_influence
@@ -36,15 +42,9 @@ from tfstiffness.studies.learning_rate_study import (
     common_loss_levels,
     run_learning_rate_study,
 )
+from tfstiffness.studies.model_factory import MODELS, build_model
 from tfstiffness.studies.neighbourhoods import run_neighbourhoods
-from tfstiffness.studies.runner import (
-    MODELS,
-    PAIRS,
-    StudyInputError,
-    build_model,
-    load_splits,
-    validation_split,
-)
+from tfstiffness.studies.runner import PAIRS, load_splits, validation_split
 from tfstiffness.studies.saved_model import run_summary
 from tfstiffness.studies.text_transformer import run_text_transformer
 

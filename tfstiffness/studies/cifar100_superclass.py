@@ -34,68 +34,57 @@ Example:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from tfstiffness.studies import runner
+from tfstiffness.errors import StudyInputError
 from tfstiffness.studies import seeds as seeds_lib
 from tfstiffness.studies.class_stiffness import (
-    BOOTSTRAP_SAMPLES,
+    ClassStiffnessConfig,
     class_study,
     seed_figures,
     seed_headline,
     seed_tensorboard,
 )
+from tfstiffness.studies.config import parameter
 
-__all__ = ["DATASETS", "run_cifar100_superclass"]
+__all__ = ["DATASETS", "Cifar100SuperclassConfig", "run_cifar100_superclass"]
 
 #: Data sets with CIFAR-100's 100 classes in 20 super-classes.
 DATASETS = ("hierarchical_images", "cifar100")
-DATA_DEFAULTS = {"hierarchical_images": {"num_per_class": 50, "noise": 16.0}}
 
 
-def run_cifar100_superclass(
-    output_dir: str,
-    dataset: str = "hierarchical_images",
-    model: str = "cnn",
-    epochs: int = 6,
-    learning_rate: float = 1e-3,
-    batch_size: int = 32,
-    probe_per_class: int = 30,
-    eval_epochs: Sequence[int] | str | None = "log",
-    seed: int = 0,
-    seeds: Sequence[int] | None = None,
-    data_dir: str | None = None,
-    method: str = "auto",
-    max_train_examples: int | None = None,
-    max_val_examples: int | None = None,
-    data_options: Mapping[str, Any] | None = None,
-    bins: int = 20,
-    bootstrap_samples: int = BOOTSTRAP_SAMPLES,
-    verbose: bool = True,
-    tensorboard_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:
-    """The super-class study; arguments as `class_stiffness.run_class_stiffness`.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Cifar100SuperclassConfig(ClassStiffnessConfig):
+    """The super-class study's parameters: the class study's, with its own defaults."""
 
-    Raises:
-        runner.StudyInputError: `dataset` has no super-classes (not one of `DATASETS`), or
-            as `run_class_stiffness`.
-    """
-    if dataset not in DATASETS:
-        raise runner.StudyInputError(f"dataset: expected one with super-classes {DATASETS}, "
-                                     f"got {dataset!r}")
-    kwargs = {"dataset": dataset, "model": model, "epochs": epochs, "learning_rate": learning_rate,
-              "batch_size": batch_size, "probe_per_class": probe_per_class,
-              "eval_epochs": eval_epochs, "data_dir": data_dir, "method": method,
-              "max_train_examples": max_train_examples, "max_val_examples": max_val_examples,
-              "data_options": data_options, "bins": bins, "bootstrap_samples": bootstrap_samples}
-    if seeds is not None:
-        return seeds_lib.run_seeds(run_cifar100_superclass, output_dir, seeds,
-                                   study="cifar100_superclass", kwargs=kwargs,
-                                   figures=seed_figures, tensorboard=seed_tensorboard,
-                                   headline=seed_headline, verbose=verbose)
-    return class_study(
-        "cifar100_superclass", output_dir, **{**kwargs, "data_options": runner.merged_options(
-            DATA_DEFAULTS, dataset, data_options)}, seed=seed, model_options=None,
-        verbose=verbose, tensorboard_dir=tensorboard_dir)
+    STUDY = "cifar100_superclass"
+    DATA_DEFAULTS: ClassVar[Mapping[str, Mapping[str, Any]]] = {"hierarchical_images": {"num_per_class": 50, "noise": 16.0}}
+
+    dataset: str = parameter("hierarchical_images", "hierarchical_images (synthetic, offline) "
+                             "or cifar100.", flag="enum", choices=DATASETS)
+    model: str = parameter("cnn", flag="model", choices=("cnn", "fc", "resnet20"))
+    epochs: int = parameter(6, "Training epochs.", flag="integer", lower_bound=1)
+    probe_per_class: int = parameter(30, "Probe examples per class, from the training and "
+                                     "from the validation split.", flag="integer",
+                                     lower_bound=1)
+
+    def check(self) -> None:
+        if self.dataset not in DATASETS:
+            raise StudyInputError(f"dataset: expected one with super-classes {DATASETS}, "
+                                  f"got {self.dataset!r}")
+        super().check()
+
+
+#: The synthetic hierarchy's default options (`Cifar100SuperclassConfig`).
+DATA_DEFAULTS = Cifar100SuperclassConfig.DATA_DEFAULTS
+
+
+# The entry point, from the config.
+run_cifar100_superclass = seeds_lib.study_function(
+    Cifar100SuperclassConfig, class_study, name="run_cifar100_superclass",
+    description="""The super-class study (see the module docstring): the class study with
+    the defaults of `Cifar100SuperclassConfig`; `dataset` must have super-classes (one of
+    `DATASETS`).""",
+    figures=seed_figures, tensorboard=seed_tensorboard, headline=seed_headline)

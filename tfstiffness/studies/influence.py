@@ -38,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -49,12 +50,15 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness import training
+from tfstiffness import checks, training
+from tfstiffness.errors import StudyInputError
 from tfstiffness.outputs import run_directory
 from tfstiffness.outputs.atomic import TMP_SUFFIX
-from tfstiffness.studies import runner
+from tfstiffness.studies import config as config_lib
+from tfstiffness.studies import influence_results, model_factory, progress, runner
+from tfstiffness.studies.config import parameter
 
-__all__ = ["DATASETS", "KINDS", "MODELS", "run_influence"]
+__all__ = ["DATASETS", "KINDS", "MODELS", "InfluenceConfig", "run_influence"]
 
 #: Models: "mlp" fully connected 100-100; "mnist1d_cnn" Greydanus' CNN for 1-D signals;
 #: "fc" and "cnn" the stiffness paper's (500-300-100; three 3x3 convolutions on images;
@@ -66,36 +70,88 @@ DATASETS = ("mnist1d", "mnist", "fashion_mnist", "cifar10", "cifar100", "hierarc
             "gaussian_blobs")
 #: Largest test probe: the [N, M] scores are held in memory (50,000 x 1,000 is 400 MB).
 MAX_NUM_TEST = 1000
-#: Proponents and opponents drawn per test example (all top_k are in results.npz).
-FIGURE_K = 5
-#: Test examples per page of the proponents figure.
-ROWS_PER_PAGE = 10
-#: Flipped-label shares reported: the flipped labels found in this share of the ranking.
-TOP_SHARES = (0.05, 0.1, 0.2)
 #: `flip_labels` when None: flip when the study trains, never with given checkpoints.
 DEFAULT_FLIP = 0.1
 CHECKPOINTS_DIR = "checkpoints"
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InfluenceConfig(config_lib.StudyConfig):
+    """The influence study's parameters (see `run_influence`).
+
+    config.json (`record`) records the training settings only when the study trains, and the
+    flipped share and checkpoint learning rates as used.
+    """
+
+    STUDY = "influence"
+
+    dataset: str = parameter("mnist1d", "mnist1d (generated offline), a TensorFlow Datasets "
+                             "image set, or a synthetic set (hierarchical_images, "
+                             "gaussian_blobs).", flag="enum", choices=DATASETS)
+    model: str = parameter(
+        "mlp", "mlp: fully connected 100-100; mnist1d_cnn: Greydanus' CNN for 1-D signals; fc: "
+        "fully connected 500-300-100; cnn: three 3x3 convolutions (16, 32, 32) with "
+        "max-pooling (on 1-D signals: mnist1d_cnn). With .weights.h5 checkpoints: the "
+        "architecture they were saved from.", flag="enum", choices=MODELS)
+    epochs: int = parameter(50, "Training epochs.", flag="integer", lower_bound=1)
+    learning_rate: float = parameter(1e-3, "Adam's constant learning rate.",
+                                     flag="positive_float")
+    batch_size: int = parameter(32, "Mini-batch size of the Adam steps.", flag="integer",
+                                lower_bound=1)
+    num_test: int = parameter(100, "Test examples in the probe, drawn from the test split by "
+                              "--seed.", flag="integer", lower_bound=1,
+                              upper_bound=MAX_NUM_TEST)
+    top_k: int = parameter(10, "Proponents and opponents kept per test example (the figures "
+                           "draw up to 5).", flag="integer", lower_bound=1)
+    kind: str = parameter("dot", "TracIn of gradient dot products, or of their cosines.",
+                          flag="enum", choices=KINDS)
+    flip_labels: float | None = parameter(
+        None, "Share of training labels to flip before training, in [0, 1); none: 0.1 when "
+        "training, 0 with --checkpoints.", flag="share")
+    checkpoints: Sequence[str] | None = parameter(
+        None, "Instead of training: comma-separated .keras files, or .weights.h5 files of "
+        "--model (the loss: a .keras model's compiled loss, else cross-entropy on logits).",
+        flag="list")
+    checkpoint_learning_rates: Sequence[float] | None = parameter(
+        None, "With --checkpoints: the learning rate eta of each, comma-separated; none: 1 "
+        "each.", flag="nonnegative_float_list")
+    seed: int = parameter(0, "Seed of the flipped labels, the test probe, initial weights and "
+                          "batch order.", flag="integer", lower_bound=0)
+    data_dir: str | None = parameter(None, config_lib.DATA_DIR_HELP, flag="string")
+    max_train_examples: int | None = parameter(None, config_lib.TRAIN_SPLIT_HELP,
+                                               flag="integer", lower_bound=1)
+    data_options: Mapping[str, Any] | None = parameter(None)
+
+    def check(self) -> None:
+        _check(self.dataset, self.model, self.num_test, self.top_k, self.kind, self.flip_labels,
+               self.checkpoints, self.checkpoint_learning_rates)
+        super().check()
+
+    def flipped_share(self) -> float:
+        """`flip_labels`, or its default: `DEFAULT_FLIP` when training, 0 with checkpoints."""
+        if self.flip_labels is None:
+            return 0.0 if self.checkpoints else DEFAULT_FLIP
+        return self.flip_labels
+
+    def record(self, etas: Sequence[float] | None = None) -> dict[str, Any]:
+        """config.json, with `etas` the checkpoints' learning rates as used."""
+        trains = not self.checkpoints  # Training settings are recorded only if used.
+        return {**super().record(),
+                "epochs": self.epochs if trains else None,
+                "learning_rate": self.learning_rate if trains else None,
+                "batch_size": self.batch_size if trains else None,
+                "flip_labels": self.flipped_share(),
+                "checkpoints": None if trains else list(self.checkpoints),
+                "checkpoint_learning_rates": None if trains else etas,
+                "data_options": dict(self.data_options or {})}
+
+
 def run_influence(
     output_dir: str,
-    dataset: str = "mnist1d",
-    model: str = "mlp",
-    epochs: int = 50,
-    learning_rate: float = 1e-3,
-    batch_size: int = 32,
-    num_test: int = 100,
-    top_k: int = 10,
-    kind: str = "dot",
-    flip_labels: float | None = None,
-    checkpoints: Sequence[str] | None = None,
-    checkpoint_learning_rates: Sequence[float] | None = None,
-    seed: int = 0,
-    data_dir: str | None = None,
-    method: str = "auto",
-    max_train_examples: int | None = None,
-    data_options: Mapping[str, Any] | None = None,
+    config: InfluenceConfig | None = None,
+    *,
     verbose: bool = True,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Trains (or takes checkpoints), computes TracIn, writes scores, rankings and figures.
 
@@ -106,6 +162,8 @@ def run_influence(
     Args:
         output_dir: Output directory (locked while running; rerunning with the same
             arguments resumes, other arguments are refused).
+        config: The study's parameters (default: `InfluenceConfig()`), `overrides` (its
+            fields) replacing some; each also a keyword argument:
         dataset: One of `DATASETS`.
         model: One of `MODELS` (built for the data; with `.weights.h5` checkpoints, the
             architecture they were saved from).
@@ -127,61 +185,53 @@ def run_influence(
         max_train_examples: Use the first N training examples only.
         data_options: Options of `data.load` (synthetic generator options).
         verbose: Print progress lines.
+        **overrides: Fields of `InfluenceConfig`.
 
     Returns:
         The summary (what ``summary.json`` holds).
 
     Raises:
-        runner.StudyInputError: a bad argument, unusable checkpoints, or data or a model that
+        StudyInputError: a bad argument, unusable checkpoints, or data or a model that
             cannot be used; `run_directory.OutputDirError`, `run_directory.ConfigMismatchError`,
             `data.DatasetUnavailableError`: all before anything is written.
     """
-    _check(dataset, model, num_test, top_k, kind, flip_labels, checkpoints,
-           checkpoint_learning_rates)
-    runner.check_arguments(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                           seed=seed, method=method, max_train_examples=max_train_examples)
-    fraction = (0.0 if checkpoints else DEFAULT_FLIP) if flip_labels is None else flip_labels
+    config = InfluenceConfig.build(config, **overrides)
+    config.check()
+    c, checkpoints = config, config.checkpoints
     run_directory.check_output_dir(output_dir)
-    setup = _prepare(dataset, model, data_dir, max_train_examples, seed, data_options,
-                     num_test, top_k, fraction, checkpoints, checkpoint_learning_rates)
-    trains = not checkpoints  # Training settings are recorded (and compared) only if used.
-    config = {"study": "influence", "dataset": dataset, "model": model,
-              "epochs": epochs if trains else None,
-              "learning_rate": learning_rate if trains else None,
-              "batch_size": batch_size if trains else None, "num_test": num_test,
-              "top_k": top_k, "kind": kind, "flip_labels": fraction,
-              "checkpoints": list(checkpoints) if checkpoints else None,
-              "checkpoint_learning_rates": setup["etas"] if checkpoints else None,
-              "seed": seed, "data_dir": data_dir, "method": method,
-              "max_train_examples": max_train_examples,
-              "data_options": dict(data_options or {})}
-    out = run_directory.OutputDir(output_dir, config, name="influence", verbose=verbose)
+    setup = _prepare(c.dataset, c.model, c.data_dir, c.max_train_examples, c.seed,
+                     c.data_options, c.num_test, c.top_k, config.flipped_share(), checkpoints,
+                     c.checkpoint_learning_rates)
+    out = run_directory.OutputDir(output_dir, config.record(setup.get("etas")), name=config.STUDY,
+                                  verbose=verbose)
     train = setup["train"]
     source = (f"{len(checkpoints)} given checkpoints" if checkpoints else
-              f"model {model}, Adam {learning_rate:g}, batch {batch_size}, {epochs} epochs, a "
-              "checkpoint per epoch")
-    out.progress(f"{dataset}: {len(train)} training examples ({int(setup['flipped'].sum())} "
-                 f"labels flipped), a probe of {num_test} test examples; {source}; TracIn "
-                 f"({kind}) with the top {top_k} proponents and opponents")
+              f"model {c.model}, Adam {c.learning_rate:g}, batch {c.batch_size}, {c.epochs} "
+              "epochs, a checkpoint per epoch")
+    out.progress(f"{c.dataset}: {len(train)} training examples ({int(setup['flipped'].sum())} "
+                 f"labels flipped), a probe of {c.num_test} test examples; {source}; TracIn "
+                 f"({c.kind}) with the top {c.top_k} proponents and opponents")
     history: dict[str, np.ndarray] = {}
     if checkpoints:
         working, weights, etas, loss = (setup["working"], setup["weights"], setup["etas"],
                                         setup["loss"])
     else:
-        working, weights, history = _train(out, setup, epochs=epochs,
-                                           learning_rate=learning_rate,
-                                           batch_size=batch_size, seed=seed)
-        etas, loss = [float(learning_rate)] * epochs, setup["loss"]
-    tracin = _tracin(out, setup, working, weights, etas, loss, kind, method)
+        working, weights, history = _train(out, setup, epochs=c.epochs,
+                                           learning_rate=c.learning_rate,
+                                           batch_size=c.batch_size, seed=c.seed)
+        etas, loss = [float(c.learning_rate)] * c.epochs, setup["loss"]
+    tracin = _tracin(out, setup, working, weights, etas, loss, c.kind, c.method)
     working.set_weights(weights[-1])  # The final model: its loss is the baseline.
-    results, arrays, figures = _results(out, setup, working, loss, tracin, history, top_k,
+    results, arrays, figures = influence_results.results(out, setup, working, loss, tracin,
+                                                         history, c.top_k,
                                         checkpoints is None)
     from tfstiffness.outputs import tensorboard as summary
 
     step = len(weights)
     with out.step_events("influence", step) as writer:
-        summary.write_scalars(writer, _scalars(results), step, prefix="influence")
-    headline = _headline(results)
+        summary.write_scalars(writer, influence_results.scalars(results), step,
+                              prefix="influence")
+    headline = influence_results.headline(results)
     run_info = {"trained": not checkpoints}
     return runner.finish(out, results, arrays, figures, run_info, headline=headline,
                          figure_step=step)
@@ -195,7 +245,7 @@ def run_influence(
 def _check(dataset, model, num_test, top_k, kind, flip_labels, checkpoints,
            checkpoint_learning_rates) -> None:
     """Refuses bad arguments of `run_influence`, naming them (StudyInputError)."""
-    error = runner.StudyInputError
+    error = StudyInputError
     if dataset not in DATASETS:
         raise error(f"dataset: expected one of {DATASETS}, got {dataset!r}")
     if model not in MODELS:
@@ -203,7 +253,7 @@ def _check(dataset, model, num_test, top_k, kind, flip_labels, checkpoints,
     if kind not in KINDS:
         raise error(f"kind: expected one of {KINDS}, got {kind!r}")
     for name, value, high in (("num_test", num_test, MAX_NUM_TEST), ("top_k", top_k, None)):
-        if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+        if (not checks.is_int(value) or value < 1
                 or (high is not None and value > high)):
             bound = f" and <= {high}" if high is not None else ""
             raise error(f"{name}: expected an integer >= 1{bound}, got {value!r}")
@@ -214,13 +264,12 @@ def _check(dataset, model, num_test, top_k, kind, flip_labels, checkpoints,
     if checkpoint_learning_rates is not None and not checkpoints:
         raise error("checkpoint_learning_rates: given without checkpoints")
     if checkpoints is not None:
-        # From the module: the package exports only public names (and `tracin` the function).
-        from tfstiffness.influence.tracin import _checked_checkpoints, _checked_learning_rates
+        from tfstiffness.influence.checkpoints import checked_checkpoints, checked_learning_rates
 
         try:  # Paths and learning rates; the files are loaded with the data.
-            _checked_checkpoints(checkpoints)
+            checked_checkpoints(checkpoints)
             if checkpoint_learning_rates is not None:
-                _checked_learning_rates(checkpoint_learning_rates, len(checkpoints))
+                checked_learning_rates(checkpoint_learning_rates, len(checkpoints))
         except (TypeError, ValueError) as err:
             raise error(str(err)) from None
 
@@ -241,7 +290,7 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int):
             raise ValueError(f"mnist1d_cnn needs 1-D signals [L], got inputs of shape "
                              f"{tuple(input_shape)}; use --model mlp or cnn")
         return models.mnist1d_cnn(int(input_shape[0]), num_classes)
-    return runner.build_model(name, input_shape, num_classes)
+    return model_factory.build_model(name, input_shape, num_classes)
 
 
 def _prepare(dataset, model, data_dir, max_train_examples, seed, data_options, num_test,
@@ -251,14 +300,14 @@ def _prepare(dataset, model, data_dir, max_train_examples, seed, data_options, n
     import keras
 
     from tfstiffness import data
-    from tfstiffness.influence.label_noise import flip_labels
-    from tfstiffness.influence.tracin import (
-        _checked_checkpoints,
-        _checked_learning_rates,
-        _load_checkpoints,
+    from tfstiffness.influence.checkpoints import (
+        checked_checkpoints,
+        checked_learning_rates,
+        load_checkpoints,
     )
+    from tfstiffness.influence.label_noise import flip_labels
 
-    error = runner.StudyInputError
+    error = StudyInputError
     try:
         train, test = runner.load_splits(dataset, data_dir, max_train_examples, None, seed,
                                          data_options)
@@ -292,12 +341,12 @@ def _prepare(dataset, model, data_dir, max_train_examples, seed, data_options, n
              "loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
     if not checkpoints:
         return setup
-    entries = _checked_checkpoints(list(checkpoints))  # Checked by `_check`.
+    entries = checked_checkpoints(list(checkpoints))  # Checked by `_check`.
     etas = ([1.0] * len(entries) if checkpoint_learning_rates is None else
-            _checked_learning_rates(checkpoint_learning_rates, len(entries)))
+            checked_learning_rates(checkpoint_learning_rates, len(entries)))
     needs_model = any(str(e).endswith(".weights.h5") for e in entries)
     try:
-        working, weights = _load_checkpoints(
+        working, weights = load_checkpoints(
             entries, make_model() if needs_model else None, compile=True)
         working.set_weights(weights[-1])
         logits = working(train.x[:2], training=False)
@@ -344,7 +393,7 @@ def _train(out, setup, *, epochs, learning_rate, batch_size, seed):
 
     train, test = setup["train"], setup["test"]
     labels, flipped = setup["labels"], setup["flipped"]
-    eta_model = runner.EtaModel({"": (epochs, range(1, epochs + 1))})
+    eta_model = progress.EtaModel({"": (epochs, range(1, epochs + 1))})
     reports: list[int] = []
 
     def measure(model, epoch):
@@ -390,13 +439,13 @@ def _train(out, setup, *, epochs, learning_rate, batch_size, seed):
         batch_size=batch_size, seed=seed, eval_epochs=range(1, epochs + 1), measure=measure,
         on_epoch=on_epoch)
     paths = [str(checkpoint_path(out, e)) for e in range(1, epochs + 1)]
-    from tfstiffness.influence.tracin import _load_checkpoints
+    from tfstiffness.influence.checkpoints import load_checkpoints
 
     try:
-        _, weights = _load_checkpoints(paths, run.model, compile=False)
+        _, weights = load_checkpoints(paths, run.model, compile=False)
     except ValueError as err:  # A checkpoint file removed or damaged since it was written.
-        raise runner.StudyInputError(f"{out.path / CHECKPOINTS_DIR}: {err}; delete the output "
-                                     "directory to train again") from None
+        raise StudyInputError(f"{out.path / CHECKPOINTS_DIR}: {err}; delete the output "
+                              "directory to train again") from None
     history = {"epoch_loss": run.epoch_loss, **run.measurements}
     return run.model, weights, history
 
@@ -437,138 +486,6 @@ def _tracin(out, setup, working, weights, etas, loss, kind, method):
     return result
 
 
-def per_example_loss(model, loss, x: np.ndarray, y: np.ndarray,
-                     batch_size: int = 512) -> np.ndarray:
-    """[N] loss of each example under `model` in inference mode (`loss` None: compiled)."""
-    from tfstiffness.engine import losses
-
-    values = []
-    for start in range(0, len(y), batch_size):
-        logits = model(x[start:start + batch_size], training=False)
-        fn = losses.resolve_loss(loss, model, logits)
-        values.append(np.asarray(fn(y[start:start + batch_size], logits), np.float64))
-    return np.concatenate(values) if values else np.zeros(0)
-
-
 # --------------------------------------------------------------------------------------------
 # Results and figures
 # --------------------------------------------------------------------------------------------
-
-
-def _results(out, setup, model, loss, tracin, history, top_k, trained):
-    """(summary.json's results, results.npz's arrays, figures by name)."""
-    from tfstiffness.influence import plots as influence_plots
-    from tfstiffness.measures.neighbourhood import roc_auc
-
-    train, test, labels = setup["train"], setup["test"], setup["labels"]
-    flipped, index = setup["flipped"], setup["test_indices"]
-    y_test = test.y[index]
-    proponents, proponent_scores, opponents, opponent_scores = tracin.top(top_k)
-    ranking = tracin.self_influence_ranking()
-    final_loss = per_example_loss(model, loss, train.x, labels)
-    train_loss, train_accuracy = _mean_loss_accuracy(model, loss, train.x, labels)
-    test_loss, test_accuracy = _mean_loss_accuracy(model, loss, test.x, test.y)
-    results: dict[str, Any] = {
-        "what": "TracIn (Pruthi et al. 2020, TracInCP) over the checkpoints: score[i, j] = "
-                "sum_t eta_t g_t(train_i) . g_t(test_j) (kind dot; cosine: of unit "
-                "gradients); self-influence sum_t eta_t |g_t(train_i)|^2",
-        "train_examples": len(train), "test_probe": len(index),
-        "num_classes": setup["num_classes"], "parameters": int(model.count_params()),
-        "checkpoints": tracin.num_checkpoints,
-        "learning_rates": tracin.learning_rates.tolist(), "kind": tracin.kind,
-        "gram_method": tracin.method, "top_k": top_k,
-        "zero_gradients": tracin.num_zero_gradient,
-        "final": {"train_loss": train_loss, "train_accuracy": train_accuracy,
-                  "test_loss": test_loss, "test_accuracy": test_accuracy,
-                  "labels": "train: the labels trained on (flipped ones included)"},
-        "proponents": {
-            "same_label_share": float(np.mean(labels[proponents] == y_test[:, None])),
-            "opponents_same_label_share": float(np.mean(labels[opponents] == y_test[:, None])),
-            "meaning": "share of the top-k proponents (opponents) whose training label equals "
-                       "the test example's label"},
-        "highest_self_influence": ranking[:20].tolist(),
-    }
-    arrays: dict[str, Any] = {
-        "test_indices": index, "test_labels": y_test, "labels": labels,
-        "scores": tracin.scores, "self_influence": tracin.self_influence,
-        "test_self_influence": tracin.test_self_influence,
-        "self_influence_ranking": ranking, "proponents": proponents,
-        "proponent_scores": proponent_scores, "opponents": opponents,
-        "opponent_scores": opponent_scores, "learning_rates": tracin.learning_rates,
-        "final_loss": final_loss, **{f"epochs/{k}": v for k, v in history.items()}}
-    if trained:
-        results["final"]["epoch_loss"] = float(history["epoch_loss"][-1])
-    y_original = None
-    if flipped.any():
-        y_original = train.y
-        arrays.update(flipped=flipped, original_labels=train.y)
-        order = ranking
-        results["flipped_labels"] = {
-            "fraction": float(flipped.mean()), "count": int(flipped.sum()),
-            "self_influence_auc": roc_auc(tracin.self_influence, flipped),
-            "final_loss_auc": roc_auc(final_loss, flipped),
-            "found_in_top": {f"{share:g}": float(flipped[order[:round(share * len(order))]]
-                                                 .sum() / flipped.sum())
-                             for share in TOP_SHARES},
-            "final_train_clean_accuracy": _mean_loss_accuracy(model, loss, train.x,
-                                                              train.y)[1]}
-
-    figures: dict[str, Any] = {}
-    x_test = test.x[index]
-    k = min(top_k, FIGURE_K)
-    for first in range(0, len(index), ROWS_PER_PAGE):
-        rows = list(range(first, min(first + ROWS_PER_PAGE, len(index))))
-        name = f"proponents_opponents_{first:03d}-{rows[-1]:03d}"
-        figures[name] = influence_plots.proponents_opponents(
-            tracin, train.x, labels, x_test, y_test, rows, k=k, class_names=train.class_names,
-            test_ids=index, y_original=y_original)
-    figures["highest_self_influence"] = influence_plots.highest_self_influence(
-        tracin.self_influence, train.x, labels, count=min(16, len(train)),
-        y_original=y_original, class_names=train.class_names)
-    if flipped.any():
-        figures["flipped_label_detection"] = influence_plots.flipped_label_detection(
-            tracin.self_influence, flipped, final_loss)
-    return results, arrays, figures
-
-
-def _mean_loss_accuracy(model, loss, x, y) -> tuple[float, float]:
-    losses = per_example_loss(model, loss, x, y)
-    predictions = []
-    for start in range(0, len(y), 512):
-        predictions.append(np.argmax(np.asarray(model(x[start:start + 512], training=False)),
-                                     axis=-1))
-    predicted = np.concatenate(predictions) if predictions else np.zeros(0, int)
-    return float(losses.mean()), float(np.mean(predicted == y))
-
-
-def _scalars(results: Mapping[str, Any]) -> dict[str, float]:
-    scalars = {"proponents_same_label_share": results["proponents"]["same_label_share"],
-               "opponents_same_label_share":
-                   results["proponents"]["opponents_same_label_share"]}
-    flips = results.get("flipped_labels")
-    if flips:
-        scalars["self_influence_auc"] = flips["self_influence_auc"]
-        scalars["final_loss_auc"] = flips["final_loss_auc"]
-        for share, found in flips["found_in_top"].items():
-            scalars[f"flipped_found_in_top_{share}"] = found
-    return scalars
-
-
-def _headline(results: Mapping[str, Any]) -> list[str]:
-    final = results["final"]
-    proponents = results["proponents"]
-    lines = [(f"final model: train accuracy {final['train_accuracy']:.3f} (labels trained "
-              f"on), test accuracy {final['test_accuracy']:.3f}; TracIn over "
-              f"{results['checkpoints']} checkpoints ({results['gram_method']}): "
-              f"{proponents['same_label_share']:.3f} of the top-{results['top_k']} "
-              f"proponents share the test example's label, "
-              f"{proponents['opponents_same_label_share']:.3f} of the opponents")]
-    flips = results.get("flipped_labels")
-    if flips:
-        found = flips["found_in_top"]["0.1"]
-        lines.append(f"flipped labels ({flips['count']}): self-influence AUC "
-                     f"{runner.format_number(flips['self_influence_auc'])}, final-loss AUC "
-                     f"{runner.format_number(flips['final_loss_auc'])}; "
-                     f"{found:.3f} of them in the top 10 % by self-influence")
-    return lines
-

@@ -42,28 +42,30 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from tfstiffness import training
 from tfstiffness.outputs import run_directory
-from tfstiffness.studies import runner
+from tfstiffness.studies import config as config_lib
+from tfstiffness.studies import progress, runner
+from tfstiffness.studies import results as result_dicts
 from tfstiffness.studies import seeds as seeds_lib
+from tfstiffness.studies.config import parameter
 
-__all__ = ["SERIES", "at_loss_levels", "common_loss_levels", "lr_key",
-           "run_learning_rate_study"]
+__all__ = ["SERIES", "LearningRateStudyConfig", "at_loss_levels", "common_loss_levels",
+           "lr_key", "run_learning_rate_study"]
 
 # --dataset gaussian_blobs: 5 blobs in 20 dimensions (spread 1), standardised. Measured with
 # the fully-connected net, 10 epochs (seed 0): the training loss goes 1.60 -> 1.34 / 0.36 /
 # 0.07 (epochs 1 / 5 / 10) at 1e-4, 0.075 / 0.001 / 0.000 at 1e-3 and 0.38 / 0.007 / 0.000
 # at 1e-2, validation accuracy 96-98 %: the rates span the loss range the equal-loss
 # comparison needs, but standardised the blobs barely overlap (an easy set).
-DATA_DEFAULTS = {"gaussian_blobs": {"num_classes": 5, "dim": 20, "spread": 1.0,
-                                    "num_per_class": 100}}
 #: The series compared across learning rates: name -> measurement key (train-train cosine).
 SERIES = {"train_loss": "train_loss", "train_accuracy": "train_accuracy",
           "within": "train_train/cosine/within", "between": "train_train/cosine/between",
@@ -87,104 +89,99 @@ def lr_key(learning_rate: float) -> str:
     return f"lr={learning_rate:g}"
 
 
-def run_learning_rate_study(
-    output_dir: str,
-    learning_rates: Sequence[float] = (1e-4, 1e-3, 1e-2),
-    dataset: str = "mnist1d",
-    model: str = "fc",
-    epochs: int = 10,
-    batch_size: int = 32,
-    probe_per_class: int = 50,
-    eval_epochs: Sequence[int] | str | None = None,
-    seed: int = 0,
-    seeds: Sequence[int] | None = None,
-    data_dir: str | None = None,
-    method: str = "auto",
-    max_train_examples: int | None = None,
-    max_val_examples: int | None = None,
-    data_options: Mapping[str, Any] | None = None,
-    bins: int = 20,
-    loss_levels: int = 8,
-    bootstrap_samples: int = 200,
-    verbose: bool = True,
-    tensorboard_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:
-    """The learning-rate study (see the module docstring).
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LearningRateStudyConfig(config_lib.TrainingConfig):
+    """The learning-rate study's parameters: those of `TrainingConfig` (no `learning_rate`;
+    `eval_epochs` None, every epoch, by default) and the learning rates.
 
     Default data: MNIST-1D. ``gaussian_blobs`` (5 classes in 20 dimensions, spread 1, 100
-    examples per class and split) is the synthetic alternative.
+    examples per class and split: `DATA_DEFAULTS`) is the synthetic alternative.
 
-    Args:
-        output_dir: Output directory (an `run_directory.OutputDir`).
+    `record` (config.json): every parameter but ``seeds``, ``eval_epochs`` as the measured
+    epochs and ``data_options`` over `DATA_DEFAULTS`.
+
+    Attributes:
         learning_rates: Adam learning rates, one run each (distinct, > 0).
         loss_levels: Number of common training-loss levels of the equal-loss comparison.
-        bootstrap_samples: Bootstrap resamples of the probe per measurement (0: none).
-        seeds: Repeat the whole study for each seed (see `class_stiffness`).
-        Others: as `class_stiffness.run_class_stiffness` (`eval_epochs` None: every epoch).
-
-    Returns:
-        The summary (what ``summary.json`` holds).
     """
-    runner.check_arguments(learning_rates=list(learning_rates), epochs=epochs,
-                           batch_size=batch_size, probe_per_class=probe_per_class, seed=seed,
-                           method=method, max_train_examples=max_train_examples,
-                           max_val_examples=max_val_examples, bins=bins,
-                           loss_levels=loss_levels, bootstrap_samples=bootstrap_samples)
-    learning_rates = [float(lr) for lr in learning_rates]
-    if seeds is not None:
-        kwargs = {"learning_rates": learning_rates, "dataset": dataset, "model": model,
-                      "epochs": epochs, "batch_size": batch_size, "probe_per_class": probe_per_class,
-                      "eval_epochs": eval_epochs, "data_dir": data_dir, "method": method,
-                      "max_train_examples": max_train_examples,
-                      "max_val_examples": max_val_examples, "data_options": data_options,
-                      "bins": bins, "loss_levels": loss_levels, "bootstrap_samples": bootstrap_samples}
-        return seeds_lib.run_seeds(run_learning_rate_study, output_dir, seeds,
-                                   study="learning_rate_study", kwargs=kwargs,
-                                   figures=seed_figures, tensorboard=_seed_tensorboard,
-                                   headline=_seed_headline, verbose=verbose)
-    data_options = runner.merged_options(DATA_DEFAULTS, dataset, data_options)
-    try:
-        evals = training.parse_eval_epochs(eval_epochs, epochs)
-    except ValueError as err:
-        raise runner.StudyInputError(f"eval_epochs: {err}") from None
-    config = {"study": "learning_rate_study", "learning_rates": learning_rates,
-              "dataset": dataset, "model": model, "epochs": epochs, "batch_size": batch_size,
-              "probe_per_class": probe_per_class, "eval_epochs": evals, "seed": seed,
-              "data_dir": data_dir, "method": method, "max_train_examples": max_train_examples,
-              "max_val_examples": max_val_examples, "data_options": data_options,
-              "bins": bins, "loss_levels": loss_levels, "bootstrap_samples": bootstrap_samples}
-    run_directory.check_output_dir(output_dir)
-    prepared = runner.prepare(
-        dataset, data_dir=data_dir, max_train_examples=max_train_examples,
-        max_val_examples=max_val_examples, seed=seed, data_options=data_options,
-        probe_per_class=probe_per_class, model=model, val_probe=False, method=method,
-        bins=bins, bootstrap_samples=bootstrap_samples)
+
+    STUDY = "learning_rate_study"
+    # --dataset gaussian_blobs: 5 blobs in 20 dimensions (spread 1), standardised. Measured
+    # with the fully-connected net, 10 epochs (seed 0): the training loss goes 1.60 -> 1.34 /
+    # 0.36 / 0.07 (epochs 1 / 5 / 10) at 1e-4, 0.075 / 0.001 / 0.000 at 1e-3 and 0.38 / 0.007
+    # / 0.000 at 1e-2, validation accuracy 96-98 %: the rates span the loss range the
+    # equal-loss comparison needs, but standardised the blobs barely overlap (an easy set).
+    DATA_DEFAULTS: ClassVar[Mapping[str, Mapping[str, Any]]] = {"gaussian_blobs": {
+        "num_classes": 5, "dim": 20, "spread": 1.0, "num_per_class": 100}}
+
+    learning_rates: Sequence[float] = parameter(
+        (1e-4, 1e-3, 1e-2), "Adam's constant learning rates, one training run each.",
+        flag="float_list")
+    dataset: str = parameter("mnist1d", "mnist1d or gaussian_blobs (generated offline), or a "
+                             "TensorFlow Datasets image set.", flag="enum",
+                             choices=("mnist1d", "gaussian_blobs", "mnist", "fashion_mnist",
+                                      "cifar10", "cifar100"))
+    model: str = parameter("fc", flag="model", choices=("fc", "cnn", "resnet20"))
+    epochs: int = parameter(10, "Training epochs.", flag="integer", lower_bound=1)
+    probe_per_class: int = parameter(50, "Probe examples per class, from the training split.",
+                                     flag="integer", lower_bound=1)
+    eval_epochs: Sequence[int] | str | None = parameter(None, config_lib.EVAL_EPOCHS_HELP,
+                                                        flag="eval_epochs")
+    loss_levels: int = parameter(8, "Common training-loss levels of the equal-loss "
+                                 "comparison.", flag="integer", lower_bound=1)
+
+    def seed_kwargs(self) -> dict[str, Any]:
+        return {**super().seed_kwargs(),
+                "learning_rates": [float(lr) for lr in self.learning_rates]}
+
+    def record(self) -> dict[str, Any]:
+        return {**super().record(), "learning_rates": [float(lr) for lr in self.learning_rates],
+                "eval_epochs": self.parsed_eval_epochs(),
+                "data_options": self.merged_data_options()}
+
+
+#: gaussian_blobs' default options (`LearningRateStudyConfig`).
+DATA_DEFAULTS = LearningRateStudyConfig.DATA_DEFAULTS
+
+
+def _run_once(output_dir: str, config: LearningRateStudyConfig, *, verbose: bool,
+              tensorboard_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """The study of one seed: one training run per learning rate, then the files."""
+    c, learning_rates = config, [float(lr) for lr in config.learning_rates]
+    evals = config.parsed_eval_epochs()
+    prepared, out = runner.open_run(output_dir, c, verbose=verbose,
+                                    tensorboard_dir=tensorboard_dir, val_probe=False)
     train = prepared.train
-    out = run_directory.OutputDir(output_dir, config, name="learning_rate_study", verbose=verbose,
-                               tensorboard_dir=tensorboard_dir)
-    out.progress(f"{dataset}: {len(train)} training examples, {prepared.num_classes} classes, "
-                 f"probe of {len(prepared.train_idx)}; model {model}, Adam at learning rates "
-                 f"{learning_rates}, batch {batch_size}; {epochs} epochs each, stiffness "
-                 f"measured at epochs {evals}"
-                 + (f"; {bootstrap_samples} bootstrap resamples" if bootstrap_samples else ""))
+    out.progress(f"{c.dataset}: {len(train)} training examples, {prepared.num_classes} "
+                 f"classes, probe of {len(prepared.train_idx)}; model {c.model}, Adam at "
+                 f"learning rates {learning_rates}, batch {c.batch_size}; {c.epochs} epochs "
+                 f"each, stiffness measured at epochs {evals}"
+                 f"{runner.bootstrap_text(c.bootstrap_samples)}")
     labels = [f"lr{i}_" for i in range(len(learning_rates))]
-    eta = runner.EtaModel({label: (epochs, evals) for label in labels}, final_figures=3)
+    eta = progress.EtaModel({label: (c.epochs, evals) for label in labels}, final_figures=3)
     runs = []
     for label, lr in zip(labels, learning_rates):
         _write_hparams(out, lr, learning_rates)
         runs.append(runner.train_measured(
-            out, prepared, epochs=epochs, learning_rate=lr, batch_size=batch_size, seed=seed,
-            eval_epochs=evals, eval_sets={"train": (prepared.train_x, train.y)}, eta=eta,
-            label=label, run_prefix=f"{lr_key(lr)}/"))
+            out, prepared, epochs=c.epochs, learning_rate=lr, batch_size=c.batch_size,
+            seed=c.seed, eval_epochs=evals, eval_sets={"train": (prepared.train_x, train.y)},
+            eta=eta, label=label, run_prefix=f"{lr_key(lr)}/"))
+    return _finish(out, runs, learning_rates, evals, prepared, c)
 
-    results, arrays = _results(runs, learning_rates, evals, prepared, loss_levels,
-                               bootstrap_samples, seed)
+
+def _finish(out: run_directory.OutputDir, runs: Sequence[training.TrainingRun],
+            learning_rates: list[float], evals: list[int], prepared: runner.Prepared,
+            config: LearningRateStudyConfig) -> dict[str, Any]:
+    """The study's files from its runs: xi_table.md, results, figures, summary.json."""
+    results, arrays = _results(runs, learning_rates, evals, prepared, config.loss_levels,
+                               config.bootstrap_samples, config.seed)
     (out.path / "xi_table.md").parent.mkdir(parents=True, exist_ok=True)
     with run_directory.atomic_write(out.path / "xi_table.md", "w") as file:
         file.write(xi_table_markdown(results["xi_table"]))
     figures = figures_of(arrays)
     headline = [_headline_row(row) for row in results["table"]]
-    headline.append(f"xi per learning rate at each epoch and loss level: {out.path / 'xi_table.md'}")
+    headline.append(f"xi per learning rate at each epoch and loss level: "
+                    f"{out.path / 'xi_table.md'}")
     run_info = {"resumed_after_epoch": {lr_key(lr): r.resumed_from
                                         for lr, r in zip(learning_rates, runs)},
                 "train_seconds": {lr_key(lr): r.train_seconds.tolist()
@@ -221,12 +218,12 @@ def _xi_cell(crossing: Mapping[str, Any], fit: Mapping[str, Any],
 
 def _headline_row(row: Mapping[str, Any]) -> str:
     return (f"{lr_key(row['learning_rate'])}: final train loss {row['final_train_loss']:.4f}, "
-            f"within {runner.format_number(row['final_within'])}, between "
-            f"{runner.format_number(row['final_between'])}, xi crossing / linear fit "
+            f"within {progress.format_number(row['final_within'])}, between "
+            f"{progress.format_number(row['final_between'])}, xi crossing / linear fit "
             f"{_xi_cell(row['final_xi_crossing'], row['final_xi_linear_fit'])}; at the common "
-            f"loss levels: mean within {runner.format_number(row['mean_within_at_loss_levels'])}"
+            f"loss levels: mean within {progress.format_number(row['mean_within_at_loss_levels'])}"
             f", mean xi linear fit "
-            f"{runner.format_number(row['mean_xi_linear_fit_at_loss_levels'])}")
+            f"{progress.format_number(row['mean_xi_linear_fit_at_loss_levels'])}")
 
 
 def xi_table_markdown(table: Mapping[str, Any]) -> str:
@@ -281,10 +278,10 @@ def _write_hparams(out: run_directory.OutputDir, lr: float, learning_rates: list
 
 def _xi_at(series: Mapping[str, np.ndarray], e: int) -> dict[str, Any]:
     """Both critical lengths of epoch index `e` of one learning rate's series."""
-    return {"xi_crossing": runner.xi_dict(series["xi_crossing"][e],
+    return {"xi_crossing": result_dicts.xi_dict(series["xi_crossing"][e],
                                           series["xi_crossing_status"][e],
                                           series["xi_crossing_bound"][e]),
-            "xi_linear_fit": runner.linear_fit_dict(
+            "xi_linear_fit": result_dicts.linear_fit_dict(
                 series["xi_linear_fit"][e], series["xi_linear_fit_status"][e],
                 series["xi_linear_fit_slope"][e], series["xi_linear_fit_r2"][e],
                 series["xi_linear_fit_extrapolated"][e], series["xi_linear_fit_intercept"][e])}
@@ -293,8 +290,8 @@ def _xi_at(series: Mapping[str, np.ndarray], e: int) -> dict[str, Any]:
 def _ci(series: Mapping[str, np.ndarray], name: str, e: int) -> dict[str, Any] | None:
     if f"{name}_ci_low" not in series:
         return None
-    return {"low": runner.interval_end(series[f"{name}_ci_low"][e]),
-            "high": runner.interval_end(series[f"{name}_ci_high"][e])}
+    return {"low": result_dicts.interval_end(series[f"{name}_ci_low"][e]),
+            "high": result_dicts.interval_end(series[f"{name}_ci_high"][e])}
 
 
 def _results(runs, learning_rates, evals, prepared, loss_levels, bootstrap_samples, seed):
@@ -383,8 +380,8 @@ def _results(runs, learning_rates, evals, prepared, loss_levels, bootstrap_sampl
                "gram_method": str(first["gram_method"][-1]), "loss_levels": levels.tolist(),
                "train_loss": "mean cross-entropy of one pass over the training split in "
                              "inference mode",
-               "critical_length": runner.CRITICAL_LENGTH_NOTE,
-               "bootstrap": runner.bootstrap_note(bootstrap_samples, seed),
+               "critical_length": result_dicts.CRITICAL_LENGTH_NOTE,
+               "bootstrap": result_dicts.bootstrap_note(bootstrap_samples, seed),
                "learning_rates": per_lr, "table": table,
                "xi_table": {"at_equal_epoch": at_epoch_rows, "at_equal_loss": at_loss_rows}}
     return results, arrays
@@ -441,7 +438,7 @@ def figures_of(arrays: Mapping[str, np.ndarray],
     for i, lr in enumerate(np.asarray(curve_arrays["learning_rates"]).tolist()):
         m = {f"train_train/cosine/{k[len(f'lr{i}/'):]}": v for k, v in curve_arrays.items()
              if k.startswith(f"lr{i}/")}
-        found = runner.curve_at(m, len(evals) - 1)
+        found = result_dicts.curve_at(m, len(evals) - 1)
         if found is not None:
             entries.append((*found, lr_key(lr)))
     figures["stiffness_vs_distance"] = plots.stiffness_vs_distance(
@@ -467,9 +464,9 @@ def _seed_headline(results: Mapping[str, Any]) -> list[str]:
     def text(value: Any) -> str:
         if isinstance(value, Mapping):
             if value.get("low") is None:
-                return runner.format_number(value.get("mean"))
+                return progress.format_number(value.get("mean"))
             return f"{value['mean']:.3g} [{value['low']:.3g}, {value['high']:.3g}]"
-        return runner.format_number(value)
+        return progress.format_number(value)
 
     lines = []
     for row in results["across_seeds"]["table"]:
@@ -558,3 +555,11 @@ def common_loss_levels(losses: Sequence[Any], num: int = 8) -> np.ndarray:
     if not (top > bottom > 0) or num < 1:
         return np.array([])
     return np.geomspace(top, bottom, num)
+
+
+# The entry point, from the config.
+run_learning_rate_study = seeds_lib.study_function(
+    LearningRateStudyConfig, _run_once, name="run_learning_rate_study",
+    description="""The learning-rate study (see the module docstring), with the parameters of
+    `LearningRateStudyConfig`.""",
+    figures=seed_figures, tensorboard=_seed_tensorboard, headline=_seed_headline)

@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -42,26 +43,27 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tfstiffness.errors import StudyInputError
 from tfstiffness.outputs import run_directory
-from tfstiffness.studies import runner
+from tfstiffness.studies import config as config_lib
+from tfstiffness.studies import progress, runner
+from tfstiffness.studies import results as result_dicts
+from tfstiffness.studies.config import parameter
 
-__all__ = ["PAIRS", "STRATEGIES", "SummaryData", "load_inputs", "parse_custom_objects",
-           "run_summary", "stiffness_vs_distance_figure"]
+__all__ = ["PAIRS", "STRATEGIES", "SummaryConfig", "SummaryData", "load_inputs",
+           "parse_custom_objects", "run_summary"]
 
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")  # as `cluster.STRATEGIES`
 PAIRS = ("within", "between", "all")
-KINDS = ("sign", "cosine")
-XI_METHODS = ("crossing", "linear_fit")
 CHECKPOINT = "summary_state"  # stages/summary_state.npz
 
 
-@dataclass
+@dataclasses.dataclass
 class SummaryData:
     """The examples measured: inputs and class labels, an optional second set, and what the
     data says about its classes."""
@@ -96,7 +98,7 @@ def parse_custom_objects(spec: str | Sequence[str] | None) -> dict[str, Any]:
     `keras.saving.register_keras_serializable`).
 
     Raises:
-        runner.StudyInputError: an entry that cannot be imported, naming it.
+        StudyInputError: an entry that cannot be imported, naming it.
 
     Example:
         >>> sorted(parse_custom_objects("collections:OrderedDict,json"))
@@ -111,13 +113,13 @@ def parse_custom_objects(spec: str | Sequence[str] | None) -> dict[str, Any]:
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
-            raise runner.StudyInputError(
+            raise StudyInputError(
                 f"custom_objects: cannot import module {module_name!r} of {entry!r} ({err}); "
                 "give module:name entries importable here (PYTHONPATH).") from None
         if name:
             if not hasattr(module, name):
-                raise runner.StudyInputError(f"custom_objects: module {module_name!r} has no "
-                                             f"{name!r} (entry {entry!r}).")
+                raise StudyInputError(f"custom_objects: module {module_name!r} has no "
+                                      f"{name!r} (entry {entry!r}).")
             objects[name] = getattr(module, name)
     return objects
 
@@ -141,10 +143,10 @@ def _resolve_loss(loss: str | None, custom_objects: dict[str, Any]) -> Any:
             item = custom_objects[text]
             return item() if isinstance(item, type) else item
         return keras.losses.get(text)
-    except runner.StudyInputError:
+    except StudyInputError:
         raise
     except (ValueError, TypeError, json.JSONDecodeError) as err:
-        raise runner.StudyInputError(
+        raise StudyInputError(
             f"loss: cannot make a loss of {loss!r} ({err}). Give a Keras loss name (e.g. "
             "sparse_categorical_crossentropy), a config such as "
             '\'{"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": '
@@ -153,39 +155,39 @@ def _resolve_loss(loss: str | None, custom_objects: dict[str, Any]) -> Any:
 
 def _check(output_dir, model, dataset, inputs, split, max_examples, block_size, strategy,
            radius, bins, pairs, method, checkpoint_every) -> None:
-    """Refuses bad arguments, naming them (`runner.StudyInputError`)."""
-    runner.check_arguments(bins=bins, method=method, max_examples=max_examples)
+    """Refuses bad arguments, naming them (`StudyInputError`)."""
+    config_lib.check_arguments(bins=bins, method=method, max_examples=max_examples)
     if not str(output_dir):
-        raise runner.StudyInputError("output_dir: expected a directory path")
+        raise StudyInputError("output_dir: expected a directory path")
     if not os.path.isfile(model):
-        raise runner.StudyInputError(f"model: {model} is not a file; give a model saved with "
-                                     "model.save('path.keras')")
+        raise StudyInputError(f"model: {model} is not a file; give a model saved with "
+                              "model.save('path.keras')")
     if not str(model).endswith(".keras"):
-        raise runner.StudyInputError(f"model: expected a .keras file (Keras 3's format, "
-                                     f"model.save('path.keras')), got {model}")
+        raise StudyInputError(f"model: expected a .keras file (Keras 3's format, "
+                              f"model.save('path.keras')), got {model}")
     if (dataset is None) == (inputs is None):
-        raise runner.StudyInputError("dataset, inputs: give exactly one: a data set name "
-                                     "(with its split) or an .npz file of arrays x, y")
+        raise StudyInputError("dataset, inputs: give exactly one: a data set name "
+                              "(with its split) or an .npz file of arrays x, y")
     if inputs is not None and not os.path.isfile(inputs):
-        raise runner.StudyInputError(f"inputs: {inputs} is not a file; give an .npz file "
-                                     "holding arrays x and y (and optionally x2, y2)")
+        raise StudyInputError(f"inputs: {inputs} is not a file; give an .npz file "
+                              "holding arrays x and y (and optionally x2, y2)")
     if inputs is not None and split != "train":
-        raise runner.StudyInputError("split: applies to --dataset only; an --inputs file "
-                                     "holds its own arrays")
+        raise StudyInputError("split: applies to --dataset only; an --inputs file "
+                              "holds its own arrays")
     if block_size is not None and (isinstance(block_size, bool) or not isinstance(
             block_size, (int, np.integer)) or block_size < 1):
-        raise runner.StudyInputError(f"block_size: expected an integer >= 1 or none, got "
-                                     f"{block_size!r}")
+        raise StudyInputError(f"block_size: expected an integer >= 1 or none, got "
+                              f"{block_size!r}")
     if isinstance(strategy, str) and strategy not in STRATEGIES:
-        raise runner.StudyInputError(f"strategy: expected one of {STRATEGIES}, got "
-                                     f"{strategy!r}")
+        raise StudyInputError(f"strategy: expected one of {STRATEGIES}, got "
+                              f"{strategy!r}")
     if radius is not None and not (math.isfinite(radius) and radius > 0):
-        raise runner.StudyInputError(f"radius: expected a finite number > 0, got {radius!r}")
+        raise StudyInputError(f"radius: expected a finite number > 0, got {radius!r}")
     if pairs not in PAIRS:
-        raise runner.StudyInputError(f"pairs: expected one of {PAIRS}, got {pairs!r}")
+        raise StudyInputError(f"pairs: expected one of {PAIRS}, got {pairs!r}")
     if not (math.isfinite(checkpoint_every) and checkpoint_every >= 0):
-        raise runner.StudyInputError(f"checkpoint_every: expected seconds >= 0, got "
-                                     f"{checkpoint_every!r}")
+        raise StudyInputError(f"checkpoint_every: expected seconds >= 0, got "
+                              f"{checkpoint_every!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,7 +201,7 @@ def load_inputs(path: str | os.PathLike, max_examples: int | None = None) -> Sum
     ``x2``/``y2``, ``fine_to_coarse`` [K] and ``class_names`` [K].
 
     Raises:
-        runner.StudyInputError: a missing or malformed entry, named.
+        StudyInputError: a missing or malformed entry, named.
 
     Example:
         >>> import tempfile
@@ -213,7 +215,7 @@ def load_inputs(path: str | os.PathLike, max_examples: int | None = None) -> Sum
         with np.load(path, allow_pickle=False) as f:
             entries = {key: f[key] for key in f.files}
     except (OSError, ValueError) as err:
-        raise runner.StudyInputError(f"inputs: {path} is not a readable .npz file ({err})")
+        raise StudyInputError(f"inputs: {path} is not a readable .npz file ({err})")
 
     def inputs(name: str) -> Any:
         if name in entries:
@@ -224,11 +226,11 @@ def load_inputs(path: str | os.PathLike, max_examples: int | None = None) -> Sum
 
     x, x2 = inputs("x"), inputs("x2")
     if x is None or "y" not in entries:
-        raise runner.StudyInputError(f"inputs: {path} must hold arrays 'x' (or 'x/<input "
-                                     f"name>' entries) and 'y'; it holds {sorted(entries)}")
+        raise StudyInputError(f"inputs: {path} must hold arrays 'x' (or 'x/<input "
+                              f"name>' entries) and 'y'; it holds {sorted(entries)}")
     if (x2 is None) != ("y2" not in entries):
-        raise runner.StudyInputError(f"inputs: {path} holds {'x2' if x2 is not None else 'y2'}"
-                                     " without its partner; give both x2 and y2 or neither")
+        raise StudyInputError(f"inputs: {path} holds {'x2' if x2 is not None else 'y2'}"
+                              " without its partner; give both x2 and y2 or neither")
     names = entries.get("class_names")
     return SummaryData(
         x=x, y=entries["y"][keep], x2=x2, y2=None if x2 is None else entries["y2"][keep],
@@ -247,7 +249,7 @@ def _load_dataset(dataset: str, split: str, data_dir: str | None,
     except data.DatasetUnavailableError:
         raise
     except ValueError as err:
-        raise runner.StudyInputError(f"dataset {dataset!r}, split {split!r}: {err}") from None
+        raise StudyInputError(f"dataset {dataset!r}, split {split!r}: {err}") from None
     return SummaryData(x=loaded.x, y=loaded.y, fine_to_coarse=loaded.fine_to_coarse,
                        class_names=tuple(loaded.class_names),
                        coarse_names=loaded.coarse_names, source=f"{dataset}:{split}")
@@ -264,8 +266,8 @@ def _load_model(path: str, custom_objects: dict[str, Any]):
         hint = (" A custom layer, loss or function must be named in --custom_objects "
                 "(module:name)." if "custom" in str(err).lower() or "unknown" in
                 str(err).lower() or "could not locate" in str(err).lower() else "")
-        raise runner.StudyInputError(f"model: cannot load {path}: {type(err).__name__}: "
-                                     f"{str(err).splitlines()[0]}{hint}") from None
+        raise StudyInputError(f"model: cannot load {path}: {type(err).__name__}: "
+                              f"{str(err).splitlines()[0]}{hint}") from None
 
 
 def _file_digest(path: str) -> str:
@@ -281,27 +283,27 @@ def _validate(model, data: SummaryData, loss, method: str, block_size, radius) -
     touched: the engine's checks of model, inputs, labels and loss (cheap: one or two
     examples go through the model), class labels, and a radius on integer inputs."""
     from tfstiffness import streaming
-    from tfstiffness.engine import gram
+    from tfstiffness.engine.run import prepare_run
 
     try:
         streaming.summary_labels(data.y, data.y2, data.num_classes)
-        gram._setup(model, data.x, data.y, loss, data.x2, data.y2, method, block_size, None,
+        prepare_run(model, data.x, data.y, loss, data.x2, data.y2, method, block_size, None,
                     batch_size_name="block_size")
     except (ValueError, TypeError) as err:
         message = str(err)
         if message.startswith("loss: the model is not compiled"):
             message = ("loss: the model was saved without a compiled loss; give --loss (e.g. "
                        "sparse_categorical_crossentropy, or a Keras loss config as JSON)")
-        raise runner.StudyInputError(message) from None
+        raise StudyInputError(message) from None
     if radius is not None:
         if data.x2 is not None:
-            raise runner.StudyInputError("radius: neighbourhoods need one set of examples; "
-                                         "this data holds two (x2, y2): drop --radius")
+            raise StudyInputError("radius: neighbourhoods need one set of examples; "
+                                  "this data holds two (x2, y2): drop --radius")
         leaves = list(data.x.values()) if isinstance(data.x, dict) else [data.x]
         if not any(np.asarray(leaf).dtype.kind == "f" for leaf in leaves):
-            raise runner.StudyInputError("radius: neighbourhoods are measured in the space of "
-                                         "float inputs, and these inputs are all integer ids; "
-                                         "drop --radius")
+            raise StudyInputError("radius: neighbourhoods are measured in the space of "
+                                  "float inputs, and these inputs are all integer ids; "
+                                  "drop --radius")
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,123 +311,151 @@ def _validate(model, data: SummaryData, loss, method: str, block_size, radius) -
 # --------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SummaryConfig(config_lib.StudyConfig):
+    """The parameters of `run_summary` (see it for each one's meaning).
+
+    config.json (`record`) names the model and inputs files by absolute path and digest, the
+    custom objects by name, and the split and seed only for a `dataset`.
+    """
+
+    STUDY = "summary"
+
+    model: str | None = parameter(None, "The model, saved with model.save('path.keras').",
+                                  flag="string", required=True)
+    custom_objects: str | Sequence[str] | None = parameter(
+        (), "Custom layers, losses or functions the model needs, as module:name "
+        "(comma-separated); a bare module is imported for its registered classes.",
+        flag="list")
+    dataset: str | None = parameter(None, "A data set of tfstiffness.data (e.g. mnist, "
+                                    "cifar10, cifar100, hierarchical_images); or give "
+                                    "--inputs.", flag="string")
+    split: str = parameter("train", "The split of --dataset.", flag="string")
+    data_dir: str | None = parameter(None, config_lib.DATA_DIR_HELP, flag="string")
+    max_examples: int | None = parameter(None, "Use the first N examples (of each set) only; "
+                                         "none: all.", flag="integer", lower_bound=1)
+    inputs: str | None = parameter(None, "An .npz file with arrays x, y (class labels) and "
+                                   "optionally x2, y2 (a second set: cross-set stiffness), "
+                                   "fine_to_coarse, class_names.", flag="string")
+    loss: str | None = parameter(
+        None, "The loss: a Keras loss name, a Keras loss config as JSON (e.g. "
+        "'{\"class_name\": \"SparseCategoricalCrossentropy\", \"config\": "
+        "{\"from_logits\": true}}') or module:name; none: the model's compiled loss.",
+        flag="string")
+    block_size: int | None = parameter(None, "Examples per Gram block (memory grows with its "
+                                       "square); none: the engine's default.", flag="integer",
+                                       lower_bound=1)
+    strategy: str | object = parameter("none", "none: one device; mirrored: every local GPU; "
+                              "multi_worker: the cluster of TF_CONFIG (run the same command "
+                              "on every worker); tpu: TPUStrategy (not run here).",
+                              flag="enum", choices=STRATEGIES)
+    radius: float | None = parameter(None, "Neighbourhood radius in input units (one set "
+                                     "only); none: no neighbourhood stiffness.",
+                                     flag="positive_float")
+    bins: int = parameter(20, "Distance bins of the stiffness-vs-distance curves.",
+                          flag="integer", lower_bound=1)
+    pairs: str = parameter("within", "Pairs binned by distance: within class, between "
+                           "classes or all.", flag="enum", choices=PAIRS)
+    checkpoint_every: float = parameter(60.0, "Seconds between checkpoints.", flag="float",
+                                        lower_bound=0.0)
+    seed: int = parameter(0, "Seed of a synthetic --dataset.", flag="integer", lower_bound=0)
+
+    def record(self, custom_objects: Sequence[str] = ()) -> dict[str, Any]:
+        """config.json, `custom_objects` the names `parse_custom_objects` found."""
+        inputs = self.inputs
+        return {"study": self.STUDY, "model": os.path.abspath(self.model),
+                "model_digest": _file_digest(self.model),
+                "custom_objects": sorted(custom_objects), "dataset": self.dataset,
+                "split": self.split if self.dataset else None,
+                "max_examples": self.max_examples, "seed": self.seed if self.dataset else None,
+                "inputs": None if inputs is None else os.path.abspath(inputs),
+                "inputs_digest": None if inputs is None else _file_digest(inputs),
+                "loss": self.loss, "block_size": self.block_size, "radius": self.radius,
+                "bins": self.bins, "pairs": self.pairs, "method": self.method}
+
+
 def run_summary(
     output_dir: str,
-    model: str,
+    model: str | None = None,
+    config: SummaryConfig | None = None,
     *,
-    custom_objects: str | Sequence[str] | None = None,
-    dataset: str | None = None,
-    split: str = "train",
-    data_dir: str | None = None,
-    max_examples: int | None = None,
-    inputs: str | None = None,
-    loss: str | None = None,
-    block_size: int | None = None,
-    strategy: Any = "none",
-    radius: float | None = None,
-    bins: int = 20,
-    pairs: str = "within",
-    method: str = "auto",
-    checkpoint_every: float = 60.0,
-    seed: int = 0,
     verbose: bool = True,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Measures a saved model's stiffness over every pair of examples (module docstring).
 
     Args:
         output_dir: Output directory (an `run_directory.OutputDir`; the chief's only).
-        model: A model saved as ``.keras``.
-        custom_objects: ``module:name`` entries (comma-separated text or a list) of custom
-            layers, losses or functions the model needs; ``module`` alone imports it.
-        dataset: A `tfstiffness.data` name (with `split`, `data_dir`); or give `inputs`.
-        split: The split of `dataset`.
-        data_dir: tfds data directory.
-        max_examples: Keep the first N examples (of each set) only.
-        inputs: An ``.npz`` file (see `load_inputs`).
-        loss: None (the model's compiled loss), a Keras loss name, a Keras loss config as
-            JSON, or ``module:name``.
-        block_size: Examples per Gram block (default: the engine's).
-        strategy: "none", "mirrored" (every local device), "multi_worker" (the cluster of
-            `TF_CONFIG`; every worker runs the same call), "tpu" (not run in this project's
-            tests), or a `tf.distribute.Strategy`. Created first, before other TensorFlow
-            work.
-        radius: Neighbourhood radius (input units) for neighbourhood stiffness; None skips.
-        bins: Equal distance bins on [0, 2] for stiffness vs distance.
-        pairs: Pairs binned by distance: "within" class, "between" or "all".
-        method: `gradient_gram` method.
-        checkpoint_every: Seconds between checkpoints (each one, on a cluster, a reduction
-            over the workers).
-        seed: Seed of a synthetic data set.
+        model: A model saved as ``.keras`` (the field ``model`` of `SummaryConfig`).
+        config: The parameters (`SummaryConfig`), `overrides` (its fields) replacing some:
+
+            - custom_objects: ``module:name`` entries (comma-separated text or a list) of
+              custom layers, losses or functions the model needs; ``module`` alone imports
+              it.
+            - dataset: A `tfstiffness.data` name (with `split`, `data_dir`); or give
+              `inputs`. split: the split of `dataset`; data_dir: tfds data directory.
+            - max_examples: Keep the first N examples (of each set) only.
+            - inputs: An ``.npz`` file (see `load_inputs`).
+            - loss: None (the model's compiled loss), a Keras loss name, a Keras loss config
+              as JSON, or ``module:name``.
+            - block_size: Examples per Gram block (default: the engine's).
+            - strategy: "none", "mirrored" (every local device), "multi_worker" (the cluster
+              of `TF_CONFIG`; every worker runs the same call), "tpu" (not run in this
+              project's tests), or a `tf.distribute.Strategy`. Created first, before other
+              TensorFlow work.
+            - radius: Neighbourhood radius (input units) for neighbourhood stiffness; None
+              skips.
+            - bins: Equal distance bins on [0, 2] for stiffness vs distance.
+            - pairs: Pairs binned by distance: "within" class, "between" or "all".
+            - method: `gradient_gram` method.
+            - checkpoint_every: Seconds between checkpoints (each one, on a cluster, a
+              reduction over the workers).
+            - seed: Seed of a synthetic data set.
         verbose: Print progress lines.
+        **overrides: Fields of `SummaryConfig`.
 
     Returns:
         The summary (what ``summary.json`` holds); on a non-chief worker, the same results
         without writing them.
 
     Raises:
-        runner.StudyInputError: bad arguments, model, data or loss, before anything is
-            written. `cluster.WorkerLostError`: another worker of the cluster stopped.
+        StudyInputError: bad arguments, model, data or loss, before anything is written.
+            `cluster.WorkerLostError`: another worker of the cluster stopped.
     """
     from tfstiffness.distributed import cluster
 
-    _check(output_dir, model, dataset, inputs, split, max_examples, block_size, strategy,
-           radius, bins, pairs, method, checkpoint_every)
-    if isinstance(strategy, str):
-        try:
-            strategy_name, strategy = strategy, cluster.make_strategy(strategy)
-        except ValueError as err:
-            raise runner.StudyInputError(str(err)) from None
-    else:
-        strategy_name = type(strategy).__name__
+    if model is not None:
+        overrides["model"] = model
+    config = SummaryConfig.build(config, **overrides)
+    c = config
+    _check(output_dir, c.model, c.dataset, c.inputs, c.split, c.max_examples, c.block_size,
+           c.strategy, c.radius, c.bins, c.pairs, c.method, c.checkpoint_every)
+    strategy_name, strategy = _strategy(c.strategy)
     chief = cluster.is_chief(strategy)
     if chief:
         run_directory.check_output_dir(output_dir)
-    objects = parse_custom_objects(custom_objects)
-    loss_object = _resolve_loss(loss, objects)
-    data = (load_inputs(inputs, max_examples) if inputs is not None else
-            _load_dataset(dataset, split, data_dir, max_examples, seed))
-    keras_model = _load_model(model, objects)
-    _validate(keras_model, data, loss_object, method, block_size, radius)
+    objects = parse_custom_objects(c.custom_objects)
+    loss_object = _resolve_loss(c.loss, objects)
+    data = (load_inputs(c.inputs, c.max_examples) if c.inputs is not None else
+            _load_dataset(c.dataset, c.split, c.data_dir, c.max_examples, c.seed))
+    keras_model = _load_model(c.model, objects)
+    _validate(keras_model, data, loss_object, c.method, c.block_size, c.radius)
 
-    config = {"study": "summary", "model": os.path.abspath(model),
-              "model_digest": _file_digest(model), "custom_objects": sorted(objects),
-              "dataset": dataset, "split": split if dataset else None,
-              "max_examples": max_examples, "seed": seed if dataset else None,
-              "inputs": None if inputs is None else os.path.abspath(inputs),
-              "inputs_digest": None if inputs is None else _file_digest(inputs),
-              "loss": loss, "block_size": block_size, "radius": radius, "bins": bins,
-              "pairs": pairs, "method": method}
-    out = (run_directory.OutputDir(output_dir, config, name="summary", verbose=verbose)
+    record = config.record(objects)
+    out = (run_directory.OutputDir(output_dir, record, name="summary", verbose=verbose)
            if chief else None)
-    say = out.progress if out is not None else (lambda line: None)
-    workers = cluster.num_workers(strategy)
     checkpoint = (out.stages_dir / f"{CHECKPOINT}.npz") if out is not None else \
         Path(output_dir) / "stages" / f"{CHECKPOINT}.npz"  # ignored off the chief
-    n = len(data.y)
-    say(f"{type(keras_model).__name__} {keras_model.name!r} "
-        f"({keras_model.count_params():,} parameters) on {n:,} examples of {data.source}"
-        + (f" x {len(data.y2):,}" if data.y2 is not None else "")
-        + (f"; {strategy_name} over {strategy.num_replicas_in_sync} replicas"
-           f"{f' on {workers} workers' if workers > 1 else ''}" if strategy is not None
-           else "")
-        + ("; resuming from the checkpoint in stages/" if checkpoint.exists() else ""))
-
-    from tfstiffness import streaming
-
+    if out is not None:
+        out.progress(_start_line(keras_model, data, strategy_name, strategy,
+                                 checkpoint.exists()))
     start = time.monotonic()
-    edges = np.linspace(0.0, 2.0, bins + 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # zero gradients: counted and reported
-        result = streaming.stiffness_summary(
-            keras_model, data.x, data.y, loss=loss_object, x2=data.x2, y2=data.y2,
-            num_classes=data.num_classes, fine_to_coarse=data.fine_to_coarse, distance_edges=edges, pairs=pairs,
-            radius=radius, block_size=block_size, method=method, strategy=strategy,
-            checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-            verbose=None if verbose and chief else False)
+    result = _stream(keras_model, data, loss_object, config, strategy, checkpoint,
+                     verbose=verbose and chief)
     seconds = time.monotonic() - start
-    results, arrays = _results(result, data, pairs)
-    results["loss"] = loss or "compiled"
-    results["strategy"] = {"name": strategy_name, "workers": workers,
+    results, arrays = result_dicts.streamed_results(result, data.y, data.y2, c.pairs)
+    results["loss"] = c.loss or "compiled"
+    results["strategy"] = {"name": strategy_name, "workers": cluster.num_workers(strategy),
                            "replicas": 1 if strategy is None else
                            strategy.num_replicas_in_sync}
     if out is None:
@@ -435,79 +465,75 @@ def run_summary(
             print(f"[summary {who}] done: Gram blocks computed by worker "
                   f"{list(result.blocks_by_worker)} of {result.blocks_total}; the chief "
                   f"writes {output_dir}", flush=True)
-        return {"config": config, "results": results}
+        return {"config": record, "results": results}
+    return _finish(out, result, data, results, arrays, seconds)
+
+
+def _strategy(strategy: Any) -> tuple[str, Any]:
+    """(name, strategy) of a `strategy` argument: a name is made into its strategy."""
+    from tfstiffness.distributed import cluster
+
+    if not isinstance(strategy, str):
+        return type(strategy).__name__, strategy
+    try:
+        return strategy, cluster.make_strategy(strategy)
+    except ValueError as err:
+        raise StudyInputError(str(err)) from None
+
+
+def _start_line(keras_model, data: SummaryData, strategy_name: str, strategy: Any,
+                resuming: bool) -> str:
+    """The first progress line: the model, the examples, the strategy, any resume."""
+    from tfstiffness.distributed import cluster
+
+    workers = cluster.num_workers(strategy)
+    return (f"{type(keras_model).__name__} {keras_model.name!r} "
+            f"({keras_model.count_params():,} parameters) on {len(data.y):,} examples of "
+            f"{data.source}"
+            + (f" x {len(data.y2):,}" if data.y2 is not None else "")
+            + (f"; {strategy_name} over {strategy.num_replicas_in_sync} replicas"
+               f"{f' on {workers} workers' if workers > 1 else ''}" if strategy is not None
+               else "")
+            + ("; resuming from the checkpoint in stages/" if resuming else ""))
+
+
+def _stream(keras_model, data: SummaryData, loss_object: Any, config: SummaryConfig,
+            strategy: Any, checkpoint: Path, verbose: bool):
+    """`streaming.stiffness_summary` of the data, with the config's settings."""
+    from tfstiffness import streaming
+
+    edges = np.linspace(0.0, 2.0, config.bins + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zero gradients: counted and reported
+        return streaming.stiffness_summary(
+            keras_model, data.x, data.y, loss=loss_object, x2=data.x2, y2=data.y2,
+            num_classes=data.num_classes, fine_to_coarse=data.fine_to_coarse,
+            distance_edges=edges, pairs=config.pairs, radius=config.radius,
+            block_size=config.block_size, method=config.method, strategy=strategy,
+            checkpoint=checkpoint, checkpoint_every=config.checkpoint_every,
+            verbose=None if verbose else False)
+
+
+def _finish(out: run_directory.OutputDir, result, data: SummaryData,
+            results: dict[str, Any], arrays: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The chief's files: figures, TensorBoard scalars, results.npz and summary.json."""
+    from tfstiffness.outputs import tensorboard
+
     figures = {f"class_matrix_{kind}": _class_matrix_figure(result, data, kind)
                for kind in ("cosine", "sign")}
     if result.distance_curve:
-        figures["stiffness_vs_distance"] = stiffness_vs_distance_figure(result)
-    from tfstiffness.outputs import tensorboard
-
+        figures["stiffness_vs_distance"] = _distance_figure(result)
     with out.step_events("summary", 0) as writer:
         tensorboard.write_scalars(writer, _scalars(results), 0, prefix="summary")
-    headline = [f"{kind}: within {runner.format_number(results['stiffness'][kind]['within'])}"
-                f", between {runner.format_number(results['stiffness'][kind]['between'])}"
+    stiffness = results["stiffness"]
+    headline = [f"{kind}: within {progress.format_number(stiffness[kind]['within'])}"
+                f", between {progress.format_number(stiffness[kind]['between'])}"
                 + (f", super-class contrast "
-                   f"{runner.format_number(results['stiffness'][kind]['superclass_contrast'])}"
-                   if "superclass_contrast" in results["stiffness"][kind] else "")
+                   f"{progress.format_number(stiffness[kind]['superclass_contrast'])}"
+                   if "superclass_contrast" in stiffness[kind] else "")
                 for kind in ("cosine", "sign")]
     run_info = {"summary_seconds": seconds, "blocks_resumed": result.blocks_resumed}
     return runner.finish(out, results, arrays, figures, run_info, headline=headline)
-
-
-def _xi(curve, method: str) -> dict[str, Any]:
-    from tfstiffness import measures
-
-    critical = measures.critical_length(curve, method=method)
-    entry = {"xi": critical.xi, "status": critical.status, "bound": critical.bound,
-             "text": str(critical)}
-    if method == "linear_fit":
-        entry.update(slope=critical.slope, intercept=critical.intercept,
-                     r_squared=critical.r_squared, extrapolated=critical.extrapolated)
-    return entry
-
-
-def _results(result, data: SummaryData, pairs: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """summary.json's results and results.npz's arrays of a `StiffnessSummary`."""
-    stiffness: dict[str, Any] = {}
-    arrays: dict[str, Any] = {"y": data.y, "sq_norms": result.sq_norms,
-                              "blocks_by_worker": np.asarray(result.blocks_by_worker)}
-    if data.y2 is not None:
-        arrays.update(y2=data.y2, sq_norms2=result.sq_norms2)
-    for kind in KINDS:
-        entry: dict[str, Any] = {"within": result.within[kind],
-                                 "between": result.between[kind]}
-        if kind in result.superclass_contrast:
-            entry["superclass_contrast"] = result.superclass_contrast[kind]
-        arrays[f"class_matrix_{kind}"] = result.class_matrix[kind]
-        curve = result.distance_curve.get(kind)
-        if curve is not None:
-            entry["xi"] = {method: _xi(curve, method) for method in XI_METHODS}
-            arrays[f"curve_means_{kind}"] = curve.means
-            arrays["curve_edges"], arrays["curve_counts"] = curve.edges, curve.counts
-        if kind in result.neighbourhood:
-            values = result.neighbourhood[kind]
-            finite = values[np.isfinite(values)]
-            entry["neighbourhood_mean"] = float(finite.mean()) if finite.size else None
-            arrays[f"neighbourhood_{kind}"] = values
-        stiffness[kind] = entry
-    if result.neighbour_counts is not None:
-        arrays["neighbour_counts"] = result.neighbour_counts
-    stats = result.alignment
-    alignment: dict[str, Any] = {"gradient_confusion": {k: stats.gradient_confusion(k)
-                                                        for k in ("gram", "cosine")}}
-    if stats.one_set:
-        alignment.update(m_coherence=stats.m_coherence(),
-                         gradient_diversity=stats.gradient_diversity(),
-                         class_m_coherence=stats.class_m_coherence().tolist())
-    for name in ("block_sums", "traces", "min_off_diagonal", "min_off_diagonal_cosine"):
-        arrays[f"alignment_{name}"] = getattr(stats, name)
-    results = {"examples": len(data.y), "examples2": None if data.y2 is None else len(data.y2),
-               "num_classes": int(result.class_matrix["cosine"].shape[0]), "pairs": pairs,
-               "stiffness": stiffness, "alignment": alignment,
-               "zero_gradients": result.num_zero_gradient,
-               "blocks": {"total": result.blocks_total, "resumed": result.blocks_resumed,
-                          "by_worker": list(result.blocks_by_worker)}}
-    return results, arrays
 
 
 def _scalars(results: dict[str, Any]) -> dict[str, Any]:
@@ -533,43 +559,14 @@ def _class_matrix_figure(result, data: SummaryData, kind: str):
                               title=f"Class stiffness ({kind})")
 
 
-def stiffness_vs_distance_figure(result):
-    """Stiffness vs input distance, one panel per kind, with xi by both estimators: the
-    crossing (`plots.stiffness_vs_distance`) and the count-weighted linear fit (its line
-    dotted, its xi dash-dotted; or the reason it gives none, in the legend).
-
-    Args:
-        result: A `streaming.StiffnessSummary` with distance curves.
-
-    Returns:
-        A matplotlib figure (Agg canvas).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def _distance_figure(result):
+    """Stiffness vs distance of each kind with xi by both estimators
+    (`study_figures.summary_distance_figure`)."""
     from tfstiffness import measures
-    from tfstiffness.outputs import plots
+    from tfstiffness.outputs import study_figures
 
-    kinds = [kind for kind in ("cosine", "sign") if kind in result.distance_curve]
-    fig = Figure(figsize=(7.0 * len(kinds), 5.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    for ax, kind in zip(fig.subplots(1, len(kinds), squeeze=False)[0], kinds):
-        curve = result.distance_curve[kind]
-        crossing = measures.critical_length(curve, method="crossing")
-        plots.stiffness_vs_distance(curve, crossing, ax=ax, label=f"mean {kind} stiffness",
-                                    title=f"{kind.capitalize()} stiffness vs distance "
-                                          f"({curve.pairs} pairs)")
-        fit = measures.critical_length(curve, method="linear_fit")
-        if fit.slope is not None and np.isfinite(fit.slope):
-            filled = curve.centres[np.asarray(curve.counts) > 0]  # where the line was fitted
-            d = np.array([filled.min(), filled.max()])
-            ax.plot(d, fit.slope * d + fit.intercept, ":", color="C3", linewidth=1.2,
-                    label=f"linear fit (R² {fit.r_squared:.2f})")
-        if fit.xi is not None:
-            ax.axvline(fit.xi, color="C3", linestyle="-.", linewidth=1.2,
-                       label=f"linear fit: ξ = {fit.xi:.3g}"
-                             + (" (extrapolated)" if fit.extrapolated else ""))
-        else:
-            ax.plot([], [], linestyle="none", label=f"linear fit: no ξ ({fit.status})")
-        ax.legend(loc="best", fontsize=8, framealpha=0.85)
-    return fig
+    curves = result.distance_curve
+    estimates = {kind: (measures.critical_length(curve, method="crossing"),
+                        measures.critical_length(curve, method="linear_fit"))
+                 for kind, curve in curves.items()}
+    return study_figures.summary_distance_figure(curves, estimates)

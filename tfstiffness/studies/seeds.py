@@ -39,8 +39,11 @@ from typing import Any
 
 import numpy as np
 
+from tfstiffness import checks
 from tfstiffness.outputs import run_directory
+from tfstiffness.studies import config as config_lib
 from tfstiffness.studies import runner
+from tfstiffness.studies.config import StudyConfig
 
 __all__ = ["across_seeds", "band_note", "mean_with_interval", "run_seeds",
            "student_t_quantile", "t_interval"]
@@ -88,7 +91,7 @@ def student_t_quantile(confidence: float, df: int) -> float:
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
-    if isinstance(df, bool) or not isinstance(df, (int, np.integer)) or df < 1:
+    if not checks.is_int(df) or df < 1:
         raise ValueError(f"df must be an integer >= 1, got {df!r}")
     low, high = 0.0, 1.0
     while _t_two_sided(high, int(df)) < confidence:
@@ -205,6 +208,14 @@ def mean_with_interval(stacked: Mapping[str, np.ndarray],
 # Running
 # --------------------------------------------------------------------------------------------
 
+#: ``figures(study, stacked, kwargs)`` -> name -> figure of a run over seeds (`run_seeds`).
+FiguresFn = Callable[[str, Mapping[str, np.ndarray], Mapping[str, Any]], Mapping[str, Any]]
+#: ``tensorboard(averaged)`` -> run name -> (steps, tag -> series) of the mean over seeds.
+TensorBoardFn = Callable[[Mapping[str, np.ndarray]],
+                         Mapping[str, tuple[Sequence[int], Mapping[str, np.ndarray]]]]
+#: ``headline(summary results)`` -> the closing lines of a run over seeds.
+HeadlineFn = Callable[[Mapping[str, Any]], Sequence[str]]
+
 
 def _stacked_results(paths: Sequence[Path], seeds: Sequence[int]) -> dict[str, np.ndarray]:
     """Every array found with one shape and dtype kind in all the seeds' results.npz, stacked
@@ -236,28 +247,26 @@ def scalar_series(averaged: Mapping[str, np.ndarray], keys: Sequence[str], prefi
 def run_seeds(
     function: Callable[..., dict[str, Any]],
     output_dir: str | os.PathLike,
-    seeds: Sequence[int],
+    config: StudyConfig,
     *,
-    study: str,
-    kwargs: Mapping[str, Any],
-    figures: Callable[[str, Mapping[str, np.ndarray], Mapping[str, Any]], Mapping[str, Any]],
-    tensorboard: Callable[[Mapping[str, np.ndarray]],
-                          Mapping[str, tuple[Sequence[int], Mapping[str, np.ndarray]]]]
-    | None = None,
-    headline: Callable[[Mapping[str, Any]], Sequence[str]] | None = None,
+    figures: FiguresFn,
+    tensorboard: TensorBoardFn | None = None,
+    headline: HeadlineFn | None = None,
     verbose: bool = True,
 ) -> dict[str, Any]:
-    """Runs ``function(output_dir/seed=S, seed=S, **kwargs)`` for each seed and combines them.
+    """Runs ``function(output_dir/seed=S, seed=S, **config.seed_kwargs())`` for each seed of
+    `config` and combines them.
 
     Args:
         function: The study function (its own checks, resume and files per seed); called
-            with ``seed``, ``verbose`` and ``tensorboard_dir`` besides `kwargs`.
+            with ``seed``, ``verbose`` and ``tensorboard_dir`` besides the config's other
+            parameters (`StudyConfig.seed_kwargs`).
         output_dir: The combined run's directory; each seed's run is ``seed=S`` inside it.
-        seeds: Distinct seeds (integers >= 0), in the order run.
-        study: The study's name (progress lines, config).
-        kwargs: The study's other arguments, the same for every seed.
+        config: The study's parameters; ``config.seeds``: distinct seeds (integers >= 0), in
+            the order run. Its `StudyConfig.seeds_record` is the combined run's config.json.
         figures: ``figures(study, stacked, kwargs)`` -> name -> figure of the combined run,
-            from the seeds' results.npz arrays stacked on a leading seed axis.
+            from the seeds' results.npz arrays stacked on a leading seed axis (`kwargs`: the
+            seeds' shared parameters).
         tensorboard: Optional ``tensorboard(averaged)`` -> run name -> (steps, tag ->
             series): scalars of the mean over seeds (`mean_with_interval`), written at
             those steps.
@@ -268,19 +277,20 @@ def run_seeds(
         The combined summary (what ``output_dir/summary.json`` holds).
 
     Raises:
-        runner.StudyInputError: bad seeds; what the study raises for its arguments, before
+        StudyInputError: bad seeds; what the study raises for its arguments, before
             anything is written; `run_directory.ConfigMismatchError` when ``output_dir`` holds
             a combined run of other arguments.
     """
     started = time.monotonic()
-    runner.check_arguments(seeds=seeds)
-    seeds = [int(s) for s in seeds]
+    config_lib.check_arguments(seeds=config.seeds)
+    seeds = [int(s) for s in config.seeds]
+    study, kwargs = config.STUDY, config.seed_kwargs()
+    record = config.seeds_record()
     output_dir = Path(output_dir)
-    config = {"study": study, "seeds": seeds, **dict(kwargs)}
     run_directory.check_output_dir(output_dir)
     # Refused before a seed runs; the combined directory is opened (locked, config written)
     # once every seed is done, so that a seed's refusal leaves nothing behind.
-    run_directory.check_config(output_dir, config)
+    run_directory.check_config(output_dir, record)
     tensorboard_root = output_dir / "tensorboard"
     summaries = {}
     for index, seed in enumerate(seeds):
@@ -290,8 +300,8 @@ def run_seeds(
         summaries[seed] = function(str(output_dir / f"seed={seed}"), seed=seed,
                                    verbose=verbose, tensorboard_dir=tensorboard_root
                                    / f"seed={seed}", **kwargs)
-    out = run_directory.OutputDir(output_dir, config, name=study, verbose=verbose,
-                               started=started)
+    out = run_directory.OutputDir(output_dir, record, name=study, verbose=verbose,
+                                  started=started)
     stacked = _stacked_results([output_dir / f"seed={seed}" for seed in seeds], seeds)
     per_seed = {f"seed={seed}": summaries[seed]["results"] for seed in seeds}
     results = {"seeds": seeds,
@@ -315,3 +325,70 @@ def run_seeds(
     lines = list(headline(results)) if headline is not None else []
     return runner.finish(out, results, stacked, figures(study, stacked, kwargs), run_info,
                          headline=lines)
+
+
+_RUN_DOC = """
+
+    Args:
+        output_dir: Output directory (a `run_directory.OutputDir`: locked while running;
+            rerunning with the same arguments resumes, other arguments are refused).
+        config: The study's parameters, a `{config}` (default: its defaults); each field is
+            also a keyword argument (`overrides`), and ``seeds`` repeats the study over seeds
+            (`run_seeds`: one resumable run per seed in ``output_dir/seed=S``, and the mean
+            with an interval across seeds in ``output_dir``).
+        verbose: Print progress lines.
+        tensorboard_dir: Where the TensorBoard runs go (default ``output_dir/tensorboard``).
+        **overrides: Fields of `{config}` replacing those of `config`.
+
+    Returns:
+        The summary (what ``summary.json`` holds).
+
+    Raises:
+        TypeError: an argument that is not a field of `{config}`.
+        StudyInputError: a bad argument, or data or a model that cannot be used;
+            `run_directory.OutputDirError`, `run_directory.ConfigMismatchError`,
+            `data.DatasetUnavailableError`: all before anything is written.
+    """
+
+
+def study_function(
+    config_class: type[StudyConfig],
+    run_once: Callable[..., dict[str, Any]],
+    *,
+    name: str,
+    description: str,
+    figures: FiguresFn,
+    tensorboard: TensorBoardFn | None = None,
+    headline: HeadlineFn | None = None,
+) -> Callable[..., dict[str, Any]]:
+    """A study's ``run_*`` function, from its config class: the one entry point of every study.
+
+    The function made, ``run(output_dir, config=None, *, verbose=True, tensorboard_dir=None,
+    **overrides)``, builds the config (`StudyConfig.build`), checks it (`StudyConfig.check`)
+    and runs ``run_once(output_dir, config, verbose=..., tensorboard_dir=...)`` once, or, when
+    ``config.seeds`` is set, once per seed through `run_seeds` with `figures`, `tensorboard`
+    and `headline`.
+
+    Args:
+        config_class: The study's config dataclass.
+        run_once: Runs the study for one seed with a checked config.
+        name: The function's name (``run_class_stiffness``, ...).
+        description: The first paragraphs of its docstring; the arguments are documented
+            after them, the same for every study.
+        figures, tensorboard, headline: As `run_seeds`.
+    """
+
+    def run(output_dir: str, config: StudyConfig | None = None, *, verbose: bool = True,
+            tensorboard_dir: str | os.PathLike | None = None,
+            **overrides: Any) -> dict[str, Any]:
+        config = config_class.build(config, **overrides)
+        config.check()
+        if config.seeds is not None:
+            return run_seeds(run, output_dir, config, figures=figures, tensorboard=tensorboard,
+                             headline=headline, verbose=verbose)
+        return run_once(output_dir, config, verbose=verbose, tensorboard_dir=tensorboard_dir)
+
+    run.__name__ = run.__qualname__ = name
+    run.__module__ = config_class.__module__
+    run.__doc__ = description.rstrip() + _RUN_DOC.format(config=config_class.__name__)
+    return run
