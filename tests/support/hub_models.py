@@ -16,6 +16,12 @@ def efficientnet_b0(classes: int = 10):
                                              classes=classes, classifier_activation=None)
 
 
+def convnext_tiny(classes: int = 10):
+    return keras.applications.ConvNeXtTiny(input_shape=(32, 32, 3), weights=None,
+                                           classes=classes, classifier_activation=None,
+                                           include_preprocessing=False)
+
+
 def _hub():
     import keras_hub
 

@@ -23,7 +23,11 @@ import tensorflow as tf
 
 from tfstiffness import checks
 from tfstiffness.engine import _precision, _validation, losses, structure, tiling
-from tfstiffness.engine._generic import PerExampleGradients, vmap_unsafe_layers
+from tfstiffness.engine._generic import (
+    PerExampleGradients,
+    jacobian_unsafe_layers,
+    vmap_unsafe_layers,
+)
 from tfstiffness.engine._ghost import GhostFactors
 from tfstiffness.engine.layer_keys import layer_key
 from tfstiffness.engine.losses import PerExampleLoss
@@ -210,6 +214,12 @@ def _factor_source(model, loss_fn, method) -> tuple[tiling.FactorSource, str]:
             "oneDNN enabled (see BUILD_NOTES.md); use method='auto' or 'jacobian', or set "
             "TF_ENABLE_ONEDNN_OPTS=0 before importing TensorFlow."
         )
+    if method == "jacobian" and jacobian_unsafe_layers(model):
+        raise ValueError(
+            f"method: 'jacobian' gives wrong per-example gradients through the grouped "
+            f"convolution layer(s) {jacobian_unsafe_layers(model)} (TensorFlow's tape.jacobian "
+            "through a grouped convolution); use method='auto' (exact there), 'ghost' or "
+            "'vmap'.")
     if method in ("vmap", "jacobian"):
         grads = PerExampleGradients(model, loss_fn, model.trainable_variables, method)
         return (lambda xb, yb: {k: [f] for k, f in grads(xb, yb).items()}), method

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -268,12 +268,13 @@ def neighbourhoods_figure(
     radii: Sequence[float],
     aucs: Mapping[str, Sequence[float | None]] | None = None,
     accuracies: Mapping[str, float] | None = None,
+    label_rule: Callable[[np.ndarray], np.ndarray] | None = None,
 ):
     """Grid of neighbourhood-stiffness maps: one row per stage, one column per radius.
 
     Each panel shows the grid points' values as cells on one shared colour scale [-1, 1]
-    (blue: gradients of neighbours disagree; grey: no neighbour) and the true class boundary
-    of the two-arcs problem as a black line.
+    (blue: gradients of neighbours disagree; grey: no neighbour) and, given the labelling
+    rule, the true class boundary as a black line.
 
     Args:
         x: [N, 2] points of a full grid (as `synthetic.two_arcs_grid` makes them).
@@ -283,6 +284,8 @@ def neighbourhoods_figure(
         aucs: Optional stage name -> [R] boundary AUC per radius (None: undefined), for the
             panel titles.
         accuracies: Optional stage name -> accuracy, for the row labels.
+        label_rule: Optional exact labelling of [P, 2] points (e.g.
+            `synthetic.two_arcs_labels`): its 0.5 level is drawn as the class boundary.
 
     Returns:
         A matplotlib figure (Agg canvas).
@@ -290,13 +293,13 @@ def neighbourhoods_figure(
     Example:
         >>> from tfstiffness.data import synthetic
         >>> x, y = synthetic.two_arcs_grid(10)
-        >>> fig = neighbourhoods_figure(x, y, {"init": np.zeros((1, 100))}, [0.3])
+        >>> fig = neighbourhoods_figure(x, y, {"init": np.zeros((1, 100))}, [0.3],
+        ...                             label_rule=synthetic.two_arcs_labels)
         >>> len(fig.axes)  # One map and the colour bar.
         2
     """
     from matplotlib.lines import Line2D
 
-    from tfstiffness.data import synthetic
     from tfstiffness.outputs import plots
 
     x = np.asarray(x, dtype=np.float64)
@@ -308,7 +311,8 @@ def neighbourhoods_figure(
     # The exact boundary: the 0.5 level of the labelling rule on a fine grid.
     fine = np.linspace(-1.0, 1.0, 401)
     fx, fy = np.meshgrid(fine, fine)
-    fine_labels = synthetic.two_arcs_labels(np.stack([fx.ravel(), fy.ravel()], 1))
+    fine_labels = (None if label_rule is None else
+                   label_rule(np.stack([fx.ravel(), fy.ravel()], 1)).reshape(fx.shape))
 
     stages = list(values)
     fig = _figure((3.3 * len(radii) + 1.0, 3.3 * len(stages) + 0.7))
@@ -322,8 +326,8 @@ def neighbourhoods_figure(
             ax.set_facecolor(plots.NAN_COLOUR)
             mesh = ax.pcolormesh(edges_x, edges_y, np.ma.masked_invalid(Z), cmap=cmap,
                                  norm=norm, shading="flat")
-            ax.contour(fx, fy, fine_labels.reshape(fx.shape), levels=[0.5], colors="black",
-                       linewidths=1.3)
+            if fine_labels is not None:
+                ax.contour(fx, fy, fine_labels, levels=[0.5], colors="black", linewidths=1.3)
             title = f"r = {radius:g}"
             if aucs is not None:
                 auc = aucs[stage][col]
@@ -338,8 +342,9 @@ def neighbourhoods_figure(
             if row == len(stages) - 1:
                 ax.set_xlabel("$x_1$")
     fig.colorbar(mesh, ax=axes, shrink=0.8, label="mean cosine stiffness to neighbours")
-    fig.legend(handles=[Line2D([], [], color="black", linewidth=1.3, label="true boundary")],
-               loc="outside lower center", frameon=False, fontsize=9)
+    if fine_labels is not None:
+        fig.legend(handles=[Line2D([], [], color="black", linewidth=1.3, label="true boundary")],
+                   loc="outside lower center", frameon=False, fontsize=9)
     fig.suptitle("Neighbourhood stiffness, two-arcs grid")
     return fig
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from tfstiffness import training
+from tfstiffness.data import synthetic
 from tfstiffness.errors import StudyInputError
 from tfstiffness.outputs import run_directory
 from tfstiffness.studies import config as config_lib
@@ -153,8 +154,6 @@ class _Grid:
 
     @classmethod
     def of(cls, grid_n: int) -> _Grid:
-        from tfstiffness.data import synthetic
-
         x, y = synthetic.two_arcs_grid(grid_n)
         return cls(x, y, synthetic.arcs_boundary_distance(x))
 
@@ -311,7 +310,8 @@ def _finish(out: run_directory.OutputDir, config: NeighbourhoodsConfig, grid: _G
     fig = study_figures.neighbourhoods_figure(
         grid.x, grid.y, {s: a["values"] for s, a in stages.items()}, radii,
         aucs={s: [per_stage[s]["radii"][radius_key(r)]["auc"] for r in radii] for s in stages},
-        accuracies={s: per_stage[s]["accuracy"] for s in stages})
+        accuracies={s: per_stage[s]["accuracy"] for s in stages},
+        label_rule=synthetic.two_arcs_labels)
     headline = [f"{stage}: boundary AUC " + ", ".join(
         f"r={k}: {progress.format_number(v['auc'])}"
         for k, v in per_stage[stage]["radii"].items()) for stage in STAGES]
@@ -329,7 +329,7 @@ def _seed_figures(study: str, stacked: Mapping[str, np.ndarray],
 
     fig = study_figures.neighbourhoods_figure(
         averaged["x"], averaged["y"], {stage: averaged[f"{stage}_values"] for stage in STAGES},
-        averaged["radii"].tolist())
+        averaged["radii"].tolist(), label_rule=synthetic.two_arcs_labels)
     fig.suptitle(f"Neighbourhood stiffness, mean over {len(stacked['seeds'])} seeds "
                  "(grey: no neighbour, or undefined in some seed)")
     return {"neighbourhoods": fig}

@@ -23,7 +23,8 @@ def _fallback_layers(model):
 
 
 def _applications():
-    return {"mobilenet_v2": hub_models.mobilenet_v2, "efficientnet_b0": hub_models.efficientnet_b0}
+    return {"mobilenet_v2": hub_models.mobilenet_v2, "efficientnet_b0": hub_models.efficientnet_b0,
+            "convnext_tiny": hub_models.convnext_tiny}
 
 
 def _language_models():
@@ -41,7 +42,7 @@ def _language_models():
     }
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0"])
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0", "convnext_tiny"])
 def test_applications_have_no_fallback_layers(name):
     assert _fallback_layers(_applications()[name]()) == ()
 

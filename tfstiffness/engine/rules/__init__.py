@@ -5,9 +5,9 @@ of examples and asks each layer's rule for *factors* of its per-example gradient
 with a rule here: Dense, EinsumDense (so MultiHeadAttention), Conv1D/2D/3D (grouped too),
 DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose, Embedding,
 ReversibleEmbedding (tied output projections included), LayerNormalization,
-BatchNormalization, GroupNormalization, RMSNormalization and, when keras_hub is in use, its
-PositionEmbedding, ReversibleEmbedding and RMS-style normalisations. Any other layer's
-variables go through the generic per-example path (`gram.fallback_layers` lists them).
+BatchNormalization, GroupNormalization, RMSNormalization, PReLU, ConvNeXt's LayerScale
+and, when keras_hub is in use, its PositionEmbedding, ReversibleEmbedding and RMS-style
+normalisations. Any other layer's variables go through the generic per-example path (`gram.fallback_layers` lists them).
 
 `register_rule` makes a layer of your own fast; the factor forms a rule returns:
 
@@ -28,7 +28,14 @@ from tfstiffness.engine._factors import (
     embedding_factor,
     linear_factor,
 )
-from tfstiffness.engine.rules import _conv, _embedding, _linear, _normalization, _recurrent  # noqa: F401
+from tfstiffness.engine.rules import (  # noqa: F401 (each registers its rules)
+    _conv,
+    _elementwise,
+    _embedding,
+    _linear,
+    _normalization,
+    _recurrent,
+)
 from tfstiffness.engine.rules._normalization import per_example_vjp
 from tfstiffness.engine.rules._registry import LayerCall, register_rule, rule_for
 
