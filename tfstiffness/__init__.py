@@ -67,6 +67,7 @@ _EXPORTS = {
     "OutputDirBusyError": "errors",
     "OutputDirError": "errors",
     "StudyInputError": "errors",
+    "UnsupportedEnvironmentError": "errors",
     "WorkerLostError": "errors",
 }
 
@@ -88,7 +89,18 @@ _SUBMODULES = {
 _RENAMED = {"experiment": "run_directory", "summary": "tensorboard"}
 
 
+def _check_environment(module: str) -> None:
+    # TensorFlow, Keras and the backend are checked before a public name loads them;
+    # catching an error never loads, or checks, anything.
+    if module != "errors":
+        from tfstiffness.engine import environment
+
+        environment.check()
+
+
 def __getattr__(name: str):
+    if name in _EXPORTS or name in _SUBMODULES:
+        _check_environment(_EXPORTS.get(name) or _SUBMODULES[name])
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f"tfstiffness.{_EXPORTS[name]}"), name)
         globals()[name] = value  # Later look-ups skip this function.

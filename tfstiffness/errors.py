@@ -57,10 +57,15 @@ class WorkerLostError(RuntimeError):
     """A collective exchange between workers failed: another worker stopped or restarted."""
 
 
+class UnsupportedEnvironmentError(ImportError):
+    """TensorFlow, Keras or the Keras backend is missing or of a version tfstiffness does not
+    support (tfstiffness.engine.environment checks them before the engine loads TensorFlow)."""
+
+
 class CommandError(Exception):
     """A bad command line (a combination of flags): printed as one line, exit status 2."""
 
 
 __all__ = ["CommandError", "ConfigMismatchError", "CorruptFileError", "DatasetUnavailableError",
            "NonFiniteGradientError", "NonFiniteWeightsError", "OutputDirBusyError",
-           "OutputDirError", "StudyInputError", "WorkerLostError"]
+           "OutputDirError", "StudyInputError", "UnsupportedEnvironmentError", "WorkerLostError"]

@@ -484,7 +484,7 @@ def test_missing_data_without_network_fails_fast_then_the_corrected_command_runs
     args = [f"--output_dir={out}", "--dataset=mnist", "--epochs=1", "--probe_per_class=1"]
     start = time.monotonic()
     assert _run(class_cli, *args, f"--data_dir={empty}") == 1
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 60  # Not 3.5 minutes of download retries.
     err = capsys.readouterr().err
     assert "'mnist' is not in --data_dir" in err and f"--data_dir {empty}" in err
     assert "tfds build mnist" in err and "no connection to" in err

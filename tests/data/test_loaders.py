@@ -185,7 +185,7 @@ def test_missing_dataset_gives_one_clear_error(tmp_path, no_network, download):
     start = time.monotonic()
     with pytest.raises(data.DatasetUnavailableError) as info:
         data.load("mnist", data_dir=tmp_path / "empty", download=download)
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 60  # Not 3.5 minutes of download retries.
     message = str(info.value)
     assert "'mnist'" in message and str(tmp_path / "empty") in message
     assert "tfds build mnist" in message and "copy" in message

@@ -182,25 +182,47 @@ def test_launcher_stops_the_others_when_one_fails_and_returns_its_status(tmp_pat
     out, start = io.StringIO(), time.monotonic()
     assert local_cluster.run([sys.executable, "-c", script], 2, output=out,
                              grace_seconds=5) == 3
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 60  # Not stopped, worker 0 would sleep for 120 s.
     assert "[launcher] stopped: exit status 3" in out.getvalue()
     killed = "import os, signal, json; os.kill(os.getpid(), signal.SIGKILL)"
     assert local_cluster.run([sys.executable, "-c", killed], 1, output=io.StringIO()) == 137
 
 
-def test_launcher_passes_ctrl_c_to_every_worker(tmp_path):
+def _interrupt_once_ready(ready, count, seconds=240):
+    """SIGINT to this process once `count` workers have made their file in `ready`."""
+    deadline = time.monotonic() + seconds
+    while len(list(ready.iterdir())) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(os.getpid(), signal.SIGINT)  # After the deadline too: the test then fails, not hangs.
+
+
+# "ignored": how a background job of a non-interactive shell (a CI step) starts; Python then
+# leaves SIGINT ignored, and so would the workers, unless the launcher takes it over.
+@pytest.mark.parametrize("inherited", [signal.default_int_handler, signal.SIG_IGN],
+                         ids=["default", "ignored"])
+def test_launcher_passes_ctrl_c_to_every_worker(tmp_path, inherited):
+    ready, out = tmp_path / "ready", tmp_path / "out"
+    ready.mkdir()
+    out.mkdir()
+    # Each worker says it is inside its `try` (a file), and the Ctrl-C waits for both: no
+    # timer to race against a slow start on a busy machine.
     script = ("import json, os, signal, sys, time; i = json.loads(os.environ['TF_CONFIG'])"
-              f"['task']['index']\ntry:\n    time.sleep(120)\nexcept KeyboardInterrupt:\n"
-              f"    open(os.path.join({str(tmp_path)!r}, f'interrupted_{{i}}'), 'w').close()\n"
+              f"['task']['index']\ntry:\n"
+              f"    open(os.path.join({str(ready)!r}, f'ready_{{i}}'), 'w').close()\n"
+              "    time.sleep(120)\nexcept KeyboardInterrupt:\n"
+              f"    open(os.path.join({str(out)!r}, f'interrupted_{{i}}'), 'w').close()\n"
               "    sys.exit(1)")
-    timer = threading.Timer(4.0, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    previous = signal.signal(signal.SIGINT, inherited)
+    sender = threading.Thread(target=_interrupt_once_ready, args=(ready, 2), daemon=True)
     try:
+        sender.start()
         status = local_cluster.run([sys.executable, "-c", script], 2, output=io.StringIO())
+        sender.join()
+        assert signal.getsignal(signal.SIGINT) is inherited  # The launcher restored it.
     finally:
-        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert status == 130
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["interrupted_0", "interrupted_1"]
+    assert sorted(p.name for p in out.iterdir()) == ["interrupted_0", "interrupted_1"]
 
 
 def test_launcher_cli_adds_the_multi_worker_strategy_and_refuses_others():

@@ -116,12 +116,15 @@ def run(command: Sequence[str], workers: int, *, output: IO[str] | None = None,
 
 
 class _StopRequest:
-    """SIGTERM to the launcher is handled as Ctrl-C is."""
+    """SIGTERM to the launcher is handled as Ctrl-C is, and Ctrl-C is handled even when the
+    launcher inherited SIGINT ignored (a background job of a non-interactive shell): then its
+    workers would inherit it ignored too, and be killed after the grace instead of stopping."""
 
     def __init__(self):
         self.previous = None
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self._raise)
+            self.previous = (signal.signal(signal.SIGTERM, self._raise),
+                             signal.signal(signal.SIGINT, signal.default_int_handler))
 
     @staticmethod
     def _raise(signum, frame):
@@ -129,7 +132,8 @@ class _StopRequest:
 
     def restore(self) -> None:
         if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+            signal.signal(signal.SIGTERM, self.previous[0])
+            signal.signal(signal.SIGINT, self.previous[1])
 
 
 def _wait(processes: list[subprocess.Popen], stop: _StopRequest) -> int:

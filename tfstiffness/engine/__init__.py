@@ -18,5 +18,12 @@ Imports run one way, top to bottom:
   as Keras takes them) and `layer_keys` (the names of per-layer results); the last two are pure
   Python and numpy, so the measures and probes use them without TensorFlow.
 
-This file imports nothing, so `tfstiffness.engine.structure` loads without TensorFlow.
+This file imports only `environment` (the standard library), which checks the installed
+TensorFlow, Keras and Keras backend before any engine module loads them, and raises
+`UnsupportedEnvironmentError` saying what is installed and what is needed; so
+`tfstiffness.engine.structure` still loads without TensorFlow.
 """
+
+from tfstiffness.engine import environment
+
+environment.check()

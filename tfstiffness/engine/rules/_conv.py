@@ -162,7 +162,12 @@ def separable_rule(layer, calls: list[LayerCall]) -> list[_factors.Factor]:
         b = channels_last(layer, c.grad)
         u_all.append(batch_rows(channels_last(layer, u)))
         b_all.append(batch_rows(b))
-        grad_u = tf.einsum("...f,cf->...c", b, pointwise)
+        # A matmul over rows, not tf.einsum("...f,cf->...c", b, pointwise): with oneDNN on,
+        # TensorFlow 2.16 computes that einsum wrongly, with no error, once "..." spans
+        # more than two axes (2D and 3D feature maps).
+        grad_u = tf.reshape(tf.linalg.matmul(tf.reshape(b, [-1, layer.filters]), pointwise,
+                                             transpose_b=True),
+                            tf.concat([tf.shape(b)[:-1], [pointwise.shape[0]]], 0))
         depthwise.append(depthwise_gradients(layer, c.args[0],
                                              _back_to_format(layer, grad_u),
                                              layer.depth_multiplier))
