@@ -1,4 +1,4 @@
-"""The README's custom-rule example (its "Making your own layer fast" section), run as written,
+"""The custom-rules guide's example (docs/guides/custom-rules.md), run as written,
 against brute force;
 and the registry's argument checks."""
 
