@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -123,16 +123,28 @@ class StiffnessCallback(keras.callbacks.Callback):
 
     def __init__(
         self,
-        # The probe sets, as `ProbeSets` takes them.
-        probe_x: Any, probe_y: Any, val_x: Any = None, val_y: Any = None,
+        probe_x: Any,
+        probe_y: Any,
+        val_x: Any = None,
+        val_y: Any = None,
         log_dir: str | os.PathLike | None = None,
         every_n_epochs: int = 1,
         every_n_steps: int | None = None,
-        *,
+        loss: Any = None,
+        num_classes: int | None = None,
+        fine_to_coarse: Any = None,
+        kinds: Sequence[str] = ("sign", "cosine"),
+        distance_bins: int = 20,
+        by_layer: bool = False,
+        method: str = "auto",
+        batch_size: int | None = None,
         images: bool = True,
         histograms: bool = True,
         run_name: str = "stiffness",
-        **probe_settings: Any,
+        bootstrap_samples: int = 0,
+        bootstrap_confidence: float = 0.95,
+        bootstrap_seed: int = 0,
+        representation: Any = None,
     ):
         """Creates the callback; the probe sets are fixed for the whole of training.
 
@@ -151,29 +163,45 @@ class StiffnessCallback(keras.callbacks.Callback):
             every_n_steps: if given, measure every this many optimizer steps instead, and use
                 the optimizer's iteration count as the TensorBoard step; `every_n_epochs` is
                 then ignored.
+            loss: the loss whose per-example gradients are compared: a `keras.losses.Loss`, a
+                loss name or a per-example callable `(y_true, y_pred) -> [batch]`; None uses
+                the model's compiled loss (made per-example by `gradient_gram`).
+            num_classes: number of classes K of the class matrices; default
+                `len(fine_to_coarse)` if given, else the largest label + 1.
+            fine_to_coarse: optional [K] super-class of each class: adds the super-class
+                contrast scalar and groups the class-matrix image by super-class.
+            kinds: stiffness kinds to measure, any of "sign" and "cosine".
+            distance_bins: number of distance bins of the stiffness-vs-distance curves.
+            by_layer: also log, per layer, the mean stiffness of the gradients w.r.t. that
+                layer's parameters alone.
+            method: `gradient_gram` method ("auto", "ghost", "vmap" or "jacobian").
+            batch_size: `gradient_gram` block size; None chooses from memory.
             images: write class-matrix and stiffness-vs-distance images: 2 per kind and pair
                 set, so up to 12 per measurement, each rendered by matplotlib in 0.1 to 0.4 s.
             histograms: write histograms of the pairwise stiffness values.
             run_name: subdirectory of `log_dir` for the callback's event files, shown by
                 TensorBoard as a run of that name next to Keras' `train` and `validation`
                 runs; "" writes into `log_dir` itself.
-            **probe_settings: what is measured, as `probes.ProbeSets` takes it (stated there
-                once, with the same defaults): `loss` (None: the model's compiled loss, made
-                per-example by `gradient_gram`), `num_classes`, `fine_to_coarse` (adds the
-                super-class contrast and groups the class-matrix image by super-class),
-                `kinds`, `distance_bins`, `by_layer` (also log each layer's stiffness),
-                `method`, `batch_size`, `representation`, `bootstrap_samples` (0: no
-                intervals; 200 resamples add about 0.3 s per measurement for probes of
-                100 + 100 examples here), `bootstrap_confidence`, `bootstrap_seed`.
+            bootstrap_samples: bootstrap resamples of the probe examples for the intervals
+                (`probes.ProbeSets`); 0 (the default) measures none. 200 resamples add about
+                0.3 s per measurement for probes of 100 + 100 examples here.
+            bootstrap_confidence: nominal coverage of the intervals.
+            bootstrap_seed: seed of the resampling.
+            representation: optional `f(model, x) -> [n, d]` features in which the distance
+                curves measure distances (`probes.ProbeSets`); None: input space.
 
         Raises:
             ValueError: inconsistent lengths or shapes, labels that are not classes, an
                 unknown kind, a non-positive period or bin count, or `fine_to_coarse` not of
                 length `num_classes`.
-            TypeError: a keyword that neither the callback nor `ProbeSets` takes.
         """
         super().__init__()
-        self.probes = ProbeSets(probe_x, probe_y, val_x, val_y, **probe_settings)
+        self.probes = ProbeSets(
+            probe_x, probe_y, val_x, val_y, loss=loss, num_classes=num_classes,
+            fine_to_coarse=fine_to_coarse, kinds=kinds, distance_bins=distance_bins,
+            by_layer=by_layer, method=method, batch_size=batch_size,
+            bootstrap_samples=bootstrap_samples, bootstrap_confidence=bootstrap_confidence,
+            bootstrap_seed=bootstrap_seed, representation=representation)
         self.every_n_epochs = positive_int(every_n_epochs, "every_n_epochs")
         self.every_n_steps = (None if every_n_steps is None
                               else positive_int(every_n_steps, "every_n_steps"))

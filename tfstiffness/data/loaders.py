@@ -10,14 +10,12 @@ Real data sets come from TensorFlow Datasets (tfds): ``"mnist"``, ``"fashion_mni
 Images are float32, scaled to [0, 1], then (``normalize=True``, the default) standardised per
 channel with the published training-set statistics in `NORMALIZATION`:
 
-============= ========================== ==========================
-data set      mean                       std
-============= ========================== ==========================
-mnist         0.1307                     0.3081
-fashion_mnist 0.2860                     0.3530
-cifar10       (0.4914, 0.4822, 0.4465)   (0.2470, 0.2435, 0.2616)
-cifar100      (0.5071, 0.4865, 0.4409)   (0.2673, 0.2564, 0.2762)
-============= ========================== ==========================
+| data set      | mean                       | std                        |
+|---------------|----------------------------|----------------------------|
+| mnist         | 0.1307                     | 0.3081                     |
+| fashion_mnist | 0.2860                     | 0.3530                     |
+| cifar10       | (0.4914, 0.4822, 0.4465)   | (0.2470, 0.2435, 0.2616)   |
+| cifar100      | (0.5071, 0.4865, 0.4409)   | (0.2673, 0.2564, 0.2762)   |
 
 The synthetic images (``hierarchical_images``) and points (``gaussian_blobs``) are standardised
 the same way (``normalize=True``): per channel (per feature) with the mean and std of their

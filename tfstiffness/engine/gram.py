@@ -74,15 +74,16 @@ def gradient_gram(
     """Exact Gram matrix of per-example loss gradients w.r.t. the trainable parameters.
 
     Forward passes run in inference mode (`training=False`), so examples never interact.
-    Inputs, labels and losses take every structure `model.fit` takes: see the README's
-    "Models" section. Layers under a mixed-precision policy compute in float32 here.
+    Inputs, labels and losses take every structure `model.fit` takes: see
+    docs/guides/models.md. Layers under a mixed-precision policy compute in float32 here.
 
     Args:
         model: a built or unbuilt Keras model (Sequential, functional, subclassed, nested;
             one or several inputs and outputs).
         x: inputs: one array [N, ...], a list of arrays, or a dict of arrays keyed by the
-            model's input names. y: labels (integers, one-hot, or what `loss` expects): one
-            array, or a list / dict with one entry per output.
+            model's input names.
+        y: labels (integers, one-hot, or what `loss` expects): one array, or a list / dict
+            with one entry per output.
         loss: a `keras.losses.Loss`, a loss name, a callable `(y_true, y_pred) -> [batch]`
             per-example (or per-token) loss, a list or dict of those (one per output), or
             None for the compiled model's loss and loss weights. An example's loss is the
