@@ -6,9 +6,12 @@ Imports run one way, top to bottom:
 - `run`: the interface the rest of the package uses to drive the engine: `prepare_run`
   (validate the inputs, resolve the loss, choose the factor source and the block size) gives
   a `GramRun`; `GramRun.blocks()` yields Gram blocks in a fixed order (`local_steps()` a
-  worker's share on a cluster) and `GramRun.num_block_pairs` counts them; `FACTOR_CACHE_BYTES`
-  is the budget of cached row factors; `check_finite_block` and `Progress` serve every loop
+  worker's share on a cluster) and `GramRun.num_block_pairs` counts them; `GramRun.cache_bytes`
+  is its budget of cached row factors; `check_finite_block` and `Progress` serve every loop
   over blocks.
+- `memory`: the budgets (cached factors, generic blocks) as shares of the free memory of
+  the device the computation runs on (a GPU's limit minus what TensorFlow holds, or the
+  host's available memory), capped at the sizes measured best here.
 - `tiling`: bands of row blocks against streamed column blocks (`gram_blocks`, `local_steps`,
   `BlockFactors`, `gram_block`, `num_block_pairs`), locally or over tf.distribute replicas.
 - factor sources: `_ghost` (one batched forward and backward, per-layer `rules/`) and `_generic`

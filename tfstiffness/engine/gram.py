@@ -8,7 +8,6 @@ beyond the result is bounded by a factor budget plus a few blocks, whatever N is
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfstiffness.engine import memory
 from tfstiffness.engine.run import METHODS, GramRun, Progress, check_finite_block, prepare_run
 from tfstiffness.errors import NonFiniteGradientError
 
@@ -130,24 +130,10 @@ def gradient_gram(
         layer_sq_norms2=sq2 if by_layer else {})
 
 
-def _available_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def _check_result_fits(n: int, m: int, matrices: int) -> None:
     """Refuses, before any allocation, a result larger than the memory available."""
     needed = 4 * n * m * matrices
-    available = _available_bytes()
+    available = memory.host_available_bytes()
     if available is not None and needed > 0.8 * available:
         raise MemoryError(
             f"gradient_gram: the result ({matrices} x [{n}, {m}] float32) needs "

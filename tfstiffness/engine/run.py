@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfstiffness import checks
-from tfstiffness.engine import _precision, _validation, losses, structure, tiling
+from tfstiffness.engine import _precision, _validation, losses, memory, structure, tiling
 from tfstiffness.engine._generic import (
     PerExampleGradients,
     jacobian_unsafe_layers,
@@ -35,9 +35,9 @@ from tfstiffness.errors import NonFiniteGradientError
 
 METHODS = ("auto", "ghost", "vmap", "jacobian")
 # Row blocks' factors held at once (a band): when all fit, each block is computed once;
-# beyond it, column blocks are recomputed once per band so memory stays bounded.
-FACTOR_CACHE_BYTES = 1 << 30
-_GENERIC_BLOCK_BYTES = 256 << 20
+# beyond it, column blocks are recomputed once per band so memory stays bounded. The largest
+# budget; a run's own (`GramRun.cache_bytes`) follows the device's free memory (`memory`).
+FACTOR_CACHE_BYTES = memory.FACTOR_CACHE_CAP
 _GHOST_BLOCK = 512
 
 
@@ -78,6 +78,7 @@ class GramRun:
         prepared: the model's loss and factor source.
         block: examples per block.
         strategy: the `tf.distribute.Strategy` spreading blocks, or None.
+        cache_bytes: the budget of cached row factors (`memory.factor_cache_bytes`).
     """
 
     x: Any
@@ -87,6 +88,7 @@ class GramRun:
     prepared: PreparedModel
     block: int
     strategy: tf.distribute.Strategy | None
+    cache_bytes: int = FACTOR_CACHE_BYTES
 
     @property
     def n(self) -> int:
@@ -112,14 +114,14 @@ class GramRun:
         """Every Gram block not in `done` (pairs of block indices), in a fixed order; under a
         strategy, every worker yields every block."""
         return tiling.gram_blocks(self.prepared.source, self.x, self.y, self.x2, self.y2,
-                                  block=self.block, cache_bytes=FACTOR_CACHE_BYTES, done=done,
+                                  block=self.block, cache_bytes=self.cache_bytes, done=done,
                                   strategy=self.strategy)
 
     def local_steps(self, done: frozenset = frozenset()) -> Iterator[list[tiling.GramBlock]]:
         """This worker's Gram blocks, one list per step of the cluster (`tiling.local_steps`);
         needs the run's strategy."""
         return tiling.local_steps(self.prepared.source, self.x, self.y, self.x2, self.y2,
-                                  block=self.block, cache_bytes=FACTOR_CACHE_BYTES,
+                                  block=self.block, cache_bytes=self.cache_bytes,
                                   strategy=self.strategy, done=done)
 
 
@@ -165,9 +167,11 @@ def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any,
     n = structure.num_examples(x)
     m = n if x2 is None else structure.num_examples(x2)
     # A block never exceeds the larger set: a huge batch_size must not allocate for nothing.
-    block = min(int(batch_size or default_block_size(model, prepared.method, max(n, m))),
-                max(n, m))
-    return GramRun(x, y, x2, y2, prepared, block, strategy)
+    available = memory.device_available_bytes()
+    block = min(int(batch_size or default_block_size(model, prepared.method, max(n, m),
+                                                     available)), max(n, m))
+    return GramRun(x, y, x2, y2, prepared, block, strategy,
+                   memory.factor_cache_bytes(available))
 
 
 def _prepare(model: keras.Model, loss: Any, loss_weights: Any, method: str, x: Any,
@@ -227,13 +231,15 @@ def _factor_source(model, loss_fn, method) -> tuple[tiling.FactorSource, str]:
     return GhostFactors(model, loss_fn, generic_method=generic), "ghost"
 
 
-def default_block_size(model: keras.Model, method: str, n: int) -> int:
+def default_block_size(model: keras.Model, method: str, n: int,
+                       available: int | None = None) -> int:
     """Examples per block when none is given: a fixed count for the ghost path; for the
-    generic paths, as many materialised per-example gradients as fit a fixed budget."""
+    generic paths, as many materialised per-example gradients as fit the budget for
+    `available` free bytes on the device (`memory.generic_block_bytes`; None: the largest)."""
     if method == "ghost":
         return min(n, _GHOST_BLOCK)
     per_example = 4 * sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-    return max(1, min(n, _GENERIC_BLOCK_BYTES // per_example))
+    return max(1, min(n, memory.generic_block_bytes(available) // per_example))
 
 
 def check_finite_block(b: tiling.GramBlock, one_set: bool) -> None:
