@@ -6,13 +6,14 @@ takes them; every check applies per input and names it (`x['token_ids']`, `x[1]`
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness.engine import structure
+from tfstiffness.engine import losses, structure
 from tfstiffness.engine.layer_keys import layer_key
 from tfstiffness.errors import NonFiniteWeightsError
 
@@ -191,17 +192,37 @@ def check_finite_variables(model: keras.Model) -> None:
                 "checkpoint) before measuring.")
 
 
-def check_connected(model: keras.Model, loss_fn, x: Any, y: Any) -> None:
-    """Raises naming every layer whose variables never receive a gradient from the loss."""
+def check_connected(model: keras.Model, loss_fn: losses.PerExampleLoss, x: Any, y: Any) -> None:
+    """Raises naming every layer whose variables never receive a gradient from the loss.
+
+    Layers that reach only outputs whose loss is None (a head compiled with `loss=None`) get
+    zero gradient, as in `model.fit`, which trains the rest: they are named in one warning.
+    """
     variables = model.trainable_variables
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(loss_fn(structure.take(y, slice(0, 2)),
-                                     model(structure.take(x, slice(0, 2)), training=False)))
-    grads = tape.gradient(loss, variables)
-    dead = sorted({layer_key(v) for v, g in zip(variables, grads) if g is None})
-    if dead:
+    with tf.GradientTape(persistent=True) as tape:
+        predictions = model(structure.take(x, slice(0, 2)), training=False)
+        loss = tf.reduce_sum(loss_fn(structure.take(y, slice(0, 2)), predictions))
+        with_loss = {term.index for term in loss_fn.terms}
+        flat = tf.nest.flatten(predictions)
+        lossless = [i for i, p in enumerate(flat) if i not in with_loss]
+        reach = tf.add_n([tf.reduce_sum(tf.cast(flat[i], tf.float32)) for i in lossless
+                          if flat[i].dtype.is_floating] or [tf.constant(0.0)])
+    dead = [v for v, g in zip(variables, tape.gradient(loss, variables)) if g is None]
+    to_heads = tape.gradient(reach, dead) if dead else []
+    del tape
+    refused = sorted({layer_key(v) for v, g in zip(dead, to_heads) if g is None})
+    if refused:
         raise ValueError(
             "model: the loss does not depend on the trainable variables of layer(s) "
-            f"{', '.join(repr(d) for d in dead)} (gradient None for every example); make them "
-            "non-trainable (layer.trainable = False) or connect them to the output."
+            f"{', '.join(repr(d) for d in refused)} (gradient None for every example); make "
+            "them non-trainable (layer.trainable = False) or connect them to the output."
         )
+    if dead:
+        names = losses.output_names(model, predictions)
+        heads = [repr(names[i]) if names[i] is not None else "the output" for i in lossless]
+        zero = sorted({layer_key(v) for v in dead})
+        warnings.warn(
+            f"model: layer(s) {', '.join(map(repr, zero))} feed only output(s) "
+            f"{', '.join(heads)} whose loss is None, so their gradient is zero (as in "
+            "model.fit, which trains the rest); they add nothing to the Gram matrix.",
+            UserWarning, stacklevel=4)
