@@ -192,6 +192,26 @@ def check_finite_variables(model: keras.Model) -> None:
                 "checkpoint) before measuring.")
 
 
+def check_not_float8(model: keras.Model) -> None:
+    """Refuses layers quantized to float8 (`model.quantize("float8")`).
+
+    Keras' float8 layers define their gradient only inside its training step: a plain
+    `tape.gradient` through them fails in TensorFlow 2.21, and their scale and amax-history
+    variables are trainable but overwritten from each batch's statistics, not trained by
+    gradients. There is no per-example gradient to measure.
+    """
+    float8 = [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)
+              if getattr(getattr(layer, "dtype_policy", None), "quantization_mode", None)
+              == "float8"]
+    if float8:
+        raise ValueError(
+            f"model: layer(s) {float8} are quantized to float8 (model.quantize('float8')); "
+            "Keras defines their gradient only inside its own training step (its scale and "
+            "amax-history variables are trainable=True but set from each batch, not trained "
+            "by gradients), so per-example gradients are undefined. Measure the model before "
+            "quantizing it, or quantize with 'int8' or 'int4' (exact here).")
+
+
 def check_connected(model: keras.Model, loss_fn: losses.PerExampleLoss, x: Any, y: Any) -> None:
     """Raises naming every layer whose variables never receive a gradient from the loss.
 

@@ -153,6 +153,7 @@ def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any,
         x2 = _validation.as_inputs(x2, "x2", model)
         _validation.check_lengths(x2, y2, "x2", "y2")
     _validation.check_finite_variables(model)
+    _validation.check_not_float8(model)
     prepared = _prepare(model, loss, loss_weights, method, x, y)
     y = prepared.loss_fn.prepare_labels(y, "y")
     if x2 is not None:
