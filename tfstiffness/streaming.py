@@ -98,6 +98,8 @@ def stiffness_summary(
     checkpoint_every: float = 60.0,
     verbose: bool | None = None,
     loss_weights: Any = None,
+    sample_weight: Any = None,
+    sample_weight2: Any = None,
 ) -> StiffnessSummary:
     """Class, distance and neighbourhood stiffness of all pairs, without the N x N matrix.
 
@@ -106,7 +108,8 @@ def stiffness_summary(
     order.
 
     Args:
-        model, x, y, loss, x2, y2, method, loss_weights: as for `gradient_gram`; `y` (and
+        model, x, y, loss, x2, y2, method, loss_weights, sample_weight, sample_weight2: as
+            for `gradient_gram` (per-example weights: G_w = diag(w) G diag(w)); `y` (and
             `y2`) must be class labels (integers or one-hot) of a single-output model.
         num_classes: K (default: from the labels).
         fine_to_coarse: class -> super-class, for the super-class contrast.
@@ -162,7 +165,8 @@ def stiffness_summary(
     edges = np.linspace(0.0, 2.0, 21) if distance_edges is None else np.asarray(
         distance_edges, np.float64)
     run = prepare_run(model, x, y, loss, x2, y2, method, block_size, strategy, loss_weights,
-                      batch_size_name="block_size")
+                      batch_size_name="block_size", sample_weight=sample_weight,
+                      sample_weight2=sample_weight2)
     acc = _Accumulator(run, tuple(kinds), labels, labels2, k, edges, pairs, radius,
                        weighting, bandwidth)
     fingerprint = _fingerprint(model, run, kinds=list(kinds), num_classes=k,

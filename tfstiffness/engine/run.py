@@ -125,12 +125,14 @@ class GramRun:
 
 def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any, method: str,
                 batch_size: int | None, strategy: tf.distribute.Strategy | None,
-                loss_weights: Any = None, batch_size_name: str = "batch_size") -> GramRun:
+                loss_weights: Any = None, batch_size_name: str = "batch_size",
+                sample_weight: Any = None, sample_weight2: Any = None) -> GramRun:
     """Validates everything before any heavy work; shared by every entry point.
 
     Args:
-        model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights: as for
-            `gradient_gram`.
+        model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights, sample_weight,
+            sample_weight2: as for `gradient_gram`; weighted labels then carry their weights
+            (`losses.weighted_labels`).
         batch_size_name: what the caller calls `batch_size` in its messages.
 
     Returns:
@@ -155,10 +157,14 @@ def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any,
     _validation.check_finite_variables(model)
     _validation.check_not_float8(model)
     prepared = _prepare(model, loss, loss_weights, method, x, y)
-    y = prepared.loss_fn.prepare_labels(y, "y")
+    y = _weighted(prepared.loss_fn, x, prepared.loss_fn.prepare_labels(y, "y"),
+                  sample_weight, "sample_weight")
     if x2 is not None:
         _validation.check_input_shape(model, x2, "x2")
-        y2 = prepared.loss_fn.prepare_labels(y2, "y2")
+        y2 = _weighted(prepared.loss_fn, x2, prepared.loss_fn.prepare_labels(y2, "y2"),
+                       sample_weight2, "sample_weight2")
+    elif sample_weight2 is not None:
+        raise ValueError("sample_weight2: weights the second set; pass x2 and y2 with it.")
     if not prepared.connected_checked:
         with _precision.float32_compute(_precision.low_precision_layers(model)):
             _validation.check_connected(model, prepared.loss_fn, x, y)
@@ -169,6 +175,13 @@ def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any,
     block = min(int(batch_size or default_block_size(model, prepared.method, max(n, m))),
                 max(n, m))
     return GramRun(x, y, x2, y2, prepared, block, strategy)
+
+
+def _weighted(loss_fn: PerExampleLoss, x: Any, y: Any, weight: Any, argument: str) -> Any:
+    if weight is None:
+        return y
+    w = loss_fn.prepare_sample_weight(weight, structure.num_examples(x), argument)
+    return losses.weighted_labels(y, w)
 
 
 def _prepare(model: keras.Model, loss: Any, loss_weights: Any, method: str, x: Any,
