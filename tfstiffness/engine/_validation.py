@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness.engine import losses, structure
+from tfstiffness.engine import losses, pipelines, structure
 from tfstiffness.engine.layer_keys import layer_key
 from tfstiffness.errors import NonFiniteWeightsError
 
@@ -95,7 +95,8 @@ def _as_leaf(name: str, value: Any) -> np.ndarray:
     """One input as a numpy array with a batch axis; NaN/inf refused; float64 -> float32."""
     array = np.asarray(value.numpy() if isinstance(value, tf.Tensor) else value)
     if array.dtype == object:
-        raise TypeError(f"{name}: expected a numeric array [N, ...], got ragged or mixed data.")
+        raise TypeError(f"{name}: expected a numeric array [N, ...], got ragged or mixed data; "
+                        f"pass {pipelines.ACCEPTED}.")
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected numbers, got {array.dtype} values; strings need a "
                         "preprocessor (tokenise them into integer ids first).")
@@ -119,13 +120,13 @@ def as_inputs(x: Any, argument: str, model: keras.Model | None = None) -> Any:
     """`x` as the model takes it (array, list or dict of arrays), every input checked."""
     if x is None:
         raise ValueError(f"{argument}: expected inputs, got None.")
-    if isinstance(x, tf.data.Dataset):
-        raise TypeError(f"{argument}: expected arrays (as numpy), got a tf.data.Dataset; "
-                        "collect the examples first.")
     spec = None if model is None else model_inputs(model)
     x = _match_structure(x, spec, argument)
     if isinstance(x, (list, tuple)) and not all(map(_is_array, x)):
-        x = np.asarray(x)  # a nested Python list of numbers: one array
+        try:
+            x = np.asarray(x)  # a nested Python list of numbers: one array
+        except ValueError:  # numpy refuses ragged nested lists
+            x = np.asarray(x, dtype=object)
     x = structure.map_named(_as_leaf, x, argument)
     lengths = {name: len(leaf) for name, leaf in structure.named_leaves(x, argument)}
     if len(set(lengths.values())) > 1:
@@ -136,7 +137,9 @@ def as_inputs(x: Any, argument: str, model: keras.Model | None = None) -> Any:
 
 def check_lengths(x: Any, y: Any, x_name: str, y_name: str) -> None:
     if y is None:
-        raise ValueError(f"{y_name}: labels are required with {x_name}.")
+        raise ValueError(f"{y_name}: labels are required with {x_name}: pass {y_name}=, or "
+                         f"{x_name} as a dataset or generator yielding (x, y) or "
+                         "(x, y, sample_weight).")
     n = structure.num_examples(x)
     for name, leaf in structure.named_leaves(y, y_name):
         if leaf is None:

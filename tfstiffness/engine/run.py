@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfstiffness import checks
-from tfstiffness.engine import _precision, _validation, losses, structure, tiling
+from tfstiffness.engine import _precision, _validation, losses, pipelines, structure, tiling
 from tfstiffness.engine._generic import (
     PerExampleGradients,
     jacobian_unsafe_layers,
@@ -126,13 +126,15 @@ class GramRun:
 def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any, method: str,
                 batch_size: int | None, strategy: tf.distribute.Strategy | None,
                 loss_weights: Any = None, batch_size_name: str = "batch_size",
-                sample_weight: Any = None, sample_weight2: Any = None) -> GramRun:
+                sample_weight: Any = None, sample_weight2: Any = None,
+                num_examples: int | None = None) -> GramRun:
     """Validates everything before any heavy work; shared by every entry point.
 
     Args:
         model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights, sample_weight,
-            sample_weight2: as for `gradient_gram`; weighted labels then carry their weights
-            (`losses.weighted_labels`).
+            sample_weight2, num_examples: as for `gradient_gram`; weighted labels then carry
+            their weights (`losses.weighted_labels`); datasets and generators are read here
+            (`pipelines.read_examples`).
         batch_size_name: what the caller calls `batch_size` in its messages.
 
     Returns:
@@ -147,6 +149,8 @@ def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any,
         raise TypeError(f"strategy: expected a tf.distribute.Strategy or None, got "
                         f"{type(strategy).__name__}.")
     checks.positive_int(batch_size, batch_size_name, allow_none=True)
+    x, y, sample_weight = pipelines.read_examples(x, y, sample_weight, "x", model, num_examples)
+    x2, y2, sample_weight2 = pipelines.read_examples(x2, y2, sample_weight2, "x2", model)
     x = _validation.as_inputs(x, "x", model)
     _validation.check_lengths(x, y, "x", "y")
     if (x2 is None) != (y2 is None):
