@@ -29,7 +29,7 @@ def is_pipeline(x: Any) -> bool:
         isinstance(x, collections.abc.Iterator) and not isinstance(x, (np.ndarray, tf.Tensor)))
 
 
-def read_examples(x: Any, y: Any, sample_weight: Any, argument: str, model: keras.Model,
+def read_examples(x: Any, y: Any, sample_weight: Any, argument: str, model: keras.Model | None,
                   num_examples: int | None = None) -> tuple[Any, Any, Any]:
     """(x, y, sample_weight) as arrays; arrays pass through unchanged.
 
@@ -37,7 +37,8 @@ def read_examples(x: Any, y: Any, sample_weight: Any, argument: str, model: kera
         x: the data (see the module docstring).
         y, sample_weight: given separately; must be None when `x` yields them.
         argument: what the caller calls `x` (its `y` and `sample_weight` names follow).
-        model: the model, whose input ranks tell a batched dataset from an unbatched one.
+        model: the model, whose input ranks tell a batched dataset from an unbatched one
+            (None: a dataset whose leading size is unknown is batched).
         num_examples: read at most this many examples (needed for an endless source).
 
     Raises:
@@ -46,7 +47,7 @@ def read_examples(x: Any, y: Any, sample_weight: Any, argument: str, model: kera
     checks.positive_int(num_examples, "num_examples", allow_none=True)
     if not is_pipeline(x):
         return x, y, sample_weight
-    names = {"x": ("y", "sample_weight"), "x2": ("y2", "sample_weight2")}.get(
+    names = {"x2": ("y2", "sample_weight2"), "x_test": ("y_test", "sample_weight")}.get(
         argument, ("y", "sample_weight"))
     for given, name in zip((y, sample_weight), names):
         if given is not None:
