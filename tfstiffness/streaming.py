@@ -165,6 +165,8 @@ def stiffness_summary(
         raise ValueError(f"weighting: expected 'uniform' or 'gaussian', got {weighting!r}.")
     x, y, sample_weight = pipelines.read_examples(x, y, sample_weight, "x", model, num_examples)
     x2, y2, sample_weight2 = pipelines.read_examples(x2, y2, sample_weight2, "x2", model)
+    x, y, sample_weight = pipelines.preprocess(model, x, y, sample_weight, "x")
+    x2, y2, sample_weight2 = pipelines.preprocess(model, x2, y2, sample_weight2, "x2")
     labels, labels2, k = summary_labels(y, y2, num_classes)
     edges = np.linspace(0.0, 2.0, 21) if distance_edges is None else np.asarray(
         distance_edges, np.float64)

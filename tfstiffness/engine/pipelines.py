@@ -9,6 +9,7 @@ separately. The examples are read once, batch by batch, into arrays.
 from __future__ import annotations
 
 import collections.abc
+import functools
 from typing import Any
 
 import keras
@@ -84,6 +85,43 @@ def read_examples(x: Any, y: Any, sample_weight: Any, argument: str, model: kera
     return tuple(joined)
 
 
+def preprocess(model: keras.Model, x: Any, y: Any, sample_weight: Any,
+               argument: str) -> tuple[Any, Any, Any]:
+    """(x, y, sample_weight) through the model's preprocessor (a keras_hub task's), as `fit`
+    applies it; unchanged without one, or when x already has the model's dict of inputs.
+
+    The preprocessor runs outside the gradient (it has no trainable variables); its sample
+    weights (a causal LM's padding mask) are used unless `sample_weight` is given.
+    """
+    preprocessor = getattr(model, "preprocessor", None)
+    if preprocessor is None or x is None or _has_input_keys(model, x):
+        return x, y, sample_weight
+    try:
+        out = preprocessor(x, y, sample_weight) if y is not None else preprocessor(x)
+    except Exception as err:
+        raise ValueError(f"{argument}: the model's preprocessor ({type(preprocessor).__name__}) "
+                         f"failed on it: {err}. Pass raw inputs it takes (e.g. strings), or the "
+                         "model's dict of inputs.") from err
+    px, py, pw = keras.utils.unpack_x_y_sample_weight(out)
+    if y is None:  # the labels are the user's (None: the engine says they are needed)
+        py, pw = None, None
+    numpy = functools.partial(tf.nest.map_structure, _to_numpy)
+    return numpy(px), None if py is None else numpy(py), (
+        sample_weight if sample_weight is not None or pw is None else _to_numpy(pw))
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    return value.numpy() if isinstance(value, tf.Tensor) else np.asarray(value)
+
+
+def _has_input_keys(model: keras.Model, x: Any) -> bool:
+    try:
+        names = {t.name for t in tf.nest.flatten(model.inputs)}
+    except (AttributeError, ValueError, TypeError):
+        return False
+    return isinstance(x, dict) and set(x) == names
+
+
 def _kind(x: Any) -> str:
     if isinstance(x, tf.data.Dataset):
         return "tf.data.Dataset"
@@ -138,6 +176,8 @@ def _numpy(batch: Any, argument: str) -> Any:
             value = value.numpy() if isinstance(value, tf.Tensor) else np.asarray(value)
         except ValueError:  # numpy refuses ragged nested lists
             value = np.asarray(value, dtype=object)
+        if value.dtype == object and value.ndim and isinstance(value.flat[0], (bytes, str)):
+            return value  # text, for a model's preprocessor
         if value.dtype == object or value.ndim == 0:
             held = (f"{value.dtype} data of shape {list(value.shape)}" if value.ndim else
                     "a scalar (a nested Python list?)")

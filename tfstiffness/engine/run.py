@@ -151,6 +151,8 @@ def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any,
     checks.positive_int(batch_size, batch_size_name, allow_none=True)
     x, y, sample_weight = pipelines.read_examples(x, y, sample_weight, "x", model, num_examples)
     x2, y2, sample_weight2 = pipelines.read_examples(x2, y2, sample_weight2, "x2", model)
+    x, y, sample_weight = pipelines.preprocess(model, x, y, sample_weight, "x")
+    x2, y2, sample_weight2 = pipelines.preprocess(model, x2, y2, sample_weight2, "x2")
     x = _validation.as_inputs(x, "x", model)
     _validation.check_lengths(x, y, "x", "y")
     if (x2 is None) != (y2 is None):
