@@ -63,3 +63,35 @@ def test_preprocessor_failure_is_named(classifier):
                        r"\(BertTextClassifierPreprocessor\) failed on it: .*Pass raw inputs it "
                        r"takes \(e.g. strings\), or the model's dict of inputs"):
         tfs.gradient_gram(classifier, {"text": TEXT, "other": TEXT}, LABELS, loss=SCE)
+
+
+GPT2_VOCAB = {"<|endoftext|>": 0, "t": 1, "h": 2, "e": 3, "Ġ": 4, "c": 5, "a": 6, "s": 7,
+              "d": 8, "o": 9, "g": 10, "th": 11, "the": 12, "Ġc": 13, "Ġs": 14, "Ġd": 15}
+GPT2_MERGES = ["t h", "th e", "Ġ c", "Ġ s", "Ġ d"]
+
+
+def test_causal_lm_labels_and_padding_weights_come_from_its_preprocessor():
+    keras.utils.set_random_seed(8)
+    tokenizer = keras_hub.tokenizers.GPT2Tokenizer(vocabulary=GPT2_VOCAB, merges=GPT2_MERGES)
+    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer=tokenizer,
+                                                             sequence_length=8)
+    backbone = keras_hub.models.GPT2Backbone(vocabulary_size=16, num_layers=1, num_heads=2,
+                                             hidden_dim=16, intermediate_dim=32,
+                                             max_sequence_length=8)
+    lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
+    text = np.array(["the cat sat", "a dog", "the dog sat", "a cat", "the"])
+    tokens, y, w = preprocessor(list(text))
+    x = {k: np.asarray(v) for k, v in tokens.items()}
+    y, w = np.asarray(y), np.asarray(w).astype("float32")
+    assert w.min() == 0  # padding: the weights matter
+
+    def fit_loss(yt, p):  # Keras' loss on one example with its per-token weights
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+            yt[0], p, sample_weight=yt[1])[None]
+
+    expected, _ = brute_force_gram(lm, fit_loss, x, (y, w))
+    gram = tfs.gradient_gram(lm, text, loss=SCE)
+    assert relative_error(gram.total, expected) <= 1e-5
+    # Without the weights (all ones) the matrix differs: the padding was weighted out.
+    unweighted, _ = brute_force_gram(lm, fit_loss, x, (y, np.ones_like(w)))
+    assert relative_error(unweighted, expected) > 1e-2

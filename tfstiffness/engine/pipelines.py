@@ -90,21 +90,24 @@ def preprocess(model: keras.Model, x: Any, y: Any, sample_weight: Any,
     """(x, y, sample_weight) through the model's preprocessor (a keras_hub task's), as `fit`
     applies it; unchanged without one, or when x already has the model's dict of inputs.
 
-    The preprocessor runs outside the gradient (it has no trainable variables); its sample
-    weights (a causal LM's padding mask) are used unless `sample_weight` is given.
+    The preprocessor runs outside the gradient (it has no trainable variables). Labels it
+    makes (a causal LM's next tokens, when y is None) and its sample weights (a causal LM's
+    padding mask) are used unless `y` or `sample_weight` is given.
     """
     preprocessor = getattr(model, "preprocessor", None)
     if preprocessor is None or x is None or _has_input_keys(model, x):
         return x, y, sample_weight
+    if isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype.kind in "USO":
+        # Text as a list of str: some tokenizers (byte-pair) refuse numpy arrays and bytes.
+        x = [v.decode() if isinstance(v, bytes) else v for v in x.tolist()]
     try:
         out = preprocessor(x, y, sample_weight) if y is not None else preprocessor(x)
     except Exception as err:
         raise ValueError(f"{argument}: the model's preprocessor ({type(preprocessor).__name__}) "
                          f"failed on it: {err}. Pass raw inputs it takes (e.g. strings), or the "
                          "model's dict of inputs.") from err
+    # Without y, a preprocessor may make the labels (a causal LM's next tokens) and weights.
     px, py, pw = keras.utils.unpack_x_y_sample_weight(out)
-    if y is None:  # the labels are the user's (None: the engine says they are needed)
-        py, pw = None, None
     numpy = functools.partial(tf.nest.map_structure, _to_numpy)
     return numpy(px), None if py is None else numpy(py), (
         sample_weight if sample_weight is not None or pw is None else _to_numpy(pw))
