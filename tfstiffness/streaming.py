@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tfstiffness import checks, measures
 from tfstiffness.distributed import cluster
-from tfstiffness.engine import structure, tiling
+from tfstiffness.engine import pipelines, structure, tiling
 from tfstiffness.engine.run import GramRun, Progress, check_finite_block, prepare_run
 from tfstiffness.measures import StiffnessCurve, alignment
 from tfstiffness.measures.input_space import InputSpace
@@ -78,7 +78,7 @@ class StiffnessSummary:
 def stiffness_summary(
     model: keras.Model,
     x: Any,
-    y: Any,
+    y: Any = None,
     loss: Any = None,
     x2: Any = None,
     y2: Any = None,
@@ -98,6 +98,9 @@ def stiffness_summary(
     checkpoint_every: float = 60.0,
     verbose: bool | None = None,
     loss_weights: Any = None,
+    sample_weight: Any = None,
+    sample_weight2: Any = None,
+    num_examples: int | None = None,
 ) -> StiffnessSummary:
     """Class, distance and neighbourhood stiffness of all pairs, without the N x N matrix.
 
@@ -106,7 +109,9 @@ def stiffness_summary(
     order.
 
     Args:
-        model, x, y, loss, x2, y2, method, loss_weights: as for `gradient_gram`; `y` (and
+        model, x, y, loss, x2, y2, method, loss_weights, sample_weight, sample_weight2,
+            num_examples: as for `gradient_gram` (datasets and generators are read once into
+            arrays; per-example weights: G_w = diag(w) G diag(w)); `y` (and
             `y2`) must be class labels (integers or one-hot) of a single-output model.
         num_classes: K (default: from the labels).
         fine_to_coarse: class -> super-class, for the super-class contrast.
@@ -158,11 +163,16 @@ def stiffness_summary(
         raise ValueError("radius: neighbourhood stiffness needs one set; drop x2 or radius.")
     if weighting not in ("uniform", "gaussian"):
         raise ValueError(f"weighting: expected 'uniform' or 'gaussian', got {weighting!r}.")
+    x, y, sample_weight = pipelines.read_examples(x, y, sample_weight, "x", model, num_examples)
+    x2, y2, sample_weight2 = pipelines.read_examples(x2, y2, sample_weight2, "x2", model)
+    x, y, sample_weight = pipelines.preprocess(model, x, y, sample_weight, "x")
+    x2, y2, sample_weight2 = pipelines.preprocess(model, x2, y2, sample_weight2, "x2")
     labels, labels2, k = summary_labels(y, y2, num_classes)
     edges = np.linspace(0.0, 2.0, 21) if distance_edges is None else np.asarray(
         distance_edges, np.float64)
     run = prepare_run(model, x, y, loss, x2, y2, method, block_size, strategy, loss_weights,
-                      batch_size_name="block_size")
+                      batch_size_name="block_size", sample_weight=sample_weight,
+                      sample_weight2=sample_weight2)
     acc = _Accumulator(run, tuple(kinds), labels, labels2, k, edges, pairs, radius,
                        weighting, bandwidth)
     fingerprint = _fingerprint(model, run, kinds=list(kinds), num_classes=k,

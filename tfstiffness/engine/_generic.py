@@ -91,10 +91,13 @@ class PerExampleGradients:
     def _jacobian(self, x, y):
         with tf.GradientTape() as tape:
             losses = self.loss_fn(y, self.model(x, training=False))
-        jac = tape.jacobian(losses, self.variables,
-                            unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        # Unconnected variables (a head whose loss is None) are zeros here: the jacobian's own
+        # UnconnectedGradients.ZERO fails on Keras variables (their dtype is a string).
+        jac = tape.jacobian(losses, self.variables)
         n = tf.shape(losses)[0]
-        return [tf.reshape(tf.convert_to_tensor(j), [n, -1]) for j in jac]
+        return [tf.zeros([n, int(tf.size(v))], losses.dtype) if j is None
+                else tf.reshape(tf.convert_to_tensor(j), [n, -1])
+                for j, v in zip(jac, self.variables)]
 
     def __call__(self, x, y) -> dict[str, _factors.Materialized]:
         n = structure.num_examples(x)

@@ -6,13 +6,14 @@ takes them; every check applies per input and names it (`x['token_ids']`, `x[1]`
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfstiffness.engine import structure
+from tfstiffness.engine import losses, pipelines, structure
 from tfstiffness.engine.layer_keys import layer_key
 from tfstiffness.errors import NonFiniteWeightsError
 
@@ -94,7 +95,8 @@ def _as_leaf(name: str, value: Any) -> np.ndarray:
     """One input as a numpy array with a batch axis; NaN/inf refused; float64 -> float32."""
     array = np.asarray(value.numpy() if isinstance(value, tf.Tensor) else value)
     if array.dtype == object:
-        raise TypeError(f"{name}: expected a numeric array [N, ...], got ragged or mixed data.")
+        raise TypeError(f"{name}: expected a numeric array [N, ...], got ragged or mixed data; "
+                        f"pass {pipelines.ACCEPTED}.")
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected numbers, got {array.dtype} values; strings need a "
                         "preprocessor (tokenise them into integer ids first).")
@@ -118,13 +120,13 @@ def as_inputs(x: Any, argument: str, model: keras.Model | None = None) -> Any:
     """`x` as the model takes it (array, list or dict of arrays), every input checked."""
     if x is None:
         raise ValueError(f"{argument}: expected inputs, got None.")
-    if isinstance(x, tf.data.Dataset):
-        raise TypeError(f"{argument}: expected arrays (as numpy), got a tf.data.Dataset; "
-                        "collect the examples first.")
     spec = None if model is None else model_inputs(model)
     x = _match_structure(x, spec, argument)
     if isinstance(x, (list, tuple)) and not all(map(_is_array, x)):
-        x = np.asarray(x)  # a nested Python list of numbers: one array
+        try:
+            x = np.asarray(x)  # a nested Python list of numbers: one array
+        except ValueError:  # numpy refuses ragged nested lists
+            x = np.asarray(x, dtype=object)
     x = structure.map_named(_as_leaf, x, argument)
     lengths = {name: len(leaf) for name, leaf in structure.named_leaves(x, argument)}
     if len(set(lengths.values())) > 1:
@@ -135,7 +137,9 @@ def as_inputs(x: Any, argument: str, model: keras.Model | None = None) -> Any:
 
 def check_lengths(x: Any, y: Any, x_name: str, y_name: str) -> None:
     if y is None:
-        raise ValueError(f"{y_name}: labels are required with {x_name}.")
+        raise ValueError(f"{y_name}: labels are required with {x_name}: pass {y_name}=, or "
+                         f"{x_name} as a dataset or generator yielding (x, y) or "
+                         "(x, y, sample_weight).")
     n = structure.num_examples(x)
     for name, leaf in structure.named_leaves(y, y_name):
         if leaf is None:
@@ -191,17 +195,57 @@ def check_finite_variables(model: keras.Model) -> None:
                 "checkpoint) before measuring.")
 
 
-def check_connected(model: keras.Model, loss_fn, x: Any, y: Any) -> None:
-    """Raises naming every layer whose variables never receive a gradient from the loss."""
+def check_not_float8(model: keras.Model) -> None:
+    """Refuses layers quantized to float8 (`model.quantize("float8")`).
+
+    Keras' float8 layers define their gradient only inside its training step: a plain
+    `tape.gradient` through them fails in TensorFlow 2.21, and their scale and amax-history
+    variables are trainable but overwritten from each batch's statistics, not trained by
+    gradients. There is no per-example gradient to measure.
+    """
+    float8 = [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)
+              if getattr(getattr(layer, "dtype_policy", None), "quantization_mode", None)
+              == "float8"]
+    if float8:
+        raise ValueError(
+            f"model: layer(s) {float8} are quantized to float8 (model.quantize('float8')); "
+            "Keras defines their gradient only inside its own training step (its scale and "
+            "amax-history variables are trainable=True but set from each batch, not trained "
+            "by gradients), so per-example gradients are undefined. Measure the model before "
+            "quantizing it, or quantize with 'int8' or 'int4' (exact here).")
+
+
+def check_connected(model: keras.Model, loss_fn: losses.PerExampleLoss, x: Any, y: Any) -> None:
+    """Raises naming every layer whose variables never receive a gradient from the loss.
+
+    Layers that reach only outputs whose loss is None (a head compiled with `loss=None`) get
+    zero gradient, as in `model.fit`, which trains the rest: they are named in one warning.
+    """
     variables = model.trainable_variables
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(loss_fn(structure.take(y, slice(0, 2)),
-                                     model(structure.take(x, slice(0, 2)), training=False)))
-    grads = tape.gradient(loss, variables)
-    dead = sorted({layer_key(v) for v, g in zip(variables, grads) if g is None})
-    if dead:
+    with tf.GradientTape(persistent=True) as tape:
+        predictions = model(structure.take(x, slice(0, 2)), training=False)
+        loss = tf.reduce_sum(loss_fn(structure.take(y, slice(0, 2)), predictions))
+        with_loss = {term.index for term in loss_fn.terms}
+        flat = tf.nest.flatten(predictions)
+        lossless = [i for i, p in enumerate(flat) if i not in with_loss]
+        reach = tf.add_n([tf.reduce_sum(tf.cast(flat[i], tf.float32)) for i in lossless
+                          if flat[i].dtype.is_floating] or [tf.constant(0.0)])
+    dead = [v for v, g in zip(variables, tape.gradient(loss, variables)) if g is None]
+    to_heads = tape.gradient(reach, dead) if dead else []
+    del tape
+    refused = sorted({layer_key(v) for v, g in zip(dead, to_heads) if g is None})
+    if refused:
         raise ValueError(
             "model: the loss does not depend on the trainable variables of layer(s) "
-            f"{', '.join(repr(d) for d in dead)} (gradient None for every example); make them "
-            "non-trainable (layer.trainable = False) or connect them to the output."
+            f"{', '.join(repr(d) for d in refused)} (gradient None for every example); make "
+            "them non-trainable (layer.trainable = False) or connect them to the output."
         )
+    if dead:
+        names = losses.output_names(model, predictions)
+        heads = [repr(names[i]) if names[i] is not None else "the output" for i in lossless]
+        zero = sorted({layer_key(v) for v in dead})
+        warnings.warn(
+            f"model: layer(s) {', '.join(map(repr, zero))} feed only output(s) "
+            f"{', '.join(heads)} whose loss is None, so their gradient is zero (as in "
+            "model.fit, which trains the rest); they add nothing to the Gram matrix.",
+            UserWarning, stacklevel=4)

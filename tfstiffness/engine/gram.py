@@ -60,7 +60,7 @@ class GradientGram:
 def gradient_gram(
     model: keras.Model,
     x: Any,
-    y: Any,
+    y: Any = None,
     loss: Any = None,
     x2: Any = None,
     y2: Any = None,
@@ -70,6 +70,9 @@ def gradient_gram(
     verbose: bool | None = None,
     strategy: tf.distribute.Strategy | None = None,
     loss_weights: Any = None,
+    sample_weight: Any = None,
+    sample_weight2: Any = None,
+    num_examples: int | None = None,
 ) -> GradientGram:
     """Exact Gram matrix of per-example loss gradients w.r.t. the trainable parameters.
 
@@ -81,7 +84,10 @@ def gradient_gram(
         model: a built or unbuilt Keras model (Sequential, functional, subclassed, nested;
             one or several inputs and outputs).
         x: inputs: one array [N, ...], a list of arrays, or a dict of arrays keyed by the
-            model's input names.
+            model's input names; or, as for `fit`, a `tf.data.Dataset` (batched or not), a
+            `keras.utils.PyDataset` or a generator yielding `x`, `(x,)`, `(x, y)` or
+            `(x, y, sample_weight)` (then y and sample_weight are not passed; the data is read
+            once into arrays).
         y: labels (integers, one-hot, or what `loss` expects): one array, or a list / dict
             with one entry per output.
         loss: a `keras.losses.Loss`, a loss name, a callable `(y_true, y_pred) -> [batch]`
@@ -101,6 +107,14 @@ def gradient_gram(
             computes on the default device.
         loss_weights: one weight per output (list or dict), for a `loss` given per output;
             None: 1 each, or the compiled loss weights when `loss` is None.
+        sample_weight: weights of the examples of `x`, as `fit` takes them: per example [N],
+            loss_i = w_i * l_i, so the result is diag(w) G diag(w); or per token [N, T] for
+            per-token losses, loss_i = sum_t w_it m_it l_it / max(sum_t m_it, 1) with m the
+            model's output mask (1 when none), which is `fit`'s loss on a batch of that one
+            example (weights do not change the divisor). None: 1 each.
+        sample_weight2: the same for `x2` (the cross Gram is then diag(w) G diag(w2)).
+        num_examples: read at most this many examples of a dataset or generator `x` (needed
+            when it is endless); None: all.
 
     Returns:
         A `GradientGram`.
@@ -119,7 +133,9 @@ def gradient_gram(
         >>> gram.total.shape
         (8, 8)
     """
-    run = prepare_run(model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights)
+    run = prepare_run(model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights,
+                      sample_weight=sample_weight, sample_weight2=sample_weight2,
+                      num_examples=num_examples)
     _check_result_fits(run.n, run.m, 1 + (len(run.prepared.layer_keys) if by_layer else 0))
     total, layers, sq1, sq2 = _assemble(run, by_layer, verbose)
     return GradientGram(

@@ -10,6 +10,13 @@ mean over its values, leaving out those masked by the model (the output's Keras 
 `Embedding(mask_zero=True)`) or by the labels (a loss's `ignore_class`); an example with nothing
 left has loss 0. Keras' `fit` averages over all unmasked tokens of a batch instead; per example,
 the mean over its own tokens is the natural unit, so that long and short examples weigh alike.
+
+Sample weights scale an example's loss as `fit` does for a batch of that one example: with
+per-example weights w [N], loss_i = w_i * l_i, so the Gram matrix is diag(w) G diag(w); with
+per-token weights w [N, T] on an output with per-token losses l_it and Keras mask m_it (1 when
+none), loss_i = sum_t w_it m_it l_it / max(sum_t m_it, 1) (Keras' "sum_over_batch_size":
+weights do not change the divisor, so a padding mask given as weights averages over all T).
+Weighted labels travel through the blocks as `weighted_labels(y, w)`.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import tensorflow as tf
 from tfstiffness.engine import structure
 
 _SPARSE = ("sparse_categorical_crossentropy",)
+# Keys of the labels-with-weights dict that blocks carry (no user's output is named so).
+_LABELS, _WEIGHTS = "__tfstiffness_labels__", "__tfstiffness_sample_weight__"
 _DENSE = ("categorical_crossentropy",)
 
 
@@ -54,10 +63,13 @@ class PerExampleLoss:
 
     def __call__(self, y: Any, predictions: Any) -> tf.Tensor:
         flat = tf.nest.flatten(predictions)
+        weight = None
+        if isinstance(y, dict) and _WEIGHTS in y:
+            y, weight = y[_LABELS], tf.cast(y[_WEIGHTS], tf.float32)
         labels = (y,) if self.single_output else tuple(y)
         total = None
         for term, y_true in zip(self.terms, labels):
-            values = _per_example(term, y_true, flat[term.index])
+            values = _per_example(term, y_true, flat[term.index], weight)
             values = values if term.weight == 1.0 else values * term.weight
             total = values if total is None else total + values
         return total
@@ -68,6 +80,26 @@ class PerExampleLoss:
         prepared = tuple(_prepare_labels(labels, term, name)
                          for term, (name, labels) in zip(self.terms, by_term))
         return prepared[0] if self.single_output else prepared
+
+    def prepare_sample_weight(self, weight: Any, n: int, argument: str) -> np.ndarray:
+        """Per-example [n] or per-token [n, T, ...] weights, checked against every output."""
+        w = np.asarray(weight.numpy() if isinstance(weight, tf.Tensor) else weight)
+        if w.dtype == object or w.dtype.kind not in "biuf":
+            raise TypeError(f"{argument}: expected numeric weights, per example [N] or per "
+                            f"token [N, T], got {w.dtype} values.")
+        if w.ndim == 0 or len(w) != n:
+            raise ValueError(f"{argument}: expected weights per example [N] or per token "
+                             f"[N, T] with N = {n}, got shape {list(w.shape)}.")
+        if not np.isfinite(w).all():
+            raise ValueError(f"{argument}: contains NaN or inf weights.")
+        for term in self.terms if w.ndim > 1 else ():
+            if len(term.shape) < w.ndim - 1 or not _fits(w.shape[1:], term.shape[:w.ndim - 1]):
+                raise ValueError(
+                    f"{argument}: per-token weights of shape {list(w.shape)} do not fit output "
+                    f"{term.name}, whose loss gives values of shape "
+                    f"{_text([None, *term.shape[:w.ndim - 1]])} per batch; pass per-example "
+                    "weights [N] or weights shaped like the per-token loss.")
+        return w.astype(np.float32)
 
     def _labels_by_output(self, y: Any, argument: str) -> list[tuple[str, Any]]:
         if self.single_output:  # also accepted as Keras does: [y] or {output name: y}
@@ -95,7 +127,13 @@ class PerExampleLoss:
                          "keyed by output name.")
 
 
-def _per_example(term: _OutputLoss, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+def weighted_labels(y: Any, weight: np.ndarray | None) -> Any:
+    """Labels that carry their sample weights through the blocks (y itself without weights)."""
+    return y if weight is None else {_LABELS: y, _WEIGHTS: weight}
+
+
+def _per_example(term: _OutputLoss, y_true: tf.Tensor, y_pred: tf.Tensor,
+                 weight: tf.Tensor | None = None) -> tf.Tensor:
     y_true = tf.convert_to_tensor(y_true)
     if term.cast_labels and y_true.dtype != y_pred.dtype:
         y_true = tf.cast(y_true, y_pred.dtype)
@@ -106,6 +144,22 @@ def _per_example(term: _OutputLoss, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.
     mask = _combined_mask(keras.src.backend.get_keras_mask(y_pred),
                           keras.src.backend.get_keras_mask(values))
     values = tf.cast(values, tf.float32)
+    if weight is not None and weight.shape.rank > values.shape.rank:
+        raise ValueError(f"sample_weight: per-token weights need per-token losses, but the loss "
+                         f"of {term.name} gives values of shape {_text(values.shape.as_list())}; pass "
+                         "per-example weights [N].")
+    if weight is not None and weight.shape.rank > 1:  # per token: inside the mean
+        token = weight
+        while token.shape.rank < values.shape.rank:
+            token = token[..., None]
+        values = values * token
+    elif weight is not None:
+        return _mean_unmasked(values, mask) * weight
+    return _mean_unmasked(values, mask)
+
+
+def _mean_unmasked(values: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
+    """[n] per example: the mean of its values, leaving out masked ones."""
     n = tf.shape(values)[0]
     if values.shape.rank == 1 and mask is None:
         return values

@@ -22,7 +22,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfstiffness import checks
-from tfstiffness.engine import _precision, _validation, losses, memory, structure, tiling
+from tfstiffness.engine import (
+    _precision,
+    _validation,
+    losses,
+    memory,
+    pipelines,
+    structure,
+    tiling,
+)
 from tfstiffness.engine._generic import (
     PerExampleGradients,
     jacobian_unsafe_layers,
@@ -127,12 +135,16 @@ class GramRun:
 
 def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any, method: str,
                 batch_size: int | None, strategy: tf.distribute.Strategy | None,
-                loss_weights: Any = None, batch_size_name: str = "batch_size") -> GramRun:
+                loss_weights: Any = None, batch_size_name: str = "batch_size",
+                sample_weight: Any = None, sample_weight2: Any = None,
+                num_examples: int | None = None) -> GramRun:
     """Validates everything before any heavy work; shared by every entry point.
 
     Args:
-        model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights: as for
-            `gradient_gram`.
+        model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights, sample_weight,
+            sample_weight2, num_examples: as for `gradient_gram`; weighted labels then carry
+            their weights (`losses.weighted_labels`); datasets and generators are read here
+            (`pipelines.read_examples`).
         batch_size_name: what the caller calls `batch_size` in its messages.
 
     Returns:
@@ -147,6 +159,10 @@ def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any,
         raise TypeError(f"strategy: expected a tf.distribute.Strategy or None, got "
                         f"{type(strategy).__name__}.")
     checks.positive_int(batch_size, batch_size_name, allow_none=True)
+    x, y, sample_weight = pipelines.read_examples(x, y, sample_weight, "x", model, num_examples)
+    x2, y2, sample_weight2 = pipelines.read_examples(x2, y2, sample_weight2, "x2", model)
+    x, y, sample_weight = pipelines.preprocess(model, x, y, sample_weight, "x")
+    x2, y2, sample_weight2 = pipelines.preprocess(model, x2, y2, sample_weight2, "x2")
     x = _validation.as_inputs(x, "x", model)
     _validation.check_lengths(x, y, "x", "y")
     if (x2 is None) != (y2 is None):
@@ -155,11 +171,16 @@ def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any,
         x2 = _validation.as_inputs(x2, "x2", model)
         _validation.check_lengths(x2, y2, "x2", "y2")
     _validation.check_finite_variables(model)
+    _validation.check_not_float8(model)
     prepared = _prepare(model, loss, loss_weights, method, x, y)
-    y = prepared.loss_fn.prepare_labels(y, "y")
+    y = _weighted(prepared.loss_fn, x, prepared.loss_fn.prepare_labels(y, "y"),
+                  sample_weight, "sample_weight")
     if x2 is not None:
         _validation.check_input_shape(model, x2, "x2")
-        y2 = prepared.loss_fn.prepare_labels(y2, "y2")
+        y2 = _weighted(prepared.loss_fn, x2, prepared.loss_fn.prepare_labels(y2, "y2"),
+                       sample_weight2, "sample_weight2")
+    elif sample_weight2 is not None:
+        raise ValueError("sample_weight2: weights the second set; pass x2 and y2 with it.")
     if not prepared.connected_checked:
         with _precision.float32_compute(_precision.low_precision_layers(model)):
             _validation.check_connected(model, prepared.loss_fn, x, y)
@@ -172,6 +193,13 @@ def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any,
                                                      available)), max(n, m))
     return GramRun(x, y, x2, y2, prepared, block, strategy,
                    memory.factor_cache_bytes(available))
+
+
+def _weighted(loss_fn: PerExampleLoss, x: Any, y: Any, weight: Any, argument: str) -> Any:
+    if weight is None:
+        return y
+    w = loss_fn.prepare_sample_weight(weight, structure.num_examples(x), argument)
+    return losses.weighted_labels(y, w)
 
 
 def _prepare(model: keras.Model, loss: Any, loss_weights: Any, method: str, x: Any,

@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfstiffness import checks
-from tfstiffness.engine import tiling
+from tfstiffness.engine import pipelines, tiling
 from tfstiffness.engine.run import GramRun, Progress, check_finite_block, prepare_run
 from tfstiffness.errors import NonFiniteGradientError
 from tfstiffness.influence.checkpoints import (
@@ -153,13 +153,18 @@ class TracInAccumulator:
         (20, 5)
     """
 
-    def __init__(self, x: Any, y: Any, x_test: Any = None, y_test: Any = None, *,
+    def __init__(self, x: Any, y: Any = None, x_test: Any = None, y_test: Any = None, *,
                  loss: Any = None, kind: str = "dot", top_k: int | None = None,
                  block_size: int | None = None, method: str = "auto",
                  verbose: bool | None = None):
         if kind not in KINDS:
             raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}.")
         checks.positive_int(block_size, "block_size", allow_none=True)
+        # Datasets and generators are read once here (no model yet: a dataset whose leading
+        # size is unknown counts as batched); the weights they yield weight the losses.
+        x, y, self.weights = pipelines.read_examples(x, y, None, "x", None)
+        x_test, y_test, self.weights_test = pipelines.read_examples(x_test, y_test, None,
+                                                                    "x_test", None)
         if (x_test is None) != (y_test is None):
             raise ValueError("x_test, y_test: give both (a test set) or neither "
                              "(self-influence only).")
@@ -251,7 +256,9 @@ class TracInAccumulator:
         if self._run is None or self._run_model is not model:
             with _named_arguments():
                 self._run = prepare_run(model, self.x, self.y, self.loss, self.x_test,
-                                        self.y_test, self.method, self.block_size, None)
+                                        self.y_test, self.method, self.block_size, None,
+                                        sample_weight=self.weights,
+                                        sample_weight2=self.weights_test)
             self._run_model = model
         return self._run
 
@@ -366,7 +373,7 @@ def _keep(kept, kept_index, scores, index, k: int, largest: bool):
 def tracin(
     checkpoints: Sequence[keras.Model | str | os.PathLike],
     x: Any,
-    y: Any,
+    y: Any = None,
     x_test: Any = None,
     y_test: Any = None,
     loss: Any = None,
@@ -392,7 +399,9 @@ def tracin(
         checkpoints: the model at successive points of training, each a Keras model, a
             `.keras` file, or a `.weights.h5` file (loaded into `model`). All must have the
             same architecture.
-        x, y: training examples and labels (any structure the engine takes).
+        x, y: training examples and labels (any structure the engine takes); x may also be
+            a tf.data.Dataset, PyDataset or generator yielding (x, y) or (x, y, sample_weight)
+            (then y is None; weights weight each example's loss, as in `gradient_gram`).
         x_test, y_test: test examples and labels; None: self-influence only.
         loss: a Keras loss, a loss name, a per-example callable, or None for the compiled loss
             of the model computed with (`model`, else the first checkpoint).
