@@ -26,7 +26,7 @@ from tfstiffness import checks, measures
 from tfstiffness.distributed import cluster
 from tfstiffness.engine import structure, tiling
 from tfstiffness.engine.run import GramRun, Progress, check_finite_block, prepare_run
-from tfstiffness.measures import StiffnessCurve, alignment
+from tfstiffness.measures import StiffnessCurve, alignment, neighbourhood
 from tfstiffness.measures.input_space import InputSpace
 from tfstiffness.measures.input_space import features as _features
 from tfstiffness.measures.neighbourhood import DIRECT_DISTANCE_MAX_FEATURES
@@ -47,6 +47,8 @@ class StiffnessSummary:
         distance_curve: kind -> `StiffnessCurve` on the fixed `distance_edges`.
         neighbourhood: kind -> [N] mean stiffness to neighbours within `radius` (NaN: none).
         neighbour_counts: [N] neighbours of each point within `radius`.
+        nearest_distances: [N] each point's distance to its nearest other point (with
+            `radius`; NaN when resumed from a checkpoint older than this field).
         sq_norms, sq_norms2: squared per-example gradient norms of each set.
         num_zero_gradient: examples whose gradient is exactly zero (their cosine is 0).
         blocks_total: number of Gram blocks; blocks_resumed: how many came from a checkpoint.
@@ -72,6 +74,7 @@ class StiffnessSummary:
     distance_curve: dict[str, StiffnessCurve] = field(default_factory=dict)
     neighbourhood: dict[str, np.ndarray] = field(default_factory=dict)
     neighbour_counts: np.ndarray | None = None
+    nearest_distances: np.ndarray | None = None
     alignment: alignment.AlignmentStatistics | None = None
 
 
@@ -156,6 +159,8 @@ def stiffness_summary(
         raise ValueError(f"pairs: expected one of {_PAIRS}, got {pairs!r}.")
     if radius is not None and x2 is not None:
         raise ValueError("radius: neighbourhood stiffness needs one set; drop x2 or radius.")
+    if radius is not None:
+        neighbourhood.check_radius(radius)
     if weighting not in ("uniform", "gaussian"):
         raise ValueError(f"weighting: expected 'uniform' or 'gaussian', got {weighting!r}.")
     labels, labels2, k = summary_labels(y, y2, num_classes)
@@ -268,7 +273,7 @@ def _check_same_run(strategy, fingerprint: dict[str, str]) -> None:
 # How each part of the state is reduced over workers (and over a resumed checkpoint): sums,
 # except the entries below; "done" is a union.
 _REDUCE = {"sq_norms": np.maximum, "sq_norms2": np.maximum,  # written, not added: 0 = unset
-           "alignment/min_off_diagonal": np.minimum,
+           "alignment/min_off_diagonal": np.minimum, "nbr_nearest": np.minimum,
            "alignment/min_off_diagonal_cosine": np.minimum}
 
 
@@ -415,6 +420,7 @@ class _Accumulator:
         if self.radius is not None:
             state["nbr_weights"] = np.zeros(self.n)
             state["nbr_counts"] = np.zeros(self.n, np.int64)
+            state["nbr_nearest"] = np.full(self.n, np.inf)  # squared distances
         return state
 
     def _unit(self, x: Any, rows: slice) -> np.ndarray:
@@ -461,6 +467,8 @@ class _Accumulator:
             if b.mirrored:
                 st["nbr_weights"][b.cols] += w.sum(0)
                 st["nbr_counts"][b.cols] += near.sum(0)
+                st["nbr_nearest"][b.cols] = np.minimum(st["nbr_nearest"][b.cols], sq_dist.min(0))
+            st["nbr_nearest"][b.rows] = np.minimum(st["nbr_nearest"][b.rows], sq_dist.min(1))
         tile = alignment.block_alignment_statistics(
             G, np.arange(b.rows.start, b.rows.stop), np.arange(b.cols.start, b.cols.stop),
             lr, lc, self.k, row_sq_norms=sq_r, col_sq_norms=sq_c, one_set=self.one_set,
@@ -533,6 +541,11 @@ class _Accumulator:
                         wsum > 0, st[f"nbr_sums/{kind}"] / wsum, np.nan)
         if self.radius is not None:
             summary.neighbour_counts = st["nbr_counts"]
+            summary.nearest_distances = np.sqrt(st["nbr_nearest"])
+            if (st["nbr_counts"] == 0).any():
+                warnings.warn(neighbourhood.no_neighbour_message(int((st["nbr_counts"] == 0).sum()),
+                                                   summary.nearest_distances, self.radius),
+                              UserWarning, stacklevel=3)
         if summary.num_zero_gradient:
             warnings.warn(f"{summary.num_zero_gradient} examples have an exactly zero "
                           "gradient; their cosine stiffness is 0.", UserWarning, stacklevel=3)
@@ -551,7 +564,9 @@ class _Accumulator:
         try:
             saved = read_npz(path)
             stored = json.loads(str(saved["fingerprint"]))
-            arrays = {key: saved[key] for key in self.state}
+            # A checkpoint from before nearest distances were kept: they stay unknown (NaN).
+            arrays = {key: saved[key] if key in saved or key != "nbr_nearest" else
+                      np.full(self.n, np.nan) for key in self.state}
         except (*NPZ_READ_ERRORS, KeyError) as err:
             raise ValueError(
                 f"checkpoint: {path} is not a readable stiffness_summary checkpoint "

@@ -143,6 +143,35 @@ def test_other_flags_on_the_directory_and_a_loss_given_by_config(saved, capsys):
         np.testing.assert_array_equal(a["class_matrix_sign"], b["class_matrix_sign"])
 
 
+def test_a_radius_without_neighbours_is_reported_with_one_that_has_them(saved, capsys):
+    with np.load(saved / "data.npz") as data:
+        x = data["x"]
+    pairwise = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    np.fill_diagonal(pairwise, np.inf)
+    nearest = pairwise.min(1)  # brute force
+    args = _args(saved, saved / "out", "--block_size", "16")
+    args[args.index("--radius") + 1] = "0.01"
+    args.remove("--quiet")
+    assert _run(*args) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((saved / "out" / "summary.json").read_text())["results"]
+    neighbours = summary["neighbourhood"]
+    assert neighbours["no_neighbour"] == int((nearest > 0.01).sum()) == len(x)
+    suggested = neighbours["suggested_radius"]
+    assert (nearest <= suggested).mean() >= 0.9 > (nearest <= suggested * 0.99).mean()
+    assert neighbours["nearest_distance_median"] == pytest.approx(np.median(nearest), rel=1e-5)
+    assert (f"{len(x)} of {len(x)} points have no neighbour within radius 0.01; their "
+            f"neighbourhood stiffness is NaN. Distances to the nearest other point: median "
+            f"{np.median(nearest):.3g}; radius {suggested:g} gives 90% of the points a "
+            "neighbour") in out
+    args[args.index("--radius") + 1] = str(suggested)
+    args[args.index("--output_dir") + 1] = str(saved / "out2")
+    assert _run(*args) == 0
+    summary = json.loads((saved / "out2" / "summary.json").read_text())["results"]
+    assert summary["neighbourhood"]["no_neighbour"] == int((nearest > suggested).sum())
+    assert summary["neighbourhood"]["no_neighbour"] <= 0.1 * len(x)
+
+
 def test_a_data_set_by_name_gives_its_super_class_contrast(tmp_path):
     keras.utils.set_random_seed(0)
     train = tfs.data.load("hierarchical_images", "train", max_examples=40)

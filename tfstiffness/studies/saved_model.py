@@ -466,7 +466,7 @@ def run_summary(
                   f"{list(result.blocks_by_worker)} of {result.blocks_total}; the chief "
                   f"writes {output_dir}", flush=True)
         return {"config": record, "results": results}
-    return _finish(out, result, data, results, arrays, seconds)
+    return _finish(out, result, data, results, arrays, seconds, c.radius)
 
 
 def _strategy(strategy: Any) -> tuple[str, Any]:
@@ -514,8 +514,8 @@ def _stream(keras_model, data: SummaryData, loss_object: Any, config: SummaryCon
             verbose=None if verbose else False)
 
 
-def _finish(out: run_directory.OutputDir, result, data: SummaryData,
-            results: dict[str, Any], arrays: dict[str, Any], seconds: float) -> dict[str, Any]:
+def _finish(out: run_directory.OutputDir, result, data: SummaryData, results: dict[str, Any],
+            arrays: dict[str, Any], seconds: float, radius: float | None) -> dict[str, Any]:
     """The chief's files: figures, TensorBoard scalars, results.npz and summary.json."""
     from tfstiffness.outputs import tensorboard
 
@@ -532,6 +532,13 @@ def _finish(out: run_directory.OutputDir, result, data: SummaryData,
                    f"{progress.format_number(stiffness[kind]['superclass_contrast'])}"
                    if "superclass_contrast" in stiffness[kind] else "")
                 for kind in ("cosine", "sign")]
+    if result.neighbour_counts is not None:
+        from tfstiffness.measures.neighbourhood import no_neighbour_message
+
+        missing = results["neighbourhood"]["no_neighbour"]
+        headline.append(no_neighbour_message(missing, result.nearest_distances, radius)
+                        if missing else f"neighbourhood: every point has a neighbour within "
+                        f"radius {radius:g}")
     run_info = {"summary_seconds": seconds, "blocks_resumed": result.blocks_resumed}
     return runner.finish(out, results, arrays, figures, run_info, headline=headline)
 
