@@ -35,7 +35,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import json
 import math
@@ -49,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from tfstiffness.errors import StudyInputError
-from tfstiffness.outputs import run_directory
+from tfstiffness.outputs import run_directory, stage_record
 from tfstiffness.studies import config as config_lib
 from tfstiffness.studies import progress, runner
 from tfstiffness.studies import results as result_dicts
@@ -270,14 +269,6 @@ def _load_model(path: str, custom_objects: dict[str, Any]):
                               f"{str(err).splitlines()[0]}{hint}") from None
 
 
-def _file_digest(path: str) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _validate(model, data: SummaryData, loss, method: str, block_size, radius) -> None:
     """Everything `stiffness_summary` would refuse, refused before the output directory is
     touched: the engine's checks of model, inputs, labels and loss (cheap: one or two
@@ -364,12 +355,12 @@ class SummaryConfig(config_lib.StudyConfig):
         """config.json, `custom_objects` the names `parse_custom_objects` found."""
         inputs = self.inputs
         return {"study": self.STUDY, "model": os.path.abspath(self.model),
-                "model_digest": _file_digest(self.model),
+                "model_digest": stage_record.file_digest(self.model),
                 "custom_objects": sorted(custom_objects), "dataset": self.dataset,
                 "split": self.split if self.dataset else None,
                 "max_examples": self.max_examples, "seed": self.seed if self.dataset else None,
                 "inputs": None if inputs is None else os.path.abspath(inputs),
-                "inputs_digest": None if inputs is None else _file_digest(inputs),
+                "inputs_digest": None if inputs is None else stage_record.file_digest(inputs),
                 "loss": self.loss, "block_size": self.block_size, "radius": self.radius,
                 "bins": self.bins, "pairs": self.pairs, "method": self.method}
 
