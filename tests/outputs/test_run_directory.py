@@ -3,6 +3,7 @@ checkpoints, per-step TensorBoard files, progress."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -228,3 +229,52 @@ def test_progress_estimates_remaining_time_from_this_process(tmp_path, monkeypat
 def test_progress_with_a_given_estimate(tmp_path):
     out = run_directory.OutputDir(tmp_path, {}, name="demo", verbose=False)
     assert out.progress("epoch 2/9", remaining=75.0).endswith("epoch 2/9 (~1m15s left)")
+
+
+def test_a_stage_of_other_settings_or_inputs_is_refused_naming_both(tmp_path):
+    from tfstiffness.errors import ConfigMismatchError
+
+    run = tmp_path / "run"
+    with run_directory.OutputDir(run, {"lr": 0.001, "seed": 0}, verbose=False,
+                                 inputs={"data": "d0"}) as out:
+        out.save_stage("state", {"w": np.arange(3)})
+    # config.json removed, then the same stage opened under other settings: refused.
+    (run / "config.json").unlink()
+    out = run_directory.OutputDir(run, {"lr": 0.01, "seed": 0}, verbose=False,
+                                  inputs={"data": "d0"})
+    with pytest.raises(ConfigMismatchError, match=r"stage checkpoint .*state.npz was made "
+                       r"by other settings or inputs than this run's \(lr: stage 0.001, "
+                       r"now 0.01\); resuming it would mix two runs' numbers"):
+        out.done("state")
+    out.close()
+    # Same settings, other data: refused naming the input's two digests.
+    other = tmp_path / "other"
+    with run_directory.OutputDir(other, {"lr": 0.001, "seed": 0}, verbose=False,
+                                 inputs={"data": "d1"}) as out:
+        shutil.copytree(run / "stages", other / "stages")
+        with pytest.raises(ConfigMismatchError, match=r"\(data: stage digest d0, now d1\)"):
+            out.done("state")
+    # The run that made it resumes it, and the record is not among the arrays.
+    (run / "config.json").unlink()
+    with run_directory.OutputDir(run, {"lr": 0.001, "seed": 0}, verbose=False,
+                                 inputs={"data": "d0"}) as out:
+        assert out.done("state")
+        assert sorted(out.load_stage("state")) == ["w"]
+
+
+def test_a_stage_from_before_records_needs_a_matching_config_json(tmp_path):
+    from tfstiffness.errors import ConfigMismatchError
+
+    run = tmp_path / "run"
+    with run_directory.OutputDir(run, {"lr": 0.001}, verbose=False):
+        pass
+    run_directory.write_npz(run / "stages" / "state.npz", w=np.arange(3))  # no record
+    with run_directory.OutputDir(run, {"lr": 0.001}, verbose=False) as out:
+        assert out.done("state")  # config.json matched: trusted
+    (run / "config.json").unlink()
+    out = run_directory.OutputDir(run, {"lr": 0.01}, verbose=False)
+    with pytest.raises(ConfigMismatchError, match=r"stage checkpoint .*state.npz records "
+                       r"no settings \(written by an older version\) and the directory had "
+                       r"no config.json to match it to. Delete "):
+        out.done("state")
+    out.close()

@@ -370,11 +370,7 @@ def _inputs(setup: dict[str, Any], checkpoints: Sequence[str] | None) -> dict[st
     given checkpoint (config.json holds only their paths, so a replaced file is refused)."""
     from tfstiffness.outputs import stage_record
 
-    test = setup["test"]
-    index = setup["test_indices"]
-    digests = {"training data and labels": stage_record.bytes_digest(
-                   setup["train"].x, setup["labels"]),
-               "test probe": stage_record.bytes_digest(test.x[index], test.y[index])}
+    digests = {"data": runner.data_digest(setup["train"], setup["test"])}
     for i, path in enumerate(checkpoints or (), start=1):
         digests[f"checkpoint {i} ({path}) contents"] = stage_record.file_digest(path)
     return digests
