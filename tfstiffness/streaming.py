@@ -47,8 +47,7 @@ class StiffnessSummary:
         distance_curve: kind -> `StiffnessCurve` on the fixed `distance_edges`.
         neighbourhood: kind -> [N] mean stiffness to neighbours within `radius` (NaN: none).
         neighbour_counts: [N] neighbours of each point within `radius`.
-        nearest_distances: [N] each point's distance to its nearest other point (with
-            `radius`; NaN when resumed from a checkpoint older than this field).
+        nearest_distances: [N] distance to the nearest other point (NaN: an old checkpoint).
         sq_norms, sq_norms2: squared per-example gradient norms of each set.
         num_zero_gradient: examples whose gradient is exactly zero (their cosine is 0).
         blocks_total: number of Gram blocks; blocks_resumed: how many came from a checkpoint.
@@ -349,6 +348,8 @@ def summary_labels(
         if structure.is_nested(labels):
             raise ValueError(f"{argument}: stiffness_summary needs one array of class labels (a "
                              "single-output classifier); use gradient_gram for other models.")
+        if labels is not None and np.ndim(labels) and not len(labels):
+            raise ValueError(f"{argument}: no examples (N = 0); give at least one example.")
     labels = checks.class_labels(y, "y")
     labels2 = labels if y2 is None else checks.class_labels(y2, "y2")
     return labels, labels2, checks.num_classes(num_classes, labels, labels2, names=("y", "y2"))

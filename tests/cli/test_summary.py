@@ -250,6 +250,40 @@ def test_refusals_come_before_anything_is_written(saved, capsys, monkeypatch, ca
     assert not out.exists()
 
 
+@pytest.mark.parametrize("case, message", [
+    ("empty inputs", r"inputs: .*empty.npz holds no examples \('y' is empty\); give at least one"),
+    ("short fine_to_coarse",
+     r"inputs: fine_to_coarse has 2 entries, one per class, but the labels go up to 3; give 4"),
+    ("loss taking no arguments",
+     r"loss: os:getcwd cannot be called as loss\(y_true, y_pred\) \(too many positional"),
+])
+def test_refusals_name_the_real_problem(saved, capsys, case, message):
+    out = saved / "never"
+    args = _args(saved, out)
+    with np.load(saved / "data.npz") as d:
+        x, y = d["x"], d["y"]
+    if case == "empty inputs":
+        np.savez(saved / "empty.npz", x=x[:0], y=y[:0])
+        args[args.index("--inputs") + 1] = str(saved / "empty.npz")
+    elif case == "short fine_to_coarse":
+        assert y.max() == 3
+        np.savez(saved / "short.npz", x=x, y=y, fine_to_coarse=np.array([0, 1]))
+        args[args.index("--inputs") + 1] = str(saved / "short.npz")
+    else:
+        args += ["--loss", "os:getcwd"]
+    assert _run(*args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert "num_classes" not in err and not out.exists()
+
+
+def test_stiffness_summary_refuses_no_examples():
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4)])
+    with pytest.raises(ValueError, match=r"y: no examples \(N = 0\); give at least one"):
+        tfs.stiffness_summary(model, np.zeros((0, 6), "float32"), np.zeros(0, int),
+                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+
 def test_load_inputs_takes_named_inputs_and_checks_entries(tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, **{"x/tokens": np.zeros((3, 4), np.int32), "x/mask": np.ones((3, 4)),

@@ -3,6 +3,7 @@ checkpoints, per-step TensorBoard files, progress."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -278,3 +279,19 @@ def test_a_stage_from_before_records_needs_a_matching_config_json(tmp_path):
                        r"no config.json to match it to. Delete "):
         out.done("state")
     out.close()
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+def test_a_broken_symbolic_link_is_named(tmp_path, kind):
+    link = tmp_path / "link"
+    if kind == "dangling":
+        os.symlink(tmp_path / "nowhere", link)
+    else:
+        os.symlink(tmp_path / "other", link)
+        os.symlink(link, tmp_path / "other")
+    for path in (link, link / "run"):
+        with pytest.raises(run_directory.OutputDirError, match=(
+                f"output directory {re.escape(str(path))}: {re.escape(str(link))} is a "
+                f"symbolic link to {re.escape(os.readlink(link))}, which does not exist or "
+                "loops. Point the link")):
+            run_directory.OutputDir(path, {"a": 1}, verbose=False)

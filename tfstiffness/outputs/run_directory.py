@@ -148,6 +148,10 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     existing = path
     while not existing.exists():
+        if existing.is_symlink():  # exists() is False for a dangling link or a loop
+            raise OutputDirError(f"output directory {path}: {existing} is a symbolic link to "
+                                 f"{os.readlink(existing)}, which does not exist or loops. "
+                                 "Point the link at a directory, or give another path.")
         if existing.parent == existing:
             break
         existing = existing.parent

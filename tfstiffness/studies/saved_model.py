@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import json
 import math
 import os
@@ -137,7 +138,7 @@ def _resolve_loss(loss: str | None, custom_objects: dict[str, Any]) -> Any:
         if ":" in text:
             found = parse_custom_objects(text)
             item = next(iter(found.values()))
-            return item() if isinstance(item, type) else item
+            return _checked_loss(text, item() if isinstance(item, type) else item)
         if text in custom_objects:
             item = custom_objects[text]
             return item() if isinstance(item, type) else item
@@ -150,6 +151,18 @@ def _resolve_loss(loss: str | None, custom_objects: dict[str, Any]) -> Any:
             "sparse_categorical_crossentropy), a config such as "
             '\'{"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": '
             "true}}', or module:name; or none for the model's compiled loss.") from None
+
+
+def _checked_loss(text: str, loss: Any) -> Any:
+    """`loss` if it can be called as loss(y_true, y_pred), else a StudyInputError naming it."""
+    try:
+        inspect.signature(loss).bind(None, None)
+    except TypeError as err:
+        raise StudyInputError(f"loss: {text} cannot be called as loss(y_true, y_pred) "
+                              f"({err}); give a loss function or class") from None
+    except ValueError:  # no signature to inspect (some builtins): the engine's check decides
+        pass
+    return loss
 
 
 def _check(output_dir, model, dataset, inputs, split, max_examples, block_size, strategy,
@@ -230,6 +243,9 @@ def load_inputs(path: str | os.PathLike, max_examples: int | None = None) -> Sum
     if (x2 is None) != ("y2" not in entries):
         raise StudyInputError(f"inputs: {path} holds {'x2' if x2 is not None else 'y2'}"
                               " without its partner; give both x2 and y2 or neither")
+    if np.size(entries["y"][keep]) == 0:
+        raise StudyInputError(f"inputs: {path} holds no examples ('y' is empty); give at least "
+                              "one")
     names = entries.get("class_names")
     return SummaryData(
         x=x, y=entries["y"][keep], x2=x2, y2=None if x2 is None else entries["y2"][keep],
@@ -269,6 +285,19 @@ def _load_model(path: str, custom_objects: dict[str, Any]):
                               f"{str(err).splitlines()[0]}{hint}") from None
 
 
+def _check_class_tables(data: SummaryData) -> None:
+    """Refuses a class table shorter than the labels need, naming it (K comes from it)."""
+    labels = [np.asarray(y) for y in (data.y, data.y2) if y is not None and np.size(y)]
+    if not labels or any(y.dtype.kind not in "biu" or y.ndim != 1 for y in labels):
+        return  # one-hot or odd labels: the label checks name them
+    top = max(int(y.max()) for y in labels)
+    for name, table in (("fine_to_coarse", data.fine_to_coarse),
+                        ("class_names", data.class_names)):
+        if table is not None and len(table) <= top:
+            raise StudyInputError(f"inputs: {name} has {len(table)} entries, one per class, "
+                                  f"but the labels go up to {top}; give {top + 1} entries")
+
+
 def _validate(model, data: SummaryData, loss, method: str, block_size, radius) -> None:
     """Everything `stiffness_summary` would refuse, refused before the output directory is
     touched: the engine's checks of model, inputs, labels and loss (cheap: one or two
@@ -276,6 +305,7 @@ def _validate(model, data: SummaryData, loss, method: str, block_size, radius) -
     from tfstiffness import streaming
     from tfstiffness.engine.run import prepare_run
 
+    _check_class_tables(data)
     try:
         streaming.summary_labels(data.y, data.y2, data.num_classes)
         prepare_run(model, data.x, data.y, loss, data.x2, data.y2, method, block_size, None,
