@@ -26,6 +26,7 @@ from tfstiffness import checks, measures
 from tfstiffness.distributed import cluster
 from tfstiffness.engine import structure, tiling
 from tfstiffness.engine.run import GramRun, Progress, check_finite_block, prepare_run
+from tfstiffness.errors import ConfigMismatchError, CorruptFileError
 from tfstiffness.measures import StiffnessCurve, alignment, neighbourhood
 from tfstiffness.measures.input_space import InputSpace
 from tfstiffness.measures.input_space import features as _features
@@ -33,6 +34,7 @@ from tfstiffness.measures.neighbourhood import DIRECT_DISTANCE_MAX_FEATURES
 from tfstiffness.outputs.atomic import NPZ_READ_ERRORS, atomic_write, read_npz
 
 _PAIRS = ("within", "between", "all")
+CHECKPOINT_ADVICE = "Delete it (the run then starts over) or pass another checkpoint path."
 
 
 @dataclass
@@ -564,28 +566,26 @@ class _Accumulator:
             return 0
         try:
             saved = read_npz(path)
-            stored = json.loads(str(saved["fingerprint"]))
+            stored = dict(json.loads(str(saved["fingerprint"])))
             # A checkpoint from before nearest distances were kept: they stay unknown (NaN).
             arrays = {key: saved[key] if key in saved or key != "nbr_nearest" else
                       np.full(self.n, np.nan) for key in self.state}
-        except (*NPZ_READ_ERRORS, KeyError) as err:
-            raise ValueError(
+            bad = [k for k, v in arrays.items() if v.shape != self.state[k].shape and k != "done"]
+            if bad:
+                raise ValueError(f"{bad[0]} of shape {arrays[bad[0]].shape}, expected "
+                                 f"{self.state[bad[0]].shape}")
+        except (*NPZ_READ_ERRORS, KeyError, TypeError) as err:
+            raise CorruptFileError(
                 f"checkpoint: {path} is not a readable stiffness_summary checkpoint "
-                f"({type(err).__name__}: {err}); it may be truncated or another file. Delete "
-                "it (the run then starts over) or pass another checkpoint path.") from None
+                f"({type(err).__name__}: {err}); it may be truncated or another file. "
+                f"{CHECKPOINT_ADVICE}") from None
         differs = [part for part in sorted(set(stored) | set(fingerprint))
                    if stored.get(part) != fingerprint.get(part)]
         if differs:
-            raise ValueError(
+            raise ConfigMismatchError(
                 f"checkpoint: {path} was written for a different run: {', '.join(differs)} "
-                "differ. Resuming would mix two runs' numbers; delete it or pass another "
-                "checkpoint path.")
-        for key, value in arrays.items():
-            if value.shape != self.state[key].shape and key != "done":
-                raise ValueError(f"checkpoint: {path} holds {key} of shape {value.shape}, "
-                                 f"expected {self.state[key].shape}; delete it or pass another "
-                                 "path.")
-            self.state[key] = value
+                f"differ. Resuming would mix two runs' numbers. {CHECKPOINT_ADVICE}")
+        self.state.update(arrays)
         return len(self.state["done"])
 
 

@@ -277,6 +277,35 @@ def test_refusals_name_the_real_problem(saved, capsys, case, message):
     assert "num_classes" not in err and not out.exists()
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign", "other shapes"])
+def test_a_damaged_checkpoint_is_refused_in_one_line(saved, capsys, damage):
+    out = saved / "out"
+    args = _args(saved, out)
+    assert _run(*args) == 0
+    state = out / "stages" / "summary_state.npz"
+    if damage == "truncated":
+        state.write_bytes(state.read_bytes()[:200])
+    elif damage == "garbage":
+        state.write_bytes(b"not an npz at all" * 10)
+    elif damage == "foreign":
+        np.savez(state, w=np.arange(3))
+    else:
+        arrays = dict(np.load(state))
+        arrays["sq_norms"] = arrays["sq_norms"][:3]
+        np.savez(state, **arrays)
+    capsys.readouterr()
+    assert _run(*args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert (f"checkpoint: {state} is not a readable stiffness_summary checkpoint (") in err
+    assert err.endswith("it may be truncated or another file. Delete it (the summary then starts "
+                        "over) or use another --output_dir.")
+    state.unlink()  # as advised: the summary starts over, to the same numbers
+    assert _run(*args) == 0
+    expected, _ = _expected(saved)
+    _check_equal(out, expected)
+
+
 def test_stiffness_summary_refuses_no_examples():
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4)])
     with pytest.raises(ValueError, match=r"y: no examples \(N = 0\); give at least one"):

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness.errors import StudyInputError
+from tfstiffness.errors import ConfigMismatchError, CorruptFileError, StudyInputError
 from tfstiffness.outputs import run_directory, stage_record
 from tfstiffness.studies import config as config_lib
 from tfstiffness.studies import progress, runner
@@ -247,11 +247,21 @@ def load_inputs(path: str | os.PathLike, max_examples: int | None = None) -> Sum
         raise StudyInputError(f"inputs: {path} holds no examples ('y' is empty); give at least "
                               "one")
     names = entries.get("class_names")
-    return SummaryData(
+    data = SummaryData(
         x=x, y=entries["y"][keep], x2=x2, y2=None if x2 is None else entries["y2"][keep],
         fine_to_coarse=entries.get("fine_to_coarse"),
         class_names=None if names is None else tuple(str(n) for n in names),
         source=str(path))
+    # K comes from a class table when there is one: refuse one shorter than the labels need.
+    labels = [np.asarray(y) for y in (data.y, data.y2) if y is not None and np.size(y)]
+    if all(y.dtype.kind in "biu" and y.ndim == 1 for y in labels):  # else: the label checks
+        top = max(int(y.max()) for y in labels)
+        for name, table in (("fine_to_coarse", data.fine_to_coarse),
+                            ("class_names", data.class_names)):
+            if table is not None and len(table) <= top:
+                raise StudyInputError(f"inputs: {name} has {len(table)} entries, one per "
+                                      f"class, but the labels go up to {top}; give {top + 1}")
+    return data
 
 
 def _load_dataset(dataset: str, split: str, data_dir: str | None,
@@ -285,19 +295,6 @@ def _load_model(path: str, custom_objects: dict[str, Any]):
                               f"{str(err).splitlines()[0]}{hint}") from None
 
 
-def _check_class_tables(data: SummaryData) -> None:
-    """Refuses a class table shorter than the labels need, naming it (K comes from it)."""
-    labels = [np.asarray(y) for y in (data.y, data.y2) if y is not None and np.size(y)]
-    if not labels or any(y.dtype.kind not in "biu" or y.ndim != 1 for y in labels):
-        return  # one-hot or odd labels: the label checks name them
-    top = max(int(y.max()) for y in labels)
-    for name, table in (("fine_to_coarse", data.fine_to_coarse),
-                        ("class_names", data.class_names)):
-        if table is not None and len(table) <= top:
-            raise StudyInputError(f"inputs: {name} has {len(table)} entries, one per class, "
-                                  f"but the labels go up to {top}; give {top + 1} entries")
-
-
 def _validate(model, data: SummaryData, loss, method: str, block_size, radius) -> None:
     """Everything `stiffness_summary` would refuse, refused before the output directory is
     touched: the engine's checks of model, inputs, labels and loss (cheap: one or two
@@ -305,7 +302,6 @@ def _validate(model, data: SummaryData, loss, method: str, block_size, radius) -
     from tfstiffness import streaming
     from tfstiffness.engine.run import prepare_run
 
-    _check_class_tables(data)
     try:
         streaming.summary_labels(data.y, data.y2, data.num_classes)
         prepare_run(model, data.x, data.y, loss, data.x2, data.y2, method, block_size, None,
@@ -526,13 +522,17 @@ def _stream(keras_model, data: SummaryData, loss_object: Any, config: SummaryCon
     edges = np.linspace(0.0, 2.0, config.bins + 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # zero gradients: counted and reported
-        return streaming.stiffness_summary(
-            keras_model, data.x, data.y, loss=loss_object, x2=data.x2, y2=data.y2,
-            num_classes=data.num_classes, fine_to_coarse=data.fine_to_coarse,
-            distance_edges=edges, pairs=config.pairs, radius=config.radius,
-            block_size=config.block_size, method=config.method, strategy=strategy,
-            checkpoint=checkpoint, checkpoint_every=config.checkpoint_every,
-            verbose=None if verbose else False)
+        try:
+            return streaming.stiffness_summary(
+                keras_model, data.x, data.y, loss=loss_object, x2=data.x2, y2=data.y2,
+                num_classes=data.num_classes, fine_to_coarse=data.fine_to_coarse,
+                distance_edges=edges, pairs=config.pairs, radius=config.radius,
+                block_size=config.block_size, method=config.method, strategy=strategy,
+                checkpoint=checkpoint, checkpoint_every=config.checkpoint_every,
+                verbose=None if verbose else False)
+        except (CorruptFileError, ConfigMismatchError) as err:  # no checkpoint flag here
+            raise type(err)(str(err).replace(streaming.CHECKPOINT_ADVICE, "Delete it (the "
+                            "summary then starts over) or use another --output_dir.")) from None
 
 
 def _finish(out: run_directory.OutputDir, result, data: SummaryData, results: dict[str, Any],
