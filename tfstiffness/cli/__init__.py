@@ -16,8 +16,10 @@ binary the same behaviour:
 - TensorFlow's C++ start-up log (printed twice: TensorFlow loads two libraries that each
   carry their own logging) and its warnings are hidden unless ``--verbosity 1`` (see
   `quiet_tensorflow`).
-- Ctrl-C (SIGINT) or SIGTERM ends the run with ``interrupted: run the same command to
-  resume`` and exit status 130 (143 for SIGTERM); the last checkpoint is intact.
+- Ctrl-C (SIGINT) ends the run with ``interrupted: run the same command to resume`` and
+  exit status 130; SIGTERM with ``terminated: run the same command to resume`` and 143
+  (128 + the signal's number, as shells and job schedulers report it). The last checkpoint
+  is intact either way.
 
 A new binary needs a docstring, ``FLAGS = flags.FlagValues()`` with definitions (the shared
 ones from `tfstiffness.cli._flags`), a ``main(argv)`` and ``def run(argv=None):
