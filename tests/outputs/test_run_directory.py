@@ -295,3 +295,47 @@ def test_a_broken_symbolic_link_is_named(tmp_path, kind):
                 f"symbolic link to {re.escape(os.readlink(link))}, which does not exist or "
                 "loops. Point the link")):
             run_directory.OutputDir(path, {"a": 1}, verbose=False)
+
+
+def test_nested_and_enclosing_runs_are_refused_and_clean_up_stays_home(tmp_path):
+    parent, child = tmp_path / "par", tmp_path / "par" / "child"
+    run_directory.OutputDir(child, {"a": 1}, verbose=False).close()
+    # The child's in-progress temporary (a live run's file) and the parent's own stale one.
+    child_tmp = child / "tensorboard" / ".events.1.tmp"
+    child_tmp.parent.mkdir(parents=True)
+    child_tmp.write_text("being written")
+    own_tmp = parent / "stages" / ".state.npz.2.tmp"
+    own_tmp.parent.mkdir(parents=True)
+    own_tmp.write_text("left by a kill")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(child / ".lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(run_directory.OutputDirBusyError) as info:
+            run_directory.OutputDir(parent, {"b": 2}, verbose=False)
+        assert str(info.value) == (
+            f"output directory {parent} holds {child}, the output directory of another live "
+            f"run (pid {holder.pid} on test). Use another directory, or wait for it to finish.")
+        assert child_tmp.exists() and not (parent / "config.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The child ended: the parent may be used, and its clean-up leaves the child's files alone.
+    out = run_directory.OutputDir(parent, {"b": 2}, verbose=False)
+    assert not own_tmp.exists() and child_tmp.exists()
+    out.close()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(parent / ".lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        inner = parent / "seed=0"
+        with pytest.raises(run_directory.OutputDirBusyError) as info:
+            run_directory.check_output_dir(inner)
+        assert str(info.value) == (
+            f"output directory {inner} is inside {parent}, the output directory of another "
+            f"live run (pid {holder.pid} on test). Use a directory outside it, or wait for it "
+            "to finish.")
+        assert not inner.exists()
+    finally:
+        holder.kill()
+        holder.wait()

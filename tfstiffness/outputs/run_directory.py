@@ -167,7 +167,28 @@ def check_output_dir(path: str | os.PathLike) -> Path:
         holder = _live_holder(path / LOCK_NAME)
         if holder is not None:
             raise OutputDirBusyError(_busy_message(path, holder))
+    _check_no_live_run_around(path)
     return path
+
+
+def _check_no_live_run_around(path: Path) -> None:
+    """Refuses a directory inside, or holding, another live run's output directory: its
+    files would mix with this run's (and one run's clean-up could meet the other's files)."""
+    for parent in path.absolute().parents:
+        holder = _live_holder(parent / LOCK_NAME)
+        if holder is not None:
+            raise OutputDirBusyError(
+                f"output directory {path} is inside {parent}, the output directory of another "
+                f"live run ({holder}). Use a directory outside it, or wait for it to finish.")
+    if not path.is_dir():
+        return
+    for root, dirs, files in os.walk(path):
+        if Path(root) != path and LOCK_NAME in files:
+            holder = _live_holder(Path(root) / LOCK_NAME)
+            if holder is not None:
+                raise OutputDirBusyError(
+                    f"output directory {path} holds {root}, the output directory of another "
+                    f"live run ({holder}). Use another directory, or wait for it to finish.")
 
 
 def check_config(path: str | os.PathLike, config: Mapping[str, Any]) -> None:
@@ -417,12 +438,21 @@ class OutputDir:
 
     def _remove_stale_temporaries(self) -> None:
         # Left by a run killed while writing; never a result (they are renamed when complete),
-        # and never another live run's: this process holds the directory's lock.
-        for tmp in self.path.rglob(f".*{TMP_SUFFIX}"):
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
+        # and never another live run's: this process holds the directory's lock, and the
+        # walk skips every directory below that is a run directory of its own (a .lock or a
+        # config.json: a nested run, e.g. one seed of several, cleans up after itself).
+        for root, dirs, files in os.walk(self.path):
+            here = Path(root)
+            dirs[:] = [d for d in dirs if not (here / d / LOCK_NAME).exists()
+                       and not (here / d / "config.json").exists()]
+            for name in [*dirs, *files]:
+                if name.startswith(".") and name.endswith(TMP_SUFFIX):
+                    tmp = here / name
+                    if tmp.is_dir():
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        dirs.remove(name)
+                    else:
+                        tmp.unlink(missing_ok=True)
 
     # -- stage checkpoints -----------------------------------------------------------------
 
