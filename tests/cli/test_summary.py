@@ -306,6 +306,35 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(saved, capsys, damage):
     _check_equal(out, expected)
 
 
+def test_a_full_disk_names_the_file_and_the_rerun_resumes(saved, capsys, monkeypatch):
+    import errno
+
+    from tfstiffness.outputs import atomic
+
+    out = saved / "out"
+    real_fsync, failed = atomic.os.fsync, []
+
+    def fsync(fd):
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if "summary.json" in name and not failed:  # the last file: the checkpoint is saved
+            failed.append(name)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    assert _run(*_args(saved, out)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"summary: error: No space left on device: could not write "
+                   f"{out / 'summary.json'}. Free some space, then run the same command "
+                   "again: it resumes from the last checkpoint.")
+    assert failed and not list(out.rglob(".*.tmp"))  # the temporary removed
+    monkeypatch.setattr(atomic.os, "fsync", real_fsync)
+    assert _run(*_args(saved, out)) == 0
+    expected, _ = _expected(saved)
+    summary = _check_equal(out, expected)
+    assert summary["blocks"]["resumed"] == summary["blocks"]["total"]  # nothing recomputed
+
+
 def test_stiffness_summary_refuses_no_examples():
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4)])
     with pytest.raises(ValueError, match=r"y: no examples \(N = 0\); give at least one"):

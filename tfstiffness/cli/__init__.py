@@ -44,6 +44,7 @@ from absl import app, flags
 
 from tfstiffness import errors
 from tfstiffness.errors import CommandError
+from tfstiffness.outputs.atomic import DISK_FULL_ERRNOS
 
 __all__ = ["CommandError", "help_text", "quiet_tensorflow", "run_binary", "study_binary"]
 
@@ -198,6 +199,11 @@ def run_binary(main: Callable[[list[str]], Any], flag_values: flags.FlagValues,
         except Exception as err:
             if isinstance(err, _refusals()):
                 sys.stderr.write(f"{prog}: error: {_refusal_message(err)}\n")
+                return EXIT_REFUSED
+            if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+                sys.stderr.write(f"{prog}: error: {err.strerror}: could not write "
+                                 f"{err.filename or 'a file'}. Free some space, then run the "
+                                 "same command again: it resumes from the last checkpoint.\n")
                 return EXIT_REFUSED
             raise
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -15,6 +16,8 @@ from typing import IO, Any
 import numpy as np
 
 TMP_SUFFIX = ".tmp"
+#: errno values of a full disk or an exhausted quota.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 #: What `read_npz` raises for a damaged, truncated or foreign file.
 NPZ_READ_ERRORS = (zipfile.BadZipFile, EOFError, ValueError, OSError)
 
@@ -54,6 +57,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             os.fsync(f.fileno())  # The rename must not overtake the data on a crash.
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are meant to be shared.
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.errno in DISK_FULL_ERRNOS and err.filename is None:  # name the file
+            raise OSError(err.errno, os.strerror(err.errno), str(path)) from err
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
