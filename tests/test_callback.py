@@ -425,3 +425,15 @@ def test_bootstrap_intervals_reach_the_history_series_and_tensorboard(tmp_path):
     events = _events(tmp_path / "stiffness")
     assert "stiffness/train_train/cosine/within_ci_high" in events
     assert "stiffness/train_train/alignment/m_coherence_ci_low" in events
+
+
+def test_a_log_dir_that_is_a_file_is_refused_at_construction(tmp_path):
+    x = np.zeros((4, 3), "float32")
+    y = np.arange(4) % 2
+    (tmp_path / "file").write_text("not a directory")
+    for log_dir, named in ((tmp_path / "file", ""),
+                           (tmp_path / "file" / "logs", f" (its parent {tmp_path / 'file'})")):
+        with pytest.raises(ValueError) as info:
+            StiffnessCallback(x, y, log_dir=log_dir)
+        assert str(info.value) == (f"log_dir: {log_dir}{named} is a file, not a directory; give "
+                                   "a directory for the TensorBoard event files.")

@@ -102,6 +102,36 @@ def test_bad_arguments():
         tfs.stiffness_summary(model, x, y, loss=LOSS, x2=x, y2=y, radius=1.0)
 
 
+@pytest.mark.parametrize("radius", [-1.0, float("nan"), float("inf"), "0.5", True])
+def test_bad_radius_is_refused(radius):
+    model = ZOO["dense_net"]()
+    x, y = data_for("dense_net", 6)
+    with pytest.raises(ValueError, match=r"radius must be a finite number >= 0, got "
+                                         + repr(radius).replace("(", r"\(")):
+        tfs.stiffness_summary(model, x, y, loss=LOSS, radius=radius)
+
+
+def test_no_neighbour_is_counted_with_a_radius_that_finds_them():
+    model = ZOO["dense_net"]()
+    x, y = data_for("dense_net", 11)
+    pairwise = np.linalg.norm(x.reshape(11, 1, -1) - x.reshape(1, 11, -1), axis=-1)
+    np.fill_diagonal(pairwise, np.inf)
+    nearest = pairwise.min(1)  # brute force: each point's nearest other point
+    small = float(nearest.min()) / 2  # no point has a neighbour this close
+    with pytest.warns(UserWarning, match=r"11 of 11 points have no neighbour within radius "
+                                         r".*; radius (\S+) gives 90% of the points") as record:
+        summary = tfs.stiffness_summary(model, x, y, loss=LOSS, block_size=4, radius=small)
+    assert np.isnan(summary.neighbourhood["cosine"]).all()
+    np.testing.assert_allclose(summary.nearest_distances, nearest, rtol=1e-6)
+    suggested = float(str(record[-1].message).rsplit("radius ", 1)[1].split()[0])
+    assert suggested == tfs.measures.neighbourhood.suggested_radius(nearest)
+    assert (nearest <= suggested).mean() >= 0.9  # as promised, from the brute-force distances
+    assert (nearest <= suggested * 0.99).mean() < 0.9  # and no larger than it needs to be
+    again = tfs.stiffness_summary(model, x, y, loss=LOSS, block_size=4, radius=suggested)
+    assert (again.neighbour_counts > 0).mean() >= 0.9
+    np.testing.assert_array_equal(again.neighbour_counts, (pairwise <= suggested).sum(1))
+
+
 def _job(*args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "tests.support.streaming_job", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -208,7 +208,7 @@ class StiffnessCallback(keras.callbacks.Callback):
         self.kinds, self.num_classes = self.probes.kinds, self.probes.num_classes
         self.fine_to_coarse, self.pair_sets = self.probes.fine_to_coarse, self.probes.pair_sets
         self.images, self.histograms = bool(images), bool(histograms)
-        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self.log_dir = None if log_dir is None else _checked_log_dir(os.fspath(log_dir))
         self.run_name = run_name
         self.history: list[dict[str, Any]] = []
         self._writer: tf.summary.SummaryWriter | None = None
@@ -428,3 +428,16 @@ def load_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     with np.load(os.fspath(path), allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
+
+
+def _checked_log_dir(log_dir: str) -> str:
+    """`log_dir`, refused at construction (not inside `fit`) when it or its nearest existing
+    parent is not a directory."""
+    existing = os.path.abspath(log_dir)
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "" if existing == os.path.abspath(log_dir) else f" (its parent {existing})"
+        raise ValueError(f"log_dir: {log_dir}{what} is a file, not a directory; give a "
+                         "directory for the TensorBoard event files.")
+    return log_dir

@@ -26,13 +26,15 @@ from tfstiffness import checks, measures
 from tfstiffness.distributed import cluster
 from tfstiffness.engine import pipelines, structure, tiling
 from tfstiffness.engine.run import GramRun, Progress, check_finite_block, prepare_run
-from tfstiffness.measures import StiffnessCurve, alignment
+from tfstiffness.errors import ConfigMismatchError, CorruptFileError
+from tfstiffness.measures import StiffnessCurve, alignment, neighbourhood
 from tfstiffness.measures.input_space import InputSpace
 from tfstiffness.measures.input_space import features as _features
 from tfstiffness.measures.neighbourhood import DIRECT_DISTANCE_MAX_FEATURES
 from tfstiffness.outputs.atomic import NPZ_READ_ERRORS, atomic_write, read_npz
 
 _PAIRS = ("within", "between", "all")
+CHECKPOINT_ADVICE = "Delete it (the run then starts over) or pass another checkpoint path."
 
 
 @dataclass
@@ -47,6 +49,7 @@ class StiffnessSummary:
         distance_curve: kind -> `StiffnessCurve` on the fixed `distance_edges`.
         neighbourhood: kind -> [N] mean stiffness to neighbours within `radius` (NaN: none).
         neighbour_counts: [N] neighbours of each point within `radius`.
+        nearest_distances: [N] distance to the nearest other point (NaN: an old checkpoint).
         sq_norms, sq_norms2: squared per-example gradient norms of each set.
         num_zero_gradient: examples whose gradient is exactly zero (their cosine is 0).
         blocks_total: number of Gram blocks; blocks_resumed: how many came from a checkpoint.
@@ -72,6 +75,7 @@ class StiffnessSummary:
     distance_curve: dict[str, StiffnessCurve] = field(default_factory=dict)
     neighbourhood: dict[str, np.ndarray] = field(default_factory=dict)
     neighbour_counts: np.ndarray | None = None
+    nearest_distances: np.ndarray | None = None
     alignment: alignment.AlignmentStatistics | None = None
 
 
@@ -161,6 +165,8 @@ def stiffness_summary(
         raise ValueError(f"pairs: expected one of {_PAIRS}, got {pairs!r}.")
     if radius is not None and x2 is not None:
         raise ValueError("radius: neighbourhood stiffness needs one set; drop x2 or radius.")
+    if radius is not None:
+        neighbourhood.check_radius(radius)
     if weighting not in ("uniform", "gaussian"):
         raise ValueError(f"weighting: expected 'uniform' or 'gaussian', got {weighting!r}.")
     x, y, sample_weight = pipelines.read_examples(x, y, sample_weight, "x", model, num_examples)
@@ -278,7 +284,7 @@ def _check_same_run(strategy, fingerprint: dict[str, str]) -> None:
 # How each part of the state is reduced over workers (and over a resumed checkpoint): sums,
 # except the entries below; "done" is a union.
 _REDUCE = {"sq_norms": np.maximum, "sq_norms2": np.maximum,  # written, not added: 0 = unset
-           "alignment/min_off_diagonal": np.minimum,
+           "alignment/min_off_diagonal": np.minimum, "nbr_nearest": np.minimum,
            "alignment/min_off_diagonal_cosine": np.minimum}
 
 
@@ -354,6 +360,8 @@ def summary_labels(
         if structure.is_nested(labels):
             raise ValueError(f"{argument}: stiffness_summary needs one array of class labels (a "
                              "single-output classifier); use gradient_gram for other models.")
+        if labels is not None and np.ndim(labels) and not len(labels):
+            raise ValueError(f"{argument}: no examples (N = 0); give at least one example.")
     labels = checks.class_labels(y, "y")
     labels2 = labels if y2 is None else checks.class_labels(y2, "y2")
     return labels, labels2, checks.num_classes(num_classes, labels, labels2, names=("y", "y2"))
@@ -425,6 +433,7 @@ class _Accumulator:
         if self.radius is not None:
             state["nbr_weights"] = np.zeros(self.n)
             state["nbr_counts"] = np.zeros(self.n, np.int64)
+            state["nbr_nearest"] = np.full(self.n, np.inf)  # squared distances
         return state
 
     def _unit(self, x: Any, rows: slice) -> np.ndarray:
@@ -471,6 +480,8 @@ class _Accumulator:
             if b.mirrored:
                 st["nbr_weights"][b.cols] += w.sum(0)
                 st["nbr_counts"][b.cols] += near.sum(0)
+                st["nbr_nearest"][b.cols] = np.minimum(st["nbr_nearest"][b.cols], sq_dist.min(0))
+            st["nbr_nearest"][b.rows] = np.minimum(st["nbr_nearest"][b.rows], sq_dist.min(1))
         tile = alignment.block_alignment_statistics(
             G, np.arange(b.rows.start, b.rows.stop), np.arange(b.cols.start, b.cols.stop),
             lr, lc, self.k, row_sq_norms=sq_r, col_sq_norms=sq_c, one_set=self.one_set,
@@ -543,6 +554,11 @@ class _Accumulator:
                         wsum > 0, st[f"nbr_sums/{kind}"] / wsum, np.nan)
         if self.radius is not None:
             summary.neighbour_counts = st["nbr_counts"]
+            summary.nearest_distances = np.sqrt(st["nbr_nearest"])
+            if (st["nbr_counts"] == 0).any():
+                warnings.warn(neighbourhood.no_neighbour_message(int((st["nbr_counts"] == 0).sum()),
+                                                   summary.nearest_distances, self.radius),
+                              UserWarning, stacklevel=3)
         if summary.num_zero_gradient:
             warnings.warn(f"{summary.num_zero_gradient} examples have an exactly zero "
                           "gradient; their cosine stiffness is 0.", UserWarning, stacklevel=3)
@@ -560,26 +576,26 @@ class _Accumulator:
             return 0
         try:
             saved = read_npz(path)
-            stored = json.loads(str(saved["fingerprint"]))
-            arrays = {key: saved[key] for key in self.state}
-        except (*NPZ_READ_ERRORS, KeyError) as err:
-            raise ValueError(
+            stored = dict(json.loads(str(saved["fingerprint"])))
+            # A checkpoint from before nearest distances were kept: they stay unknown (NaN).
+            arrays = {key: saved[key] if key in saved or key != "nbr_nearest" else
+                      np.full(self.n, np.nan) for key in self.state}
+            bad = [k for k, v in arrays.items() if v.shape != self.state[k].shape and k != "done"]
+            if bad:
+                raise ValueError(f"{bad[0]} of shape {arrays[bad[0]].shape}, expected "
+                                 f"{self.state[bad[0]].shape}")
+        except (*NPZ_READ_ERRORS, KeyError, TypeError) as err:
+            raise CorruptFileError(
                 f"checkpoint: {path} is not a readable stiffness_summary checkpoint "
-                f"({type(err).__name__}: {err}); it may be truncated or another file. Delete "
-                "it (the run then starts over) or pass another checkpoint path.") from None
+                f"({type(err).__name__}: {err}); it may be truncated or another file. "
+                f"{CHECKPOINT_ADVICE}") from None
         differs = [part for part in sorted(set(stored) | set(fingerprint))
                    if stored.get(part) != fingerprint.get(part)]
         if differs:
-            raise ValueError(
+            raise ConfigMismatchError(
                 f"checkpoint: {path} was written for a different run: {', '.join(differs)} "
-                "differ. Resuming would mix two runs' numbers; delete it or pass another "
-                "checkpoint path.")
-        for key, value in arrays.items():
-            if value.shape != self.state[key].shape and key != "done":
-                raise ValueError(f"checkpoint: {path} holds {key} of shape {value.shape}, "
-                                 f"expected {self.state[key].shape}; delete it or pass another "
-                                 "path.")
-            self.state[key] = value
+                f"differ. Resuming would mix two runs' numbers. {CHECKPOINT_ADVICE}")
+        self.state.update(arrays)
         return len(self.state["done"])
 
 

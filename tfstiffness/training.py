@@ -277,7 +277,7 @@ def train_resumable(
             on_epoch(EpochReport(label, epoch, epochs, state.epoch_loss[-1], values,
                                  state.train_seconds[-1], state.measure_seconds.get(epoch, 0.0)))
         _checkpoint(out, stage, model, optimizer, state, epoch)
-    return _training_run(model, stage, eval_epochs, state)
+    return _training_run(model, out.stages_dir / f"{stage}.npz", eval_epochs, state)
 
 
 @dataclasses.dataclass
@@ -298,10 +298,18 @@ def _restore(out: run_directory.OutputDir, stage: str, model, optimizer) -> _Pro
     if not out.done(stage):
         return state
     saved = out.load_stage(stage)
-    state.finished = state.resumed_from = int(saved["epochs_done"])
-    set_weights(model, saved)
-    for i, variable in enumerate(optimizer.variables):
-        variable.assign(saved[f"optimizer_{i}"])
+    try:
+        state.finished = state.resumed_from = int(saved["epochs_done"])
+        set_weights(model, saved)
+        for i, variable in enumerate(optimizer.variables):
+            variable.assign(saved[f"optimizer_{i}"])
+    except (KeyError, ValueError, TypeError) as err:  # another study's or model's file
+        detail = (f"no entry {err.args[0]!r}" if isinstance(err, KeyError) else
+                  f"{type(err).__name__}: {(str(err) or repr(err)).splitlines()[0]}")
+        raise run_directory.CorruptFileError(
+            f"stage checkpoint {out.stages_dir / f'{stage}.npz'} is not this run's training "
+            f"state ({detail}); it was written by another study or model. Delete it to train "
+            "again, or use another output directory.") from None
     state.epoch_loss = saved["epoch_loss"].tolist()
     state.train_seconds = saved["train_seconds"].tolist()
     for epoch in saved["eval_epochs"].tolist():
@@ -360,13 +368,14 @@ def _train_epoch(train_step: Callable[[Any, Any], Any], x: Any, y: np.ndarray,
     return float(np.average(losses, weights=weights)) if losses else float("nan")
 
 
-def _training_run(model, stage: str, eval_epochs: Sequence[int],
+def _training_run(model, stage_path, eval_epochs: Sequence[int],
                   state: _Progress) -> TrainingRun:
     """The `TrainingRun` of a finished run: measurements stacked over `eval_epochs`."""
     missing = [e for e in eval_epochs if e not in state.measured]
     if missing:
-        raise RuntimeError(f"checkpoint {stage!r} lacks measurements of epochs {missing}; "
-                           "was eval_epochs changed? Use a new output directory.")
+        raise run_directory.ConfigMismatchError(
+            f"stage checkpoint {stage_path} lacks measurements of epochs {missing}: it was made "
+            "with other eval_epochs. Delete it to train again, or use another output directory.")
     names = list(state.measured[eval_epochs[0]])
     stacked = {key: np.stack([state.measured[e][key] for e in eval_epochs]) for key in names}
     return TrainingRun(model=model, eval_epochs=np.asarray(eval_epochs, np.int64),

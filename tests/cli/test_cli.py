@@ -596,6 +596,30 @@ def test_live_tensorboard_lock_sigint_and_quiet_resume(tmp_path):
     _assert_each_step_once(out / "tensorboard")
 
 
+def test_sigterm_exits_143_saying_terminated_and_the_run_resumes(tmp_path):
+    # 128 + SIGTERM, as shells and job schedulers report a terminated process (Ctrl-C: 130).
+    out = tmp_path / "run"
+    command = _command(out, "--epochs=30", "--eval_epochs=30")
+    first = subprocess.Popen(command, env=_env(), cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: _epochs_done(out) >= 1, first)
+        first.send_signal(signal.SIGTERM)
+        _stdout, stderr = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 128 + signal.SIGTERM == 143, stderr
+    assert stderr.strip().splitlines()[-1] == "terminated: run the same command to resume"
+    assert "Traceback" not in stderr
+    done = _epochs_done(out)
+    assert 1 <= done < 30
+    resumed = subprocess.run(command, check=False, env=_env(), cwd=tmp_path,
+                             capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming after epoch {done} of 30" in resumed.stdout
+    assert _summary(out)["run"]["resumed_after_epoch"] == done
+
+
 @pytest.mark.slow
 def test_run_killed_mid_training_resumes_to_identical_results(tmp_path):
     killed, whole = tmp_path / "killed", tmp_path / "whole"

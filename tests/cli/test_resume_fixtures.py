@@ -78,3 +78,42 @@ def test_neighbourhoods_run_from_before_the_move_resumes(tmp_path):
         assert summary["results"]["stages"]["init"]["accuracy"] == pytest.approx(
             float(saved["accuracy"]))
     assert (path / "stages" / "trained.npz").exists()
+
+
+def test_a_fixture_stage_without_its_config_json_is_refused(tmp_path, capsys):
+    path = _copy("class_stiffness_interrupted", tmp_path)
+    (path / "config.json").unlink()  # its stage records no settings: nothing to match it to
+    assert _run(class_cli, f"--output_dir={path}", *_flags("class_stiffness_interrupted")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert (f"stage checkpoint {path / 'stages' / 'state.npz'} records no settings (written by "
+            "an older version) and the directory had no config.json to match it to") in err
+    assert not (path / "summary.json").exists()
+
+
+def test_stages_of_other_settings_are_refused_naming_both(tmp_path, capsys):
+    flags = [f for f in _flags("class_stiffness_interrupted") if not f.startswith("--epochs")]
+    flags.append("--epochs=1")
+    run, seed1 = tmp_path / "run", tmp_path / "seed1"
+    assert _run(class_cli, f"--output_dir={run}", *flags) == 0
+    assert _run(class_cli, f"--output_dir={seed1}", *flags, "--seed=1") == 0
+    lr = json.loads((run / "config.json").read_text())["learning_rate"]
+    state = run / "stages" / "state.npz"
+    (run / "config.json").unlink()
+    capsys.readouterr()
+    assert _run(class_cli, f"--output_dir={run}", *flags, f"--learning_rate={lr * 10:g}") == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert (f"stage checkpoint {state} was made by other settings or inputs than this run's "
+            f"(learning_rate: stage {lr}, now {lr * 10:g})") in err
+    # A state.npz of the --seed 1 run copied into this (matching) directory: refused too.
+    shutil.copy(seed1 / "stages" / "state.npz", state)
+    assert _run(class_cli, f"--output_dir={run}", *flags, f"--learning_rate={lr * 10:g}") == 1
+    assert "seed: stage 1, now 0" in capsys.readouterr().err
+    # The same flags as the seed-1 run's own stage: resumed, to the seed-1 numbers.
+    shutil.rmtree(run)
+    shutil.copytree(seed1, run)
+    assert _run(class_cli, f"--output_dir={run}", *flags, "--seed=1") == 0
+    a = json.loads((run / "summary.json").read_text())["results"]
+    b = json.loads((seed1 / "summary.json").read_text())["results"]
+    assert a == b

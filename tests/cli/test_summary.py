@@ -143,6 +143,35 @@ def test_other_flags_on_the_directory_and_a_loss_given_by_config(saved, capsys):
         np.testing.assert_array_equal(a["class_matrix_sign"], b["class_matrix_sign"])
 
 
+def test_a_radius_without_neighbours_is_reported_with_one_that_has_them(saved, capsys):
+    with np.load(saved / "data.npz") as data:
+        x = data["x"]
+    pairwise = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    np.fill_diagonal(pairwise, np.inf)
+    nearest = pairwise.min(1)  # brute force
+    args = _args(saved, saved / "out", "--block_size", "16")
+    args[args.index("--radius") + 1] = "0.01"
+    args.remove("--quiet")
+    assert _run(*args) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((saved / "out" / "summary.json").read_text())["results"]
+    neighbours = summary["neighbourhood"]
+    assert neighbours["no_neighbour"] == int((nearest > 0.01).sum()) == len(x)
+    suggested = neighbours["suggested_radius"]
+    assert (nearest <= suggested).mean() >= 0.9 > (nearest <= suggested * 0.99).mean()
+    assert neighbours["nearest_distance_median"] == pytest.approx(np.median(nearest), rel=1e-5)
+    assert (f"{len(x)} of {len(x)} points have no neighbour within radius 0.01; their "
+            f"neighbourhood stiffness is NaN. Distances to the nearest other point: median "
+            f"{np.median(nearest):.3g}; radius {suggested:g} gives 90% of the points a "
+            "neighbour") in out
+    args[args.index("--radius") + 1] = str(suggested)
+    args[args.index("--output_dir") + 1] = str(saved / "out2")
+    assert _run(*args) == 0
+    summary = json.loads((saved / "out2" / "summary.json").read_text())["results"]
+    assert summary["neighbourhood"]["no_neighbour"] == int((nearest > suggested).sum())
+    assert summary["neighbourhood"]["no_neighbour"] <= 0.1 * len(x)
+
+
 def test_a_data_set_by_name_gives_its_super_class_contrast(tmp_path):
     keras.utils.set_random_seed(0)
     train = tfs.data.load("hierarchical_images", "train", max_examples=40)
@@ -219,6 +248,98 @@ def test_refusals_come_before_anything_is_written(saved, capsys, monkeypatch, ca
     assert re.search(message, err), err
     assert "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty inputs", r"inputs: .*empty.npz holds no examples \('y' is empty\); give at least one"),
+    ("short fine_to_coarse",
+     r"inputs: fine_to_coarse has 2 entries, one per class, but the labels go up to 3; give 4"),
+    ("loss taking no arguments",
+     r"loss: os:getcwd cannot be called as loss\(y_true, y_pred\) \(too many positional"),
+])
+def test_refusals_name_the_real_problem(saved, capsys, case, message):
+    out = saved / "never"
+    args = _args(saved, out)
+    with np.load(saved / "data.npz") as d:
+        x, y = d["x"], d["y"]
+    if case == "empty inputs":
+        np.savez(saved / "empty.npz", x=x[:0], y=y[:0])
+        args[args.index("--inputs") + 1] = str(saved / "empty.npz")
+    elif case == "short fine_to_coarse":
+        assert y.max() == 3
+        np.savez(saved / "short.npz", x=x, y=y, fine_to_coarse=np.array([0, 1]))
+        args[args.index("--inputs") + 1] = str(saved / "short.npz")
+    else:
+        args += ["--loss", "os:getcwd"]
+    assert _run(*args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert "num_classes" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign", "other shapes"])
+def test_a_damaged_checkpoint_is_refused_in_one_line(saved, capsys, damage):
+    out = saved / "out"
+    args = _args(saved, out)
+    assert _run(*args) == 0
+    state = out / "stages" / "summary_state.npz"
+    if damage == "truncated":
+        state.write_bytes(state.read_bytes()[:200])
+    elif damage == "garbage":
+        state.write_bytes(b"not an npz at all" * 10)
+    elif damage == "foreign":
+        np.savez(state, w=np.arange(3))
+    else:
+        arrays = dict(np.load(state))
+        arrays["sq_norms"] = arrays["sq_norms"][:3]
+        np.savez(state, **arrays)
+    capsys.readouterr()
+    assert _run(*args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert (f"checkpoint: {state} is not a readable stiffness_summary checkpoint (") in err
+    assert err.endswith("it may be truncated or another file. Delete it (the summary then starts "
+                        "over) or use another --output_dir.")
+    state.unlink()  # as advised: the summary starts over, to the same numbers
+    assert _run(*args) == 0
+    expected, _ = _expected(saved)
+    _check_equal(out, expected)
+
+
+def test_a_full_disk_names_the_file_and_the_rerun_resumes(saved, capsys, monkeypatch):
+    import errno
+
+    from tfstiffness.outputs import atomic
+
+    out = saved / "out"
+    real_fsync, failed = atomic.os.fsync, []
+
+    def fsync(fd):
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if "summary.json" in name and not failed:  # the last file: the checkpoint is saved
+            failed.append(name)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    assert _run(*_args(saved, out)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"summary: error: No space left on device: could not write "
+                   f"{out / 'summary.json'}. Free some space, then run the same command "
+                   "again: it resumes from the last checkpoint.")
+    assert failed and not list(out.rglob(".*.tmp"))  # the temporary removed
+    monkeypatch.setattr(atomic.os, "fsync", real_fsync)
+    assert _run(*_args(saved, out)) == 0
+    expected, _ = _expected(saved)
+    summary = _check_equal(out, expected)
+    assert summary["blocks"]["resumed"] == summary["blocks"]["total"]  # nothing recomputed
+
+
+def test_stiffness_summary_refuses_no_examples():
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4)])
+    with pytest.raises(ValueError, match=r"y: no examples \(N = 0\); give at least one"):
+        tfs.stiffness_summary(model, np.zeros((0, 6), "float32"), np.zeros(0, int),
+                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
 
 def test_load_inputs_takes_named_inputs_and_checks_entries(tmp_path):

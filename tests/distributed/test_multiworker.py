@@ -3,6 +3,7 @@ only the chief writes, a killed cluster restarted with the same command resumes;
 launcher; strategies from names and TF_CONFIG."""
 
 import io
+import json
 import os
 import re
 import signal
@@ -155,6 +156,34 @@ def test_strategies_by_name_and_tf_config_errors(monkeypatch):
         with pytest.raises(ValueError, match=message):
             cluster.tf_config({"TF_CONFIG": raw})
     assert cluster.tf_config({"TF_CONFIG": " "}) is None
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:notaport", "127.0.0.1", "127.0.0.1:0",
+                                     "127.0.0.1:70000", ":2222"])
+def test_an_address_that_is_not_host_port_is_named(address):
+    raw = json.dumps({"cluster": {"worker": ["127.0.0.1:2222", address]},
+                      "task": {"type": "worker", "index": 0}})
+    with pytest.raises(ValueError) as info:
+        cluster.tf_config({"TF_CONFIG": raw})
+    assert str(info.value) == (f"TF_CONFIG: worker:1's address {address!r} is not host:port "
+                               "with a port number in 1-65535.")
+
+
+def test_a_taken_port_is_refused_naming_the_worker_and_port(monkeypatch):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("TF_CONFIG", json.dumps({
+            "cluster": {"worker": [f"127.0.0.1:{port}", "127.0.0.1:1"]},
+            "task": {"type": "worker", "index": 0}}))
+        with pytest.raises(ValueError) as info:
+            cluster.make_strategy("multi_worker")
+    assert str(info.value).startswith(
+        f"strategy: worker worker:0 cannot listen on 127.0.0.1:{port}: port {port} is taken "
+        "(Address already in use). Stop what holds it, or give this worker another port")
 
 
 # ---------------------------------------------------------------------------------------------

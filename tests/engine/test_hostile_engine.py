@@ -69,12 +69,18 @@ def test_batch_size_is_capped_at_the_number_of_examples():
     assert run.block == 12
 
 
-def test_a_result_that_cannot_fit_is_refused_up_front():
+def test_a_result_that_cannot_fit_is_refused_up_front(monkeypatch):
+    from tfstiffness.engine import memory
+
     x = np.zeros((300_000, 4), "float32")
     y = np.arange(300_000) % 3
-    with pytest.raises(MemoryError, match=r"the result \(1 x \[300000, 300000\] float32\) needs "
-                                          r"335.3 GiB, more than the .* GiB of memory available. "
-                                          "Use tfs.stiffness_summary"):
+    needed = 4 * 300_000**2 / 2**30
+    available = needed / 0.9  # more than needed, but the 80 % a result may take is less
+    monkeypatch.setattr(memory, "host_available_bytes", lambda: int(available * 2**30))
+    with pytest.raises(MemoryError, match=(
+            rf"the result \(1 x \[300000, 300000\] float32\) needs {needed:.1f} GiB, more than "
+            rf"the {0.8 * available:.1f} GiB it may take \(80% of the {available:.1f} GiB of "
+            r"memory available\). Use tfs.stiffness_summary")):
         tfs.gradient_gram(_model(), x, y, loss=LOSS)
 
 
@@ -158,3 +164,31 @@ def test_callable_loss_with_out_of_range_labels_gets_one_line():
     with pytest.raises(ValueError, match=r"^y: labels must lie in \[0, 3\) for a model with 3 "
                                          r"outputs; got values in \[0, 7\].$"):
         tfs.gradient_gram(_model(), x, np.where(y == 2, 7, y), loss=my_loss)
+
+
+def _dead_layer_behind_huge_activations():
+    """Hidden activations ~1e21 (finite) feed a ReLU layer that is dead on every example: its
+    kernel's per-example gradients are exactly zero, every other gradient finite."""
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6),
+                              keras.layers.Dense(5, activation="relu"), keras.layers.Dense(3)])
+    model.layers[0].kernel.assign(np.full((4, 6), 1e21, "float32"))
+    model.layers[0].bias.assign(np.full(6, 1e21, "float32"))
+    model.layers[1].kernel.assign(np.full((6, 5), -1.0, "float32"))  # all inputs < 0: dead
+    x = np.random.default_rng(0).uniform(0.5, 1.0, (9, 4)).astype("float32")
+    return model, x, np.arange(9) % 3
+
+
+@pytest.mark.parametrize("method", ["auto", "ghost"])
+def test_huge_activations_into_a_dead_layer_give_the_exact_finite_gram(method):
+    from tests.support.bruteforce import brute_force_gram, per_example_gradients, relative_error
+
+    model, x, y = _dead_layer_behind_huge_activations()
+    grads = per_example_gradients(model, LOSS, x, y)
+    assert all(np.isfinite(g).all() for g in grads.values())
+    dead = [g for key, g in grads.items() if g.shape[1] == 30]  # the 6 x 5 kernel
+    assert dead and not dead[0].any()
+    gram = tfs.gradient_gram(model, x, y, loss=LOSS, method=method)
+    expected, _ = brute_force_gram(model, LOSS, x, y)
+    assert np.isfinite(gram.total).all()
+    assert relative_error(gram.total, expected) <= 1e-5

@@ -201,3 +201,31 @@ def test_nan_in_s_or_x_is_refused_naming_the_argument_and_index():
     with pytest.raises(ValueError, match=r"^x \(flattened per example\) holds 1 non-finite.*"
                                          r"index \(1, 1\)"):
         neighbourhood_stiffness(S, x_bad, radius=0.15)
+
+
+def test_no_neighbour_warning_suggests_a_radius_that_finds_them():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 3)) * 3.0
+    S = rng.uniform(-1, 1, size=(40, 40))
+    pairwise = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    np.fill_diagonal(pairwise, np.inf)
+    nearest = pairwise.min(1)  # brute force
+    with pytest.warns(UserWarning, match=r"40 of 40 points have no neighbour within radius "
+                                         r"0.01; .* median (\S+); radius (\S+) gives 90%") as rec:
+        neighbourhood_stiffness(S, x, radius=0.01, block_size=7)
+    words = str(rec[-1].message).split()
+    median = float(words[words.index("median") + 1].rstrip(";"))
+    suggested = float(words[words.index("gives") - 1])
+    assert median == pytest.approx(np.median(nearest), rel=5e-3)
+    assert (nearest <= suggested).mean() >= 0.9
+    assert (nearest <= suggested * 0.99).mean() < 0.9
+    result = neighbourhood_stiffness(S, x, radius=suggested)
+    assert (result.counts > 0).mean() >= 0.9
+
+
+@pytest.mark.parametrize("radius", [-1.0, float("nan"), float("inf"), "1", None])
+def test_check_radius_refuses(radius):
+    from tfstiffness.measures.neighbourhood import check_radius
+
+    with pytest.raises(ValueError, match=r"radius must be a finite number >= 0, got "):
+        check_radius(radius)

@@ -3,6 +3,8 @@ checkpoints, per-step TensorBoard files, progress."""
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -228,3 +230,112 @@ def test_progress_estimates_remaining_time_from_this_process(tmp_path, monkeypat
 def test_progress_with_a_given_estimate(tmp_path):
     out = run_directory.OutputDir(tmp_path, {}, name="demo", verbose=False)
     assert out.progress("epoch 2/9", remaining=75.0).endswith("epoch 2/9 (~1m15s left)")
+
+
+def test_a_stage_of_other_settings_or_inputs_is_refused_naming_both(tmp_path):
+    from tfstiffness.errors import ConfigMismatchError
+
+    run = tmp_path / "run"
+    with run_directory.OutputDir(run, {"lr": 0.001, "seed": 0}, verbose=False,
+                                 inputs={"data": "d0"}) as out:
+        out.save_stage("state", {"w": np.arange(3)})
+    # config.json removed, then the same stage opened under other settings: refused.
+    (run / "config.json").unlink()
+    out = run_directory.OutputDir(run, {"lr": 0.01, "seed": 0}, verbose=False,
+                                  inputs={"data": "d0"})
+    with pytest.raises(ConfigMismatchError, match=r"stage checkpoint .*state.npz was made "
+                       r"by other settings or inputs than this run's \(lr: stage 0.001, "
+                       r"now 0.01\); resuming it would mix two runs' numbers"):
+        out.done("state")
+    out.close()
+    # Same settings, other data: refused naming the input's two digests.
+    other = tmp_path / "other"
+    with run_directory.OutputDir(other, {"lr": 0.001, "seed": 0}, verbose=False,
+                                 inputs={"data": "d1"}) as out:
+        shutil.copytree(run / "stages", other / "stages")
+        with pytest.raises(ConfigMismatchError, match=r"\(data: stage digest d0, now d1\)"):
+            out.done("state")
+    # The run that made it resumes it, and the record is not among the arrays.
+    (run / "config.json").unlink()
+    with run_directory.OutputDir(run, {"lr": 0.001, "seed": 0}, verbose=False,
+                                 inputs={"data": "d0"}) as out:
+        assert out.done("state")
+        assert sorted(out.load_stage("state")) == ["w"]
+
+
+def test_a_stage_from_before_records_needs_a_matching_config_json(tmp_path):
+    from tfstiffness.errors import ConfigMismatchError
+
+    run = tmp_path / "run"
+    with run_directory.OutputDir(run, {"lr": 0.001}, verbose=False):
+        pass
+    run_directory.write_npz(run / "stages" / "state.npz", w=np.arange(3))  # no record
+    with run_directory.OutputDir(run, {"lr": 0.001}, verbose=False) as out:
+        assert out.done("state")  # config.json matched: trusted
+    (run / "config.json").unlink()
+    out = run_directory.OutputDir(run, {"lr": 0.01}, verbose=False)
+    with pytest.raises(ConfigMismatchError, match=r"stage checkpoint .*state.npz records "
+                       r"no settings \(written by an older version\) and the directory had "
+                       r"no config.json to match it to. Delete "):
+        out.done("state")
+    out.close()
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+def test_a_broken_symbolic_link_is_named(tmp_path, kind):
+    link = tmp_path / "link"
+    if kind == "dangling":
+        os.symlink(tmp_path / "nowhere", link)
+    else:
+        os.symlink(tmp_path / "other", link)
+        os.symlink(link, tmp_path / "other")
+    for path in (link, link / "run"):
+        with pytest.raises(run_directory.OutputDirError, match=(
+                f"output directory {re.escape(str(path))}: {re.escape(str(link))} is a "
+                f"symbolic link to {re.escape(os.readlink(link))}, which does not exist or "
+                "loops. Point the link")):
+            run_directory.OutputDir(path, {"a": 1}, verbose=False)
+
+
+def test_nested_and_enclosing_runs_are_refused_and_clean_up_stays_home(tmp_path):
+    parent, child = tmp_path / "par", tmp_path / "par" / "child"
+    run_directory.OutputDir(child, {"a": 1}, verbose=False).close()
+    # The child's in-progress temporary (a live run's file) and the parent's own stale one.
+    child_tmp = child / "tensorboard" / ".events.1.tmp"
+    child_tmp.parent.mkdir(parents=True)
+    child_tmp.write_text("being written")
+    own_tmp = parent / "stages" / ".state.npz.2.tmp"
+    own_tmp.parent.mkdir(parents=True)
+    own_tmp.write_text("left by a kill")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(child / ".lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(run_directory.OutputDirBusyError) as info:
+            run_directory.OutputDir(parent, {"b": 2}, verbose=False)
+        assert str(info.value) == (
+            f"output directory {parent} holds {child}, the output directory of another live "
+            f"run (pid {holder.pid} on test). Use another directory, or wait for it to finish.")
+        assert child_tmp.exists() and not (parent / "config.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The child ended: the parent may be used, and its clean-up leaves the child's files alone.
+    out = run_directory.OutputDir(parent, {"b": 2}, verbose=False)
+    assert not own_tmp.exists() and child_tmp.exists()
+    out.close()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(parent / ".lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        inner = parent / "seed=0"
+        with pytest.raises(run_directory.OutputDirBusyError) as info:
+            run_directory.check_output_dir(inner)
+        assert str(info.value) == (
+            f"output directory {inner} is inside {parent}, the output directory of another "
+            f"live run (pid {holder.pid} on test). Use a directory outside it, or wait for it "
+            "to finish.")
+        assert not inner.exists()
+    finally:
+        holder.kill()
+        holder.wait()

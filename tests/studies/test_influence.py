@@ -134,6 +134,49 @@ def test_given_checkpoints_give_the_same_scores(small_run, tmp_path):
     assert relative_error(arrays["self_influence"], (g * g).sum(1)) <= 1e-5  # eta 1
 
 
+def test_a_replaced_checkpoint_file_is_refused_naming_it_then_recomputed(small_run, tmp_path,
+                                                                         capsys):
+    import shutil
+
+    from tfstiffness.outputs.stage_record import file_digest
+
+    out, _ = small_run
+    given = tmp_path / "given"
+    given.mkdir()
+    for name, epoch in (("a", 1), ("b", 2)):
+        shutil.copy(out / "checkpoints" / f"epoch_{epoch:03d}.weights.h5",
+                    given / f"{name}.weights.h5")
+    paths = [str(given / "a.weights.h5"), str(given / "b.weights.h5")]
+    flags = ["--dataset", "mnist1d", "--model", "mlp", "--num_test", "12", "--top_k", "4",
+             "--max_train_examples", "120", "--quiet", "--checkpoints", ",".join(paths)]
+    run_dir = tmp_path / "run"
+    assert _run("--output_dir", str(run_dir), *flags) == 0
+    old = file_digest(paths[1])
+    shutil.copy(paths[0], paths[1])  # b's contents replaced (by a's), same path
+    new = file_digest(paths[1])
+    assert old != new
+    capsys.readouterr()
+    assert _run("--output_dir", str(run_dir), *flags) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert (f"stage checkpoint {run_dir / 'stages' / 'tracin.npz'} was made by other settings "
+            f"or inputs than this run's (checkpoint 2 ({paths[1]}) contents: stage digest "
+            f"{old}, now {new}); resuming it would mix two runs' numbers. Delete") in err
+    (run_dir / "stages" / "tracin.npz").unlink()  # as the message advises
+    assert _run("--output_dir", str(run_dir), *flags) == 0
+    assert _run("--output_dir", str(tmp_path / "fresh"), *flags) == 0
+    with np.load(run_dir / "results.npz") as a, np.load(tmp_path / "fresh" / "results.npz") as f:
+        for key in ("scores", "self_influence"):
+            np.testing.assert_array_equal(a[key], f[key], err_msg=key)
+    # Against the two checkpoints' gradients by brute force: b now holds a's weights.
+    model = study.build_model("mlp", (40,), 10)
+    model.load_weights(paths[0])
+    train = data.load("mnist1d", "train", max_examples=120)
+    with np.load(run_dir / "results.npz") as a:
+        g = _gradients(model, train.x, a["labels"])
+        assert relative_error(a["self_influence"], 2 * (g * g).sum(1)) <= 1e-5
+
+
 class _Crash(Exception):
     pass
 

@@ -234,3 +234,45 @@ def test_a_resumed_study_records_its_gram_method(tmp_path):
     again = studies.run_class_stiffness(str(tmp_path), **kwargs)
     assert again["run"]["resumed_after_epoch"] == 2
     assert again["results"]["gram_method"] == "ghost"
+
+
+def test_a_damaged_or_foreign_training_state_is_refused_in_one_line(tmp_path):
+    from tfstiffness.errors import ConfigMismatchError, CorruptFileError
+
+    x, y = _data()
+    path = tmp_path / "a"
+    _train(path, 3, _measure)
+    state = path / "stages" / "state.npz"
+
+    def train(widths=(8,), eval_epochs=(0, 1, 3), where=path):
+        out = run_directory.OutputDir(where, {"test": 1}, verbose=False)
+        try:
+            return training.train_resumable(
+                out, lambda: models.toy_mlp(4, 2, widths=widths), x, y, epochs=3,
+                learning_rate=1e-2, batch_size=8, seed=3, eval_epochs=eval_epochs,
+                measure=_measure)
+        finally:
+            out.close()
+
+    with pytest.raises(ConfigMismatchError, match=(
+            r"stage checkpoint .*state.npz lacks measurements of epochs \[2\]: it was made with "
+            r"other eval_epochs. Delete it to train again")):
+        train(eval_epochs=(0, 2, 3))
+    good = dict(np.load(state))
+    # Another model's state, and a foreign file, without records (as older versions wrote):
+    # trusted by the matching config.json, then refused when they do not fit.
+    train(widths=(16,), where=tmp_path / "wide")
+    wide = dict(np.load(tmp_path / "wide" / "stages" / "state.npz"))
+    wide.pop("_made_by")
+    run_directory.write_npz(state, **wide)
+    with pytest.raises(CorruptFileError, match=(
+            r"stage checkpoint .*state.npz is not this run's training state \(ValueError: .*\); "
+            r"it was written by another study or model. Delete it to train again")) as info:
+        train()
+    assert "\n" not in str(info.value)
+    run_directory.write_npz(state, w=np.arange(3))
+    with pytest.raises(CorruptFileError, match=r"is not this run's training state \(no entry "
+                                               r"'epochs_done'\)"):
+        train()
+    run_directory.write_npz(state, **good)
+    assert train().eval_epochs.tolist() == [0, 1, 3]  # its own state resumes

@@ -16,8 +16,10 @@ binary the same behaviour:
 - TensorFlow's C++ start-up log (printed twice: TensorFlow loads two libraries that each
   carry their own logging) and its warnings are hidden unless ``--verbosity 1`` (see
   `quiet_tensorflow`).
-- Ctrl-C (SIGINT) or SIGTERM ends the run with ``interrupted: run the same command to
-  resume`` and exit status 130 (143 for SIGTERM); the last checkpoint is intact.
+- Ctrl-C (SIGINT) ends the run with ``interrupted: run the same command to resume`` and
+  exit status 130; SIGTERM with ``terminated: run the same command to resume`` and 143
+  (128 + the signal's number, as shells and job schedulers report it). The last checkpoint
+  is intact either way.
 
 A new binary needs a docstring, ``FLAGS = flags.FlagValues()`` with definitions (the shared
 ones from `tfstiffness.cli._flags`), a ``main(argv)`` and ``def run(argv=None):
@@ -42,6 +44,7 @@ from absl import app, flags
 
 from tfstiffness import errors
 from tfstiffness.errors import CommandError
+from tfstiffness.outputs.atomic import DISK_FULL_ERRNOS
 
 __all__ = ["CommandError", "help_text", "quiet_tensorflow", "run_binary", "study_binary"]
 
@@ -196,6 +199,11 @@ def run_binary(main: Callable[[list[str]], Any], flag_values: flags.FlagValues,
         except Exception as err:
             if isinstance(err, _refusals()):
                 sys.stderr.write(f"{prog}: error: {_refusal_message(err)}\n")
+                return EXIT_REFUSED
+            if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+                sys.stderr.write(f"{prog}: error: {err.strerror}: could not write "
+                                 f"{err.filename or 'a file'}. Free some space, then run the "
+                                 "same command again: it resumes from the last checkpoint.\n")
                 return EXIT_REFUSED
             raise
         finally:

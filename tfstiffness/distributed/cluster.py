@@ -61,6 +61,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy | None:
                 "worker's address and this worker's task); it is not set. On one machine use "
                 "'mirrored', or `python -m tfstiffness.cli.summary_local_cluster` to start "
                 "local workers with their TF_CONFIG.")
+        _check_own_port(config)
         return tf.distribute.MultiWorkerMirroredStrategy()
     try:  # Not run in this project's tests: no TPU here.
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
@@ -104,7 +105,32 @@ def tf_config(environ: dict[str, str] | None = None) -> dict[str, Any] | None:
     if not isinstance(addresses, list) or not (0 <= int(task["index"]) < len(addresses)):
         raise ValueError(f"TF_CONFIG: task {task['type']}:{task['index']} is not in the "
                          f"cluster {cluster}.")
+    for job, members in cluster.items():
+        for index, address in enumerate(members if isinstance(members, list) else [members]):
+            host, _, port = str(address).rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"TF_CONFIG: {job}:{index}'s address {address!r} is not "
+                                 "host:port with a port number in 1-65535.")
     return config
+
+
+def _check_own_port(config: dict[str, Any]) -> None:
+    """Refuses, before TensorFlow starts its server, a port of this worker's that another
+    process already listens on (TensorFlow would fail naming neither worker nor port)."""
+    import socket
+
+    task = config["task"]
+    address = config["cluster"][task["type"]][int(task["index"])]
+    port = int(str(address).rpartition(":")[2])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        try:
+            probe.bind(("", port))
+        except OSError as err:
+            raise ValueError(
+                f"strategy: worker {task['type']}:{task['index']} cannot listen on {address}: "
+                f"port {port} is taken ({err.strerror}). Stop what holds it, or give this "
+                "worker another port in TF_CONFIG (every worker's TF_CONFIG lists it).") from None
 
 
 def num_workers(strategy: tf.distribute.Strategy | None) -> int:

@@ -75,10 +75,24 @@ def linear_factor(a: tf.Tensor, b: tf.Tensor, bias: bool = False) -> Factor:
     d_in = d + 1 if bias else d
     if pairwise_is_cheaper(t, d_in, p):
         # The bias is the kernel row of a constant-1 input: one factor carries both.
-        return Outer(tf.concat([a, tf.ones_like(a[..., :1])], -1) if bias else a, b)
+        return _balanced(tf.concat([a, tf.ones_like(a[..., :1])], -1) if bias else a, b)
     g = tf.reshape(tf.einsum("ntd,ntp->ndp", a, b), [-1, d * p])
     # Bias columns appended to the materialised kernel: no copy of a (conv patches are big).
     return Materialized(tf.concat([g, tf.reduce_sum(b, 1)], 1) if bias else g)
+
+
+def _balanced(a: tf.Tensor, b: tf.Tensor) -> Outer:
+    """`Outer(a / s, b * s)`, s per example a power of two near max |a_i|: the same gradient
+    sum_t a_it (x) b_it, exactly, but products a.a and b.b that overflow only if it does.
+
+    Without it, large but finite activations feeding a layer with zero backpropagated
+    signal (a dead ReLU layer) give a.a = inf and b.b = 0, so inf x 0 = NaN for a gradient
+    that is exactly zero.
+    """
+    top = tf.reduce_max(tf.abs(a), axis=[1, 2], keepdims=True)
+    scale = tf.where(top > 0, tf.pow(tf.constant(2.0, a.dtype), tf.floor(
+        tf.math.log(tf.where(top > 0, top, 1)) / tf.math.log(tf.constant(2.0, a.dtype)))), 1)
+    return Outer(a / scale, b * tf.cast(scale, b.dtype))
 
 
 def embedding_factor(tokens: tf.Tensor, b: tf.Tensor, vocab_size: int) -> Factor:

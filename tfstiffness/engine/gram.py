@@ -146,15 +146,20 @@ def gradient_gram(
         layer_sq_norms2=sq2 if by_layer else {})
 
 
+# The share of the available memory a result may take (the rest: the process, the factors).
+MEMORY_SHARE = 0.8
+
+
 def _check_result_fits(n: int, m: int, matrices: int) -> None:
     """Refuses, before any allocation, a result larger than the memory available."""
     needed = 4 * n * m * matrices
     available = memory.host_available_bytes()
-    if available is not None and needed > 0.8 * available:
+    if available is not None and needed > MEMORY_SHARE * available:
         raise MemoryError(
             f"gradient_gram: the result ({matrices} x [{n}, {m}] float32) needs "
-            f"{needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB of memory "
-            "available. Use tfs.stiffness_summary, which streams the stiffness measures "
+            f"{needed / 2**30:.1f} GiB, more than the {MEMORY_SHARE * available / 2**30:.1f} "
+            f"GiB it may take ({MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB of memory "
+            "available). Use tfs.stiffness_summary, which streams the stiffness measures "
             "block by block without forming the matrix (or fewer examples / by_layer=False).")
 
 

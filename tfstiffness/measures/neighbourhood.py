@@ -20,6 +20,8 @@ WEIGHTINGS = ("uniform", "gaussian")
 # Low-dimensional inputs (Walker's 2-D toy data) get exact differences, one feature at a time;
 # wider ones a matrix product, which is far faster there.
 DIRECT_DISTANCE_MAX_FEATURES = 16
+# The share of points a suggested radius gives a neighbour (`suggested_radius`).
+NEIGHBOUR_SHARE = 0.9
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -95,6 +97,7 @@ def neighbourhood_stiffness(
     num_points = len(points)
     values = np.full(num_points, np.nan)
     counts = np.zeros(num_points, dtype=np.int64)
+    nearest = np.full(num_points, np.inf)  # Each point's distance to its nearest other point.
     for start in range(0, num_points, block_size):
         rows = np.arange(start, min(start + block_size, num_points))
         sq_distances = _block_sq_distances(points, point_sq_norms, rows)
@@ -108,15 +111,84 @@ def neighbourhood_stiffness(
             )
         values[rows] = block_values
         counts[rows] = block_counts
+        nearest[rows] = np.sqrt(sq_distances.min(axis=1))
     no_neighbour = np.flatnonzero(counts == 0)
     if no_neighbour.size:
-        warnings.warn(
-            f"{no_neighbour.size} of {num_points} points have no neighbour within radius "
-            f"{radius}; their neighbourhood stiffness is NaN",
-            UserWarning,
-            stacklevel=2,
-        )
+        warnings.warn(no_neighbour_message(no_neighbour.size, nearest, radius), UserWarning,
+                      stacklevel=2)
     return NeighbourhoodStiffness(values=values, counts=counts, no_neighbour=no_neighbour)
+
+
+def check_radius(radius: Any) -> None:
+    """Refuses a radius that is not a finite number >= 0.
+
+    An infinite radius would make each point its own neighbour in streaming (its distance to
+    itself is set to +inf), and a NaN or negative one would find no neighbour anywhere.
+
+    Raises:
+        ValueError: naming the radius.
+    """
+    try:
+        good = bool(np.isscalar(radius) and not isinstance(radius, (bool, str))
+                    and np.isfinite(radius) and radius >= 0)
+    except TypeError:
+        good = False
+    if not good:
+        raise ValueError(f"radius must be a finite number >= 0, got {radius!r}")
+
+
+def suggested_radius(nearest: Any, share: float = NEIGHBOUR_SHARE) -> float | None:
+    """A radius that gives at least ``share`` of the points a neighbour, as small as can be.
+
+    The ``share`` quantile of the nearest-neighbour distances, rounded up to three
+    significant digits (so that the printed value still gives that share a neighbour).
+
+    Args:
+        nearest: [N] each point's distance to its nearest other point.
+        share: the share of points that should have a neighbour, in (0, 1].
+
+    Returns:
+        The radius, or None when some distance is unknown (NaN) or there is no other
+        point (inf).
+
+    Example:
+        >>> suggested_radius([0.5, 0.1, 0.3, 0.21234], share=0.75)
+        0.3
+        >>> suggested_radius([3.05123, 3.1], share=0.5)
+        3.06
+    """
+    nearest = np.sort(np.asarray(nearest, dtype=np.float64))
+    if nearest.size == 0 or not np.isfinite(nearest).all():
+        return None
+    value = float(nearest[int(np.ceil(share * nearest.size)) - 1])
+    if value <= 0:
+        return 0.0
+    rounded = float(f"{value:.3g}")
+    if rounded < value:  # Rounded down: up by one in the third significant digit.
+        rounded = float(f"{rounded + 10.0 ** (np.floor(np.log10(value)) - 2):.3g}")
+    return rounded
+
+
+def no_neighbour_message(count: int, nearest: Any, radius: float) -> str:
+    """What to tell a user whose radius left ``count`` points without a neighbour.
+
+    Args:
+        count: the points without a neighbour.
+        nearest: [N] each point's distance to its nearest other point.
+        radius: the radius used.
+
+    Returns:
+        One sentence: the count, and a radius from the quantiles of ``nearest`` that gives
+        ``NEIGHBOUR_SHARE`` of the points a neighbour (when ``nearest`` is known).
+    """
+    nearest = np.asarray(nearest, dtype=np.float64)
+    message = (f"{count} of {nearest.size} points have no neighbour within radius {radius:g}; "
+               "their neighbourhood stiffness is NaN")
+    suggestion = suggested_radius(nearest)
+    if suggestion is None:
+        return message
+    return (f"{message}. Distances to the nearest other point: median "
+            f"{np.median(nearest):.3g}; radius {suggestion:g} gives {NEIGHBOUR_SHARE:.0%} of the points a neighbour")
 
 
 def _checked_inputs(S: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -141,8 +213,8 @@ def _check_options(
 ) -> None:
     if (radius is None) == (k is None):
         raise ValueError("give exactly one of radius and k")
-    if radius is not None and not (np.isscalar(radius) and np.isfinite(radius) and radius >= 0):
-        raise ValueError(f"radius must be a finite number >= 0, got {radius!r}")
+    if radius is not None:
+        check_radius(radius)
     if k is not None and not checks.is_positive_int(k):
         raise ValueError(f"k must be a positive int, got {k!r}")
     if k is not None and k > num_points - 1:

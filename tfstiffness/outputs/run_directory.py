@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import platform
 import shutil
@@ -51,88 +50,23 @@ from tfstiffness.errors import (
     OutputDirBusyError,
     OutputDirError,
 )
-from tfstiffness.outputs.atomic import NPZ_READ_ERRORS, TMP_SUFFIX, atomic_write, read_npz
+from tfstiffness.outputs import stage_record
+from tfstiffness.outputs.atomic import (  # JSON and .npz files: one implementation, there
+    NPZ_READ_ERRORS,
+    TMP_SUFFIX,
+    atomic_write,
+    jsonable,
+    read_json,
+    read_npz,
+    write_json,
+    write_npz,
+)
 from tfstiffness.outputs.plots import save_figure
 
 __all__ = ["ConfigMismatchError", "CorruptFileError", "OutputDir", "OutputDirBusyError",
            "OutputDirError", "atomic_write", "check_config", "check_output_dir", "format_seconds",
            "jsonable", "read_json", "save_figure", "versions", "write_json", "write_npz"]
 
-
-
-# --------------------------------------------------------------------------------------------
-# Atomic files
-# --------------------------------------------------------------------------------------------
-
-
-def jsonable(obj: Any) -> Any:
-    """`obj` with numpy scalars/arrays, tuples and paths turned into JSON types.
-
-    Non-finite floats become None: JSON has no NaN, and a missing measurement (e.g. no
-    neighbour within a radius) should read as null, not as a made-up number.
-
-    Example:
-        >>> jsonable({"a": np.float32(0.5), "b": (1, np.int64(2)), "c": float("nan")})
-        {'a': 0.5, 'b': [1, 2], 'c': None}
-    """
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if obj is None or isinstance(obj, str):
-        return obj
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON: {obj!r}")
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Writes `jsonable(obj)` as indented JSON, atomically.
-
-    Example:
-        >>> import tempfile
-        >>> p = write_json(tempfile.mkdtemp() + "/s.json", {"auc": np.float64(0.9)})
-        >>> read_json(p)
-        {'auc': 0.9}
-    """
-    with atomic_write(path, "w") as f:
-        json.dump(jsonable(obj), f, indent=2, sort_keys=False, allow_nan=False)
-        f.write("\n")
-    return Path(path)
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """Reads a JSON file."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def write_npz(path: str | os.PathLike, **arrays: Any) -> Path:
-    """Saves arrays to an uncompressed .npz file, atomically.
-
-    Object arrays are refused (they would need pickle to load back).
-
-    Example:
-        >>> import tempfile
-        >>> p = write_npz(tempfile.mkdtemp() + "/r.npz", x=np.zeros(2), names=np.array(["a"]))
-        >>> sorted(np.load(p))
-        ['names', 'x']
-    """
-    converted = {name: np.asarray(value) for name, value in arrays.items()}
-    for name, value in converted.items():
-        if value.dtype == object:
-            raise TypeError(f"array {name!r} has dtype object; store numbers or strings")
-    with atomic_write(path, "wb") as f:
-        np.savez(f, **converted)
-    return Path(path)
 
 
 def versions() -> dict[str, str]:
@@ -214,6 +148,10 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     existing = path
     while not existing.exists():
+        if existing.is_symlink():  # exists() is False for a dangling link or a loop
+            raise OutputDirError(f"output directory {path}: {existing} is a symbolic link to "
+                                 f"{os.readlink(existing)}, which does not exist or loops. "
+                                 "Point the link at a directory, or give another path.")
         if existing.parent == existing:
             break
         existing = existing.parent
@@ -229,7 +167,28 @@ def check_output_dir(path: str | os.PathLike) -> Path:
         holder = _live_holder(path / LOCK_NAME)
         if holder is not None:
             raise OutputDirBusyError(_busy_message(path, holder))
+    _check_no_live_run_around(path)
     return path
+
+
+def _check_no_live_run_around(path: Path) -> None:
+    """Refuses a directory inside, or holding, another live run's output directory: its
+    files would mix with this run's (and one run's clean-up could meet the other's files)."""
+    for parent in path.absolute().parents:
+        holder = _live_holder(parent / LOCK_NAME)
+        if holder is not None:
+            raise OutputDirBusyError(
+                f"output directory {path} is inside {parent}, the output directory of another "
+                f"live run ({holder}). Use a directory outside it, or wait for it to finish.")
+    if not path.is_dir():
+        return
+    for root, dirs, files in os.walk(path):
+        if Path(root) != path and LOCK_NAME in files:
+            holder = _live_holder(Path(root) / LOCK_NAME)
+            if holder is not None:
+                raise OutputDirBusyError(
+                    f"output directory {path} holds {root}, the output directory of another "
+                    f"live run ({holder}). Use another directory, or wait for it to finish.")
 
 
 def check_config(path: str | os.PathLike, config: Mapping[str, Any]) -> None:
@@ -390,6 +349,9 @@ class OutputDir:
             shows every part.
         started: `time.monotonic()` when the run began, if before this directory was opened
             (the elapsed times of the progress lines count from it).
+        inputs: Digests of what the stages depend on beyond `config` (name -> digest, e.g.
+            of given checkpoint files): each stage records them with `config`, and a stage
+            made by other settings or inputs is refused (`stage_record`).
 
     Raises:
         OutputDirError: The path is a file or not writable, or another live run holds it.
@@ -416,11 +378,13 @@ class OutputDir:
         printer: Callable[[str], None] | None = None,
         tensorboard_dir: str | os.PathLike | None = None,
         started: float | None = None,
+        inputs: Mapping[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
         self._tensorboard_dir = None if tensorboard_dir is None else Path(tensorboard_dir)
         # Round-trip through JSON so tuples and lists, numpy and Python numbers compare equal.
         self.config = json.loads(json.dumps(jsonable(dict(config))))
+        self.inputs = dict(inputs or {})
         self.name = name or self.path.name
         self.verbose = verbose
         self._printer = printer or (lambda line: print(line, flush=True))
@@ -436,6 +400,8 @@ class OutputDir:
         stale = _acquire_lock(self.path)
         self._locked = True
         self._finalizer = weakref.finalize(self, _release_lock, self.path)
+        # A matching config.json vouches for stages that predate their own records.
+        self._config_matched = self.config_path.exists()
         try:
             self._check_config()
         except BaseException:
@@ -472,12 +438,21 @@ class OutputDir:
 
     def _remove_stale_temporaries(self) -> None:
         # Left by a run killed while writing; never a result (they are renamed when complete),
-        # and never another live run's: this process holds the directory's lock.
-        for tmp in self.path.rglob(f".*{TMP_SUFFIX}"):
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
+        # and never another live run's: this process holds the directory's lock, and the
+        # walk skips every directory below that is a run directory of its own (a .lock or a
+        # config.json: a nested run, e.g. one seed of several, cleans up after itself).
+        for root, dirs, files in os.walk(self.path):
+            here = Path(root)
+            dirs[:] = [d for d in dirs if not (here / d / LOCK_NAME).exists()
+                       and not (here / d / "config.json").exists()]
+            for name in [*dirs, *files]:
+                if name.startswith(".") and name.endswith(TMP_SUFFIX):
+                    tmp = here / name
+                    if tmp.is_dir():
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        dirs.remove(name)
+                    else:
+                        tmp.unlink(missing_ok=True)
 
     # -- stage checkpoints -----------------------------------------------------------------
 
@@ -500,12 +475,24 @@ class OutputDir:
         return self.stages_dir / f"{stage}.npz"
 
     def done(self, stage: str) -> bool:
-        """Whether `stage` finished (its checkpoint exists) in this or an earlier run."""
-        return self._stage_path(stage).exists()
+        """Whether `stage` finished (its checkpoint exists) in this or an earlier run.
+
+        Raises:
+            ConfigMismatchError: The checkpoint was made by other settings or inputs.
+            CorruptFileError: The checkpoint cannot be read.
+        """
+        path = self._stage_path(stage)
+        if not path.exists():
+            return False
+        stage_record.check(path, self._read_stage(path).get(stage_record.KEY), self.config,
+                           self.inputs, self._config_matched)
+        return True
 
     def save_stage(self, stage: str, arrays: Mapping[str, Any]) -> None:
-        """Checkpoints a finished stage: its arrays (scalars as 0-d arrays), atomically."""
-        write_npz(self._stage_path(stage), **arrays)
+        """Checkpoints a finished stage: its arrays (scalars as 0-d arrays) and what made it
+        (`stage_record`), atomically."""
+        write_npz(self._stage_path(stage), **arrays,
+                  **{stage_record.KEY: stage_record.record(self.config, self.inputs)})
 
     def load_stage(self, stage: str) -> dict[str, np.ndarray]:
         """The arrays saved by `save_stage(stage, ...)`.
@@ -513,7 +500,11 @@ class OutputDir:
         Raises:
             CorruptFileError: The checkpoint cannot be read, naming it and what to do.
         """
-        path = self._stage_path(stage)
+        arrays = self._read_stage(self._stage_path(stage))
+        arrays.pop(stage_record.KEY, None)
+        return arrays
+
+    def _read_stage(self, path: Path) -> dict[str, np.ndarray]:
         try:
             return read_npz(path)
         except NPZ_READ_ERRORS as err:

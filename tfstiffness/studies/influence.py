@@ -203,7 +203,7 @@ def run_influence(
                      c.data_options, c.num_test, c.top_k, config.flipped_share(), checkpoints,
                      c.checkpoint_learning_rates)
     out = run_directory.OutputDir(output_dir, config.record(setup.get("etas")), name=config.STUDY,
-                                  verbose=verbose)
+                                  verbose=verbose, inputs=_inputs(setup, checkpoints))
     train = setup["train"]
     source = (f"{len(checkpoints)} given checkpoints" if checkpoints else
               f"model {c.model}, Adam {c.learning_rate:g}, batch {c.batch_size}, {c.epochs} "
@@ -363,6 +363,17 @@ def _prepare(dataset, model, data_dir, max_train_examples, seed, data_options, n
         setup["loss"] = None  # The checkpoint's own compiled loss.
     setup.update(working=working, weights=weights, etas=etas)
     return setup
+
+
+def _inputs(setup: dict[str, Any], checkpoints: Sequence[str] | None) -> dict[str, str]:
+    """Digests the stages depend on beyond config.json: the data, and the contents of each
+    given checkpoint (config.json holds only their paths, so a replaced file is refused)."""
+    from tfstiffness.outputs import stage_record
+
+    digests = {"data": runner.data_digest(setup["train"], setup["test"])}
+    for i, path in enumerate(checkpoints or (), start=1):
+        digests[f"checkpoint {i} ({path}) contents"] = stage_record.file_digest(path)
+    return digests
 
 
 # --------------------------------------------------------------------------------------------

@@ -241,8 +241,16 @@ def streamed_results(result: Any, y: np.ndarray, y2: np.ndarray | None,
             entry["neighbourhood_mean"] = float(finite.mean()) if finite.size else None
             arrays[f"neighbourhood_{kind}"] = values
         stiffness[kind] = entry
+    neighbours = None
     if result.neighbour_counts is not None:
+        from tfstiffness.measures.neighbourhood import NEIGHBOUR_SHARE, suggested_radius
+
         arrays["neighbour_counts"] = result.neighbour_counts
+        arrays["nearest_distances"] = result.nearest_distances
+        neighbours = {"no_neighbour": int((result.neighbour_counts == 0).sum()),
+                      "nearest_distance_median": float(np.median(result.nearest_distances)),
+                      "suggested_radius": suggested_radius(result.nearest_distances),
+                      "suggested_radius_share": NEIGHBOUR_SHARE}
     stats = result.alignment
     alignment: dict[str, Any] = {"gradient_confusion": {k: stats.gradient_confusion(k)
                                                         for k in ("gram", "cosine")}}
@@ -256,6 +264,7 @@ def streamed_results(result: Any, y: np.ndarray, y2: np.ndarray | None,
                "num_classes": int(result.class_matrix["cosine"].shape[0]), "pairs": pairs,
                "stiffness": stiffness, "alignment": alignment,
                "zero_gradients": result.num_zero_gradient,
+               "neighbourhood": neighbours,
                "blocks": {"total": result.blocks_total, "resumed": result.blocks_resumed,
                           "by_worker": list(result.blocks_by_worker)}}
     return results, arrays

@@ -266,8 +266,24 @@ def open_run(
                        model_options=model_options, val_probe=val_probe,
                        representation=representation)
     out = run_directory.OutputDir(output_dir, record, name=config.STUDY, verbose=verbose,
-                                  tensorboard_dir=tensorboard_dir)
+                                  tensorboard_dir=tensorboard_dir,
+                                  inputs={"data": data_digest(prepared.train, prepared.val)})
     return prepared, out
+
+
+def data_digest(*splits: Any) -> str:
+    """One digest of the splits' inputs and labels (`data.LoadedData`; None skipped): what the
+    stages record beyond the settings, so a stage of other data is refused."""
+    from tfstiffness.outputs import stage_record
+
+    arrays = []
+    for split in splits:
+        if split is None:
+            continue
+        x = split.x
+        arrays += [x[k] for k in sorted(x)] if isinstance(x, Mapping) else [x]
+        arrays.append(split.y)
+    return stage_record.bytes_digest(*arrays)
 
 
 def train_measured(

@@ -35,8 +35,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
+import inspect
 import json
 import math
 import os
@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from tfstiffness.errors import StudyInputError
-from tfstiffness.outputs import run_directory
+from tfstiffness.errors import ConfigMismatchError, CorruptFileError, StudyInputError
+from tfstiffness.outputs import run_directory, stage_record
 from tfstiffness.studies import config as config_lib
 from tfstiffness.studies import progress, runner
 from tfstiffness.studies import results as result_dicts
@@ -138,7 +138,7 @@ def _resolve_loss(loss: str | None, custom_objects: dict[str, Any]) -> Any:
         if ":" in text:
             found = parse_custom_objects(text)
             item = next(iter(found.values()))
-            return item() if isinstance(item, type) else item
+            return _checked_loss(text, item() if isinstance(item, type) else item)
         if text in custom_objects:
             item = custom_objects[text]
             return item() if isinstance(item, type) else item
@@ -151,6 +151,18 @@ def _resolve_loss(loss: str | None, custom_objects: dict[str, Any]) -> Any:
             "sparse_categorical_crossentropy), a config such as "
             '\'{"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": '
             "true}}', or module:name; or none for the model's compiled loss.") from None
+
+
+def _checked_loss(text: str, loss: Any) -> Any:
+    """`loss` if it can be called as loss(y_true, y_pred), else a StudyInputError naming it."""
+    try:
+        inspect.signature(loss).bind(None, None)
+    except TypeError as err:
+        raise StudyInputError(f"loss: {text} cannot be called as loss(y_true, y_pred) "
+                              f"({err}); give a loss function or class") from None
+    except ValueError:  # no signature to inspect (some builtins): the engine's check decides
+        pass
+    return loss
 
 
 def _check(output_dir, model, dataset, inputs, split, max_examples, block_size, strategy,
@@ -231,12 +243,25 @@ def load_inputs(path: str | os.PathLike, max_examples: int | None = None) -> Sum
     if (x2 is None) != ("y2" not in entries):
         raise StudyInputError(f"inputs: {path} holds {'x2' if x2 is not None else 'y2'}"
                               " without its partner; give both x2 and y2 or neither")
+    if np.size(entries["y"][keep]) == 0:
+        raise StudyInputError(f"inputs: {path} holds no examples ('y' is empty); give at least "
+                              "one")
     names = entries.get("class_names")
-    return SummaryData(
+    data = SummaryData(
         x=x, y=entries["y"][keep], x2=x2, y2=None if x2 is None else entries["y2"][keep],
         fine_to_coarse=entries.get("fine_to_coarse"),
         class_names=None if names is None else tuple(str(n) for n in names),
         source=str(path))
+    # K comes from a class table when there is one: refuse one shorter than the labels need.
+    labels = [np.asarray(y) for y in (data.y, data.y2) if y is not None and np.size(y)]
+    if all(y.dtype.kind in "biu" and y.ndim == 1 for y in labels):  # else: the label checks
+        top = max(int(y.max()) for y in labels)
+        for name, table in (("fine_to_coarse", data.fine_to_coarse),
+                            ("class_names", data.class_names)):
+            if table is not None and len(table) <= top:
+                raise StudyInputError(f"inputs: {name} has {len(table)} entries, one per "
+                                      f"class, but the labels go up to {top}; give {top + 1}")
+    return data
 
 
 def _load_dataset(dataset: str, split: str, data_dir: str | None,
@@ -268,14 +293,6 @@ def _load_model(path: str, custom_objects: dict[str, Any]):
                 str(err).lower() or "could not locate" in str(err).lower() else "")
         raise StudyInputError(f"model: cannot load {path}: {type(err).__name__}: "
                               f"{str(err).splitlines()[0]}{hint}") from None
-
-
-def _file_digest(path: str) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _validate(model, data: SummaryData, loss, method: str, block_size, radius) -> None:
@@ -364,12 +381,12 @@ class SummaryConfig(config_lib.StudyConfig):
         """config.json, `custom_objects` the names `parse_custom_objects` found."""
         inputs = self.inputs
         return {"study": self.STUDY, "model": os.path.abspath(self.model),
-                "model_digest": _file_digest(self.model),
+                "model_digest": stage_record.file_digest(self.model),
                 "custom_objects": sorted(custom_objects), "dataset": self.dataset,
                 "split": self.split if self.dataset else None,
                 "max_examples": self.max_examples, "seed": self.seed if self.dataset else None,
                 "inputs": None if inputs is None else os.path.abspath(inputs),
-                "inputs_digest": None if inputs is None else _file_digest(inputs),
+                "inputs_digest": None if inputs is None else stage_record.file_digest(inputs),
                 "loss": self.loss, "block_size": self.block_size, "radius": self.radius,
                 "bins": self.bins, "pairs": self.pairs, "method": self.method}
 
@@ -466,7 +483,7 @@ def run_summary(
                   f"{list(result.blocks_by_worker)} of {result.blocks_total}; the chief "
                   f"writes {output_dir}", flush=True)
         return {"config": record, "results": results}
-    return _finish(out, result, data, results, arrays, seconds)
+    return _finish(out, result, data, results, arrays, seconds, c.radius)
 
 
 def _strategy(strategy: Any) -> tuple[str, Any]:
@@ -505,17 +522,21 @@ def _stream(keras_model, data: SummaryData, loss_object: Any, config: SummaryCon
     edges = np.linspace(0.0, 2.0, config.bins + 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # zero gradients: counted and reported
-        return streaming.stiffness_summary(
-            keras_model, data.x, data.y, loss=loss_object, x2=data.x2, y2=data.y2,
-            num_classes=data.num_classes, fine_to_coarse=data.fine_to_coarse,
-            distance_edges=edges, pairs=config.pairs, radius=config.radius,
-            block_size=config.block_size, method=config.method, strategy=strategy,
-            checkpoint=checkpoint, checkpoint_every=config.checkpoint_every,
-            verbose=None if verbose else False)
+        try:
+            return streaming.stiffness_summary(
+                keras_model, data.x, data.y, loss=loss_object, x2=data.x2, y2=data.y2,
+                num_classes=data.num_classes, fine_to_coarse=data.fine_to_coarse,
+                distance_edges=edges, pairs=config.pairs, radius=config.radius,
+                block_size=config.block_size, method=config.method, strategy=strategy,
+                checkpoint=checkpoint, checkpoint_every=config.checkpoint_every,
+                verbose=None if verbose else False)
+        except (CorruptFileError, ConfigMismatchError) as err:  # no checkpoint flag here
+            raise type(err)(str(err).replace(streaming.CHECKPOINT_ADVICE, "Delete it (the "
+                            "summary then starts over) or use another --output_dir.")) from None
 
 
-def _finish(out: run_directory.OutputDir, result, data: SummaryData,
-            results: dict[str, Any], arrays: dict[str, Any], seconds: float) -> dict[str, Any]:
+def _finish(out: run_directory.OutputDir, result, data: SummaryData, results: dict[str, Any],
+            arrays: dict[str, Any], seconds: float, radius: float | None) -> dict[str, Any]:
     """The chief's files: figures, TensorBoard scalars, results.npz and summary.json."""
     from tfstiffness.outputs import tensorboard
 
@@ -532,6 +553,13 @@ def _finish(out: run_directory.OutputDir, result, data: SummaryData,
                    f"{progress.format_number(stiffness[kind]['superclass_contrast'])}"
                    if "superclass_contrast" in stiffness[kind] else "")
                 for kind in ("cosine", "sign")]
+    if result.neighbour_counts is not None:
+        from tfstiffness.measures.neighbourhood import no_neighbour_message
+
+        missing = results["neighbourhood"]["no_neighbour"]
+        headline.append(no_neighbour_message(missing, result.nearest_distances, radius)
+                        if missing else f"neighbourhood: every point has a neighbour within "
+                        f"radius {radius:g}")
     run_info = {"summary_seconds": seconds, "blocks_resumed": result.blocks_resumed}
     return runner.finish(out, results, arrays, figures, run_info, headline=headline)
 
