@@ -25,7 +25,7 @@ from tests.support.multiworker_job import SETTINGS, summary_arrays
 from tests.support.streaming_checkpoints import done_pairs
 from tfstiffness import cli, streaming
 from tfstiffness.cli import summary_local_cluster
-from tfstiffness.distributed import cluster, local_cluster
+from tfstiffness.distributed import cluster, local_cluster, summary_sync
 from tfstiffness.engine.run import prepare_run
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -66,7 +66,7 @@ def test_states_of_disjoint_blocks_reduce_to_the_one_pass_summary():
                                       SETTINGS["radius"], "uniform", None) for _ in range(3)]
     for n, block in enumerate(run.blocks()):  # three "workers" take turns
         workers[n % 3].add(block)
-    syncs = [streaming._Sync(None, acc, chief=w == 0) for w, acc in enumerate(workers)]
+    syncs = [summary_sync.WorkerSync(None, acc, chief=w == 0) for w, acc in enumerate(workers)]
     for w, sync in enumerate(syncs):
         sync.computed = 5 - (w > 0)
     rows = np.stack([sync.pack(next_after=0) for sync in syncs])
@@ -126,9 +126,9 @@ def test_workers_measuring_different_runs_are_named(monkeypatch):
     with pytest.raises(ValueError, match=r"strategy: the cluster's workers are not measuring "
                                          r"the same run: data differs on worker\(s\) \[1\] "
                                          r"from the chief \(0\)\. Every worker"):
-        streaming._check_same_run(None, fingerprint)
+        summary_sync.check_same_run(None, fingerprint)
     monkeypatch.setattr(cluster, "gather_workers", lambda s, v: np.stack([v, np.r_[0.0, v[1:]]]))
-    streaming._check_same_run(None, fingerprint)  # the same run everywhere: fine
+    summary_sync.check_same_run(None, fingerprint)  # the same run everywhere: fine
 
 
 # ---------------------------------------------------------------------------------------------
