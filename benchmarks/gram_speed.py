@@ -9,7 +9,8 @@ Cases: fc, cnn, transformer, resnet20 (this package's models), mobilenet_v2, eff
 (keras.applications, 32x32x3, 10 classes, random weights), bert_tiny, gpt2_tiny (keras_hub
 backbones from a small random configuration, sequence 64, with a Dense head on the pooled
 features; they take dict inputs, as users would pass them), lstm (a masked bidirectional
-LSTM text classifier).
+LSTM text classifier), convnext_tiny (keras.applications ConvNeXtTiny at 32x32x3, N=64:
+depthwise convolutions and LayerScale; jacobian is refused there).
 
 Each method first runs once on one block (same batch_size), so every timing is steady state:
 traced functions reused, as in a training loop that measures stiffness repeatedly; each
@@ -75,7 +76,8 @@ def _lstm_classifier(n: int, rng):
 
 SEQUENCE = 64
 DEFAULT_N = {"fc": 500, "cnn": 500, "transformer": 256, "resnet20": 256, "mobilenet_v2": 256,
-             "efficientnet_b0": 256, "bert_tiny": 256, "gpt2_tiny": 256, "lstm": 256}
+             "efficientnet_b0": 256, "bert_tiny": 256, "gpt2_tiny": 256, "lstm": 256,
+             "convnext_tiny": 64}
 
 
 def case(name: str, n: int):
@@ -102,6 +104,11 @@ def case(name: str, n: int):
                  keras.applications.EfficientNetB0)
         model = build(input_shape=(32, 32, 3), weights=None, classes=10,
                       classifier_activation=None)
+        x, classes = rng.normal(size=(n, 32, 32, 3)), 10
+    elif name == "convnext_tiny":  # depthwise (grouped) convolutions and LayerScale
+        model = keras.applications.ConvNeXtTiny(input_shape=(32, 32, 3), weights=None,
+                                                classes=10, classifier_activation=None,
+                                                include_preprocessing=False)
         x, classes = rng.normal(size=(n, 32, 32, 3)), 10
     elif name in ("bert_tiny", "gpt2_tiny"):
         model, x, classes = _keras_hub_classifier(name.split("_")[0], n, rng)
@@ -147,6 +154,8 @@ def method_seconds(model, x, y, method: str) -> float:
 def compare(name: str, n: int, methods) -> dict:
     model, x, y = case(name, n)
     row = {"case": name, "n": n, "floor": floor_seconds(model, x, y)}
+    row["fallback"] = len(tfs.gradient_gram(model, _rows(x, 0, 2), y[:2], loss=LOSS,
+                                            method="ghost").fallback_layers)
     for method in methods:
         try:
             row[method] = method_seconds(model, x, y, method)
@@ -173,6 +182,8 @@ def _reason(err: Exception) -> str:
         return "oneDNN"
     if "variant" in text:
         return "pfor: RNN"
+    if "grouped convolution" in text:
+        return "grouped conv"
     if "multi-input" in text:
         return "dict inputs"
     return type(err).__name__
@@ -183,6 +194,7 @@ def print_row(row: dict) -> None:
     parts += [f"{m} {row[m]:.3f}s" if row[m] else f"{m} refused ({row[f'{m}_refused']})"
               for m in ("ghost", "vmap", "jacobian")]
     ghost = row["ghost"]
+    parts.append(f"fallback layers {row['fallback']}")
     ratios = [f"ghost/floor {ghost / row['floor']:.2f}"] if ghost else []
     generic = {m: row[m] for m in ("vmap", "jacobian") if row[m]}
     if row["vmap"] and ghost:

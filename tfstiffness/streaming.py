@@ -157,22 +157,10 @@ def stiffness_summary(
         >>> summary.class_matrix["cosine"].shape
         (3, 3)
     """
-    for kind in kinds:
-        if kind not in measures.STIFFNESS_KINDS:
-            raise ValueError(f"kinds: expected kinds among {measures.STIFFNESS_KINDS}, got "
-                             f"{kind!r}.")
-    if pairs not in _PAIRS:
-        raise ValueError(f"pairs: expected one of {_PAIRS}, got {pairs!r}.")
-    if radius is not None and x2 is not None:
-        raise ValueError("radius: neighbourhood stiffness needs one set; drop x2 or radius.")
-    if radius is not None:
-        neighbourhood.check_radius(radius)
-    if weighting not in ("uniform", "gaussian"):
-        raise ValueError(f"weighting: expected 'uniform' or 'gaussian', got {weighting!r}.")
-    x, y, sample_weight = pipelines.read_examples(x, y, sample_weight, "x", model, num_examples)
-    x2, y2, sample_weight2 = pipelines.read_examples(x2, y2, sample_weight2, "x2", model)
-    x, y, sample_weight = pipelines.preprocess(model, x, y, sample_weight, "x")
-    x2, y2, sample_weight2 = pipelines.preprocess(model, x2, y2, sample_weight2, "x2")
+    _check_settings(kinds, pairs, radius, x2, weighting)
+    # Read here, not only in prepare_run: the class labels may come from the data.
+    x, y, sample_weight = pipelines.examples(model, x, y, sample_weight, "x", num_examples)
+    x2, y2, sample_weight2 = pipelines.examples(model, x2, y2, sample_weight2, "x2")
     labels, labels2, k = summary_labels(y, y2, num_classes)
     edges = np.linspace(0.0, 2.0, 21) if distance_edges is None else np.asarray(
         distance_edges, np.float64)
@@ -189,6 +177,21 @@ def stiffness_summary(
                            strategy, fine_to_coarse, run.num_block_pairs)
     return _in_one_process(run, acc, fingerprint, checkpoint, checkpoint_every, verbose,
                            fine_to_coarse)
+
+
+def _check_settings(kinds, pairs, radius, x2, weighting) -> None:
+    for kind in kinds:
+        if kind not in measures.STIFFNESS_KINDS:
+            raise ValueError(f"kinds: expected kinds among {measures.STIFFNESS_KINDS}, got "
+                             f"{kind!r}.")
+    if pairs not in _PAIRS:
+        raise ValueError(f"pairs: expected one of {_PAIRS}, got {pairs!r}.")
+    if radius is not None and x2 is not None:
+        raise ValueError("radius: neighbourhood stiffness needs one set; drop x2 or radius.")
+    if radius is not None:
+        neighbourhood.check_radius(radius)
+    if weighting not in ("uniform", "gaussian"):
+        raise ValueError(f"weighting: expected 'uniform' or 'gaussian', got {weighting!r}.")
 
 
 def _in_one_process(run: GramRun, acc: _Accumulator, fingerprint: dict[str, str], checkpoint,

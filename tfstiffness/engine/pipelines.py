@@ -30,6 +30,13 @@ def is_pipeline(x: Any) -> bool:
         isinstance(x, collections.abc.Iterator) and not isinstance(x, (np.ndarray, tf.Tensor)))
 
 
+def examples(model: keras.Model, x: Any, y: Any, sample_weight: Any, argument: str,
+             num_examples: int | None = None) -> tuple[Any, Any, Any]:
+    """(x, y, sample_weight) read (`read_examples`), then preprocessed (`preprocess`)."""
+    x, y, sample_weight = read_examples(x, y, sample_weight, argument, model, num_examples)
+    return preprocess(model, x, y, sample_weight, argument)
+
+
 def read_examples(x: Any, y: Any, sample_weight: Any, argument: str, model: keras.Model | None,
                   num_examples: int | None = None) -> tuple[Any, Any, Any]:
     """(x, y, sample_weight) as arrays; arrays pass through unchanged.

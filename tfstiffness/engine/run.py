@@ -144,7 +144,7 @@ def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any,
         model, x, y, loss, x2, y2, method, batch_size, strategy, loss_weights, sample_weight,
             sample_weight2, num_examples: as for `gradient_gram`; weighted labels then carry
             their weights (`losses.weighted_labels`); datasets and generators are read here
-            (`pipelines.read_examples`).
+            (`pipelines.examples`).
         batch_size_name: what the caller calls `batch_size` in its messages.
 
     Returns:
@@ -159,10 +159,8 @@ def prepare_run(model: keras.Model, x: Any, y: Any, loss: Any, x2: Any, y2: Any,
         raise TypeError(f"strategy: expected a tf.distribute.Strategy or None, got "
                         f"{type(strategy).__name__}.")
     checks.positive_int(batch_size, batch_size_name, allow_none=True)
-    x, y, sample_weight = pipelines.read_examples(x, y, sample_weight, "x", model, num_examples)
-    x2, y2, sample_weight2 = pipelines.read_examples(x2, y2, sample_weight2, "x2", model)
-    x, y, sample_weight = pipelines.preprocess(model, x, y, sample_weight, "x")
-    x2, y2, sample_weight2 = pipelines.preprocess(model, x2, y2, sample_weight2, "x2")
+    x, y, sample_weight = pipelines.examples(model, x, y, sample_weight, "x", num_examples)
+    x2, y2, sample_weight2 = pipelines.examples(model, x2, y2, sample_weight2, "x2")
     x = _validation.as_inputs(x, "x", model)
     _validation.check_lengths(x, y, "x", "y")
     if (x2 is None) != (y2 is None):
