@@ -244,10 +244,11 @@ def _factor_source(model, loss_fn, method) -> tuple[tiling.FactorSource, str]:
             "oneDNN enabled (see BUILD_NOTES.md); use method='auto' or 'jacobian', or set "
             "TF_ENABLE_ONEDNN_OPTS=0 before importing TensorFlow."
         )
-    if method == "jacobian" and jacobian_unsafe_layers(model):
+    grouped = jacobian_unsafe_layers(model) if method == "jacobian" else []
+    if grouped:
         raise ValueError(
             f"method: 'jacobian' gives wrong per-example gradients through the grouped "
-            f"convolution layer(s) {jacobian_unsafe_layers(model)} (TensorFlow's tape.jacobian "
+            f"convolution layer(s) {grouped} (TensorFlow's tape.jacobian "
             "through a grouped convolution); use method='auto' (exact there), 'ghost' or "
             "'vmap'.")
     if method in ("vmap", "jacobian"):
